@@ -1,0 +1,77 @@
+"""Reading a source file: bytes to text, with a diagnostic instead of a crash.
+
+The text handed to the parser has no BOM and keeps its line ends; lark counts
+lines on ``\\n`` so CRLF files get the same line numbers as LF files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cadence import codes
+from cadence.diagnostics import Diagnostic
+from cadence.span import point
+
+MAX_SOURCE_BYTES = 5 * 1024 * 1024
+"""Campaign files are kilobytes; refusing huge inputs keeps every command bounded."""
+
+BOM = "\ufeff"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A decoded source file. ``text`` is ``None`` when it could not be decoded."""
+
+    path: str
+    text: str | None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    _lines: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def line(self, number: int) -> str:
+        """Line ``number`` (1-based) without its line end; empty past the end."""
+        if self.text is None:
+            return ""
+        if not self._lines:
+            self._lines.extend(self.text.replace("\r\n", "\n").split("\n"))
+        if 1 <= number <= len(self._lines):
+            return self._lines[number - 1]
+        return ""
+
+
+def read_source(path: str | Path) -> Source:
+    """Read and decode ``path``. Raises :class:`OSError` when it cannot be read."""
+    data = Path(path).read_bytes()
+    return decode_source(data, str(path))
+
+
+def decode_source(data: bytes, path: str) -> Source:
+    """Decode UTF-8 bytes (an optional BOM is dropped); bad bytes become a diagnostic."""
+    if len(data) > MAX_SOURCE_BYTES:
+        size = len(data) / (1024 * 1024)
+        limit = MAX_SOURCE_BYTES // (1024 * 1024)
+        message = f"the file is {size:.1f} MiB; a campaign file may be at most {limit} MiB"
+        return Source(path, None, (codes.P002.at(point(path, 1, 1, 0), message),))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Source(path, None, (_not_utf8(data, error, path),))
+    return source_from_text(text, path)
+
+
+def source_from_text(text: str, path: str) -> Source:
+    if text.startswith(BOM):
+        text = text[len(BOM) :]
+    return Source(path, text)
+
+
+def _not_utf8(data: bytes, error: UnicodeDecodeError, path: str) -> Diagnostic:
+    good = data[: error.start].decode("utf-8", errors="replace")
+    line = good.count("\n") + 1
+    column = len(good) - (good.rfind("\n") + 1) + 1
+    byte = data[error.start]
+    return codes.P001.at(
+        point(path, line, column),
+        f"the file is not UTF-8 text: byte 0x{byte:02x} cannot start or continue a character",
+        help="save the file as UTF-8 (most editors offer it in 'Save with encoding')",
+    )

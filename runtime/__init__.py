@@ -1,0 +1,1 @@
+"""The runtime: calendar, planner, engine, store and dispatch. It never imports lark."""
