@@ -27,7 +27,7 @@ class Code:
         help: str | None = None,
         related: tuple[Related, ...] = (),
     ) -> Diagnostic:
-        return Diagnostic.model_construct(
+        return Diagnostic(
             code=self.id,
             severity=self.severity,
             message=message,

@@ -32,7 +32,7 @@ class Span(BaseModel):
         """The smallest span holding both ``self`` and ``other``."""
         start = min(self.start, other.start)
         end = max(self.end, other.end)
-        return Span.model_construct(
+        return Span(
             file=self.file, line=start[0], column=start[1], end_line=end[0], end_column=end[1]
         )
 
@@ -42,6 +42,4 @@ class Span(BaseModel):
 
 def point(file: str, line: int, column: int, width: int = 1) -> Span:
     """A span on one line, ``width`` characters wide (0 for a caret between characters)."""
-    return Span.model_construct(
-        file=file, line=line, column=column, end_line=line, end_column=column + width
-    )
+    return Span(file=file, line=line, column=column, end_line=line, end_column=column + width)

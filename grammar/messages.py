@@ -136,7 +136,10 @@ def suggest(token: Token, expected: Iterable[str]) -> str | None:
     """The keyword the author probably meant, as it should be written."""
     if token.type not in {"IDENT"} and not is_keyword(token.type):
         return None
-    word = str(token)
+    return suggest_word(str(token), expected)
+
+
+def suggest_word(word: str, expected: Iterable[str]) -> str | None:
     keywords = {t for t in expected if is_keyword(t)}
     if not keywords:
         return None

@@ -127,7 +127,7 @@ def parse_source(source: Source) -> ParseResult:
 
 def _result(source: Source, campaign: ast.Campaign | None, context: ParseContext) -> ParseResult:
     comments = tuple(
-        ast.Comment.model_construct(span=token_span(context.file, token), text=str(token).rstrip())
+        ast.Comment(span=token_span(context.file, token), text=str(token).rstrip())
         for _, token in sorted(context.comments.items())
     )
     return ParseResult(source, campaign, comments, tuple(sort_diagnostics(context.diagnostics)))

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from lark import Lark, Token, UnexpectedCharacters, UnexpectedToken
+from lark.lexer import ContextualLexer
 from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 from cadence import codes
@@ -71,7 +72,6 @@ class _Recovery:
     stopped: bool = False
     swallowed: bool = False
     result: ast.Campaign | None = None
-    last_bad_char: Diagnostic | None = None
 
     def __post_init__(self) -> None:
         self.interactive = self.parser.parse_interactive(self.text)
@@ -89,18 +89,28 @@ class _Recovery:
         return None if self.stopped else self.result
 
     def _tokens(self) -> Iterator[Token]:
-        lexer = self.interactive.lexer_thread
+        """Lex as lark's contextual lexer does, but while tokens are being
+        dropped use the lexer of all terminals: it never fails on a token
+        that exists elsewhere, so skipping costs no exception per token."""
+        thread = self.interactive.lexer_thread
+        contextual = thread.lexer
+        assert isinstance(contextual, ContextualLexer) and thread.state is not None
+        lexer_state, root = thread.state, contextual.root_lexer
         while True:
+            skipping = self.recovering or self.skip_depth
+            lexer = root if skipping else contextual.lexers[self.state.position]
             try:
-                yield from lexer.lex(self.state)  # type: ignore[no-untyped-call]
+                yield lexer.next_token(lexer_state, self.state)
+            except EOFError:
                 return
             except UnexpectedCharacters as error:
-                replacement = self._bad_characters(error)
-                if replacement is not None:
-                    yield replacement
-            except UnexpectedToken as error:
-                # The contextual lexer read a token that exists, but not here.
-                yield error.token
+                try:
+                    # A token that exists, but not here: the parser reports it.
+                    yield root.next_token(lexer_state, self.state)
+                except UnexpectedCharacters:
+                    replacement = self._bad_characters(error)
+                    if replacement is not None:
+                        yield replacement
 
     def _take(self, token: Token) -> None:
         if self.skip_depth and not self._skipping(token):
@@ -271,12 +281,20 @@ class _Recovery:
                 help="move this setting above the first `day`",
             )
         message = f"expected {messages.describe_expected(expected)}, found {found}"
-        help = _help(token, expected)
+        help = _help(token, expected, self.recent)
         if help is None:
             outer = messages.suggest(token, self._expected_outside())
             if outer is not None:
                 help = f"did you mean `{outer}`? If so, a `}}` is missing before it"
         return codes.P020.at(span, message, help=help)
+
+    def _expected_at_checkpoint(self) -> set[str]:
+        """What the statement being read could have started with."""
+        now = self._snapshot()
+        self._restore(self.checkpoint)
+        expected = self._expected()
+        self._restore(now)
+        return expected
 
     def _expected_outside(self) -> set[str]:
         """What the enclosing blocks would take, were the open ones closed."""
@@ -296,6 +314,7 @@ class _Recovery:
         assert lexer_state is not None  # parse_interactive was given the text
         line_counter = lexer_state.line_ctr
         start = line_counter.char_pos
+        replacement: tuple[str, str] | None = None
         line, column = line_counter.line, line_counter.column
         if self.text.startswith('"""', start):
             end = len(self.text)
@@ -318,41 +337,54 @@ class _Recovery:
                 )
             )
             replacement = ("STRING", self.text[start:end] + '"')
+        elif _is_foreign_letter(self.text[start]):
+            end = _word_end(self.text, start)
+            word = self.text[start:end]
+            self._report(
+                codes.P010.at(
+                    point(self.context.file, line, column, end - start),
+                    f"`{word}` is not a name: names are ASCII",
+                    help="names use A–Z, a–z, digits, `_` and `-`; any text may go in a string",
+                )
+            )
+            replacement = ("IDENT", word) if "IDENT" in self._expected() else None
         else:
-            end = start + 1
-            self._bad_character(line, column, self.text[start])
-            replacement = None
+            end = _junk_end(self.text, start)
+            self._bad_characters_run(line, column, self.text[start:end])
         line_counter.feed(self.text[start:end])
         if replacement is None:
             return None
         kind, value = replacement
         return Token(kind, value, start, line, column, line_counter.line, line_counter.column, end)
 
-    def _bad_character(self, line: int, column: int, char: str) -> None:
-        last = self.last_bad_char
-        shown = char if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
-        if last is not None and last.span.end == (line, column) and last is self._last_reported():
-            # A run of bad characters is one mistake: widen the last diagnostic.
-            widened = last.span.cover(point(self.context.file, line, column))
-            text = self.text_of(widened)
-            merged = codes.P010.at(widened, f"unexpected characters `{text}`", help=last.help)
-            self.context.diagnostics[-1] = merged
-            self.last_bad_char = merged
-            return
-        diagnostic = codes.P010.at(
-            point(self.context.file, line, column),
-            f"unexpected character `{shown}`",
-            help="names are letters, digits, `_` and `-`; text goes in quotes",
+    def _bad_characters_run(self, line: int, column: int, run: str) -> None:
+        span = point(self.context.file, line, column, len(run))
+        if run in ("-", "_"):
+            word = _word_around(self.text, self.interactive_position())
+            guess = messages.suggest_word(word, self._expected_at_checkpoint())
+            if guess is not None:
+                self._report(
+                    codes.P010.at(
+                        span, f"unexpected character `{run}`", help=f"did you mean `{guess}`?"
+                    )
+                )
+                return
+        shown = "".join(c if c.isprintable() else f"U+{ord(c):04X}" for c in run[:20])
+        if len(run) > 20:
+            shown += "…"
+        plural = "s" if len(run) > 1 else ""
+        self._report(
+            codes.P010.at(
+                span,
+                f"unexpected character{plural} `{shown}`",
+                help="names are letters, digits, `_` and `-`; text goes in quotes",
+            )
         )
-        self._report(diagnostic)
-        self.last_bad_char = diagnostic
 
-    def text_of(self, span: Span) -> str:
-        line_text = self.text.replace("\r\n", "\n").split("\n")[span.line - 1]
-        return line_text[span.column - 1 : span.end_column - 1]
-
-    def _last_reported(self) -> Diagnostic | None:
-        return self.context.diagnostics[-1] if self.context.diagnostics else None
+    def interactive_position(self) -> int:
+        lexer_state = self.interactive.lexer_thread.state
+        assert lexer_state is not None
+        return lexer_state.line_ctr.char_pos
 
     def _report(self, diagnostic: Diagnostic) -> None:
         if self.stopped:
@@ -380,7 +412,7 @@ class _Recovery:
         end_column = token.end_column or column
         if (end_line, end_column) == (line, column):
             end_column = column + 1  # a zero-width token still gets a caret
-        return Span.model_construct(
+        return Span(
             file=self.context.file,
             line=line,
             column=column,
@@ -418,6 +450,39 @@ def _owner(recent: list[Token]) -> str:
     return "this block"
 
 
+def _is_foreign_letter(char: str) -> bool:
+    return not char.isascii() and (char.isalpha() or char.isdigit())
+
+
+def _junk_end(text: str, start: int) -> int:
+    """The end of a run of characters no token starts with (one error for the run)."""
+    end = start + 1
+    while end < len(text) and _is_junk(text[end]):
+        end += 1
+    return end
+
+
+def _is_junk(char: str) -> bool:
+    if char.isspace() or _is_foreign_letter(char):
+        return False
+    return not (char.isascii() and (char.isalnum() or char in '_"#{},'))
+
+
+def _word_end(text: str, start: int) -> int:
+    end = start
+    while end < len(text) and (text[end].isalnum() or text[end] in "_-"):
+        end += 1
+    return end
+
+
+def _word_around(text: str, at: int) -> str:
+    """The word-like run of characters (letters, digits, `_`, `-`) holding ``at``."""
+    start = at
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-"):
+        start -= 1
+    return text[start : _word_end(text, at)]
+
+
 def _line_end(text: str, start: int) -> int:
     end = text.find("\n", start)
     if end == -1:
@@ -425,10 +490,14 @@ def _line_end(text: str, start: int) -> int:
     return end - 1 if end > start and text[end - 1] == "\r" else end
 
 
-def _help(token: Token, expected: set[str]) -> str | None:
+def _help(token: Token, expected: set[str], recent: list[Token]) -> str | None:
     guess = messages.suggest(token, expected)
     if guess is not None:
         return f"did you mean `{guess}`?"
+    if expected == {"STRING"} and recent and recent[-1].type == "CAMPAIGN":
+        return 'name the campaign in quotes: `campaign "Q1 Outbound" {`'
+    if expected == {"STRING"}:
+        return 'write it in double quotes: `"..."`'
     if token.type == "STRING" and "IDENT" in expected:
         return f"names are written without quotes: {str(token)[1:-1] or 'name'}"
     if "TIME" in expected:

@@ -69,7 +69,7 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
     def _span(self, first: Child, last: Child) -> Span:
         line, column = _start(first)
         end_line, end_column = _end(last)
-        return Span.model_construct(
+        return Span(
             file=self.context.file,
             line=line,
             column=column,
@@ -105,26 +105,24 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
 
     def inline_text(self, children: list[Token]) -> ast.Text:
         token = children[0]
-        return ast.Text.model_construct(
+        return ast.Text(
             span=self._span(token, token), form="inline", value=self._inline_value(token)
         )
 
     def block_text(self, children: list[Token]) -> ast.Text:
         token = children[0]
         self._check_escapes(token)
-        return ast.Text.model_construct(
-            span=self._span(token, token), form="block", value=decode_block(str(token))
-        )
+        return ast.Text(span=self._span(token, token), form="block", value=decode_block(str(token)))
 
     def template_text(self, children: list[Token]) -> ast.Text:
-        return ast.Text.model_construct(
+        return ast.Text(
             span=self._span_of(children),
             form="template",
             value=self._inline_value(children[1]),
         )
 
     def _name(self, token: Token) -> ast.Name:
-        return ast.Name.model_construct(span=self._span(token, token), value=str(token))
+        return ast.Name(span=self._span(token, token), value=str(token))
 
     def _string(self, token: Token) -> ast.Text:
         return self.inline_text([token])
@@ -135,7 +133,7 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
 
     def campaign(self, children: list[Child]) -> ast.Campaign:
         body = children[3:-1]
-        return ast.Campaign.model_construct(
+        return ast.Campaign(
             span=self._span_of(children),
             name=self._string(children[1]),
             settings=tuple(item for item in body if not isinstance(item, ast.Day)),
@@ -143,22 +141,20 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
         )
 
     def timezone(self, children: list[Token]) -> ast.Timezone:
-        return ast.Timezone.model_construct(
+        return ast.Timezone(
             span=self._span_of(children), zone=self._string(children[1]), recipient=False
         )
 
     def timezone_recipient(self, children: list[Token]) -> ast.Timezone:
-        return ast.Timezone.model_construct(
+        return ast.Timezone(
             span=self._span_of(children), zone=self._string(children[3]), recipient=True
         )
 
     def skip_weekends(self, children: list[Token]) -> ast.SkipWeekends:
-        return ast.SkipWeekends.model_construct(span=self._span_of(children))
+        return ast.SkipWeekends(span=self._span_of(children))
 
     def skip_holidays(self, children: list[Token]) -> ast.SkipHolidays:
-        return ast.SkipHolidays.model_construct(
-            span=self._span_of(children), country=self._string(children[2])
-        )
+        return ast.SkipHolidays(span=self._span_of(children), country=self._string(children[2]))
 
     def reply_end(self, children: list[Token]) -> _Word:
         return _Word("end", children[0], children[-1])
@@ -177,26 +173,26 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
 
     def on_reply(self, children: list[Child]) -> ast.OnReply:
         word: _Word = children[2]
-        return ast.OnReply.model_construct(
+        return ast.OnReply(
             span=self._span(children[0], word.last),
             action=cast(ast.ReplyAction, word.value),
         )
 
     def on_bounce(self, children: list[Child]) -> ast.OnBounce:
         word: _Word = children[2]
-        return ast.OnBounce.model_construct(
+        return ast.OnBounce(
             span=self._span(children[0], word.last),
             action=cast(ast.BounceAction, word.value),
         )
 
     def requires(self, children: list[Token]) -> ast.Requires:
         fields = tuple(self._name(t) for t in children[1:] if t.type == "IDENT")
-        return ast.Requires.model_construct(span=self._span_of(children), fields=fields)
+        return ast.Requires(span=self._span_of(children), fields=fields)
 
     # ---- days and steps -----------------------------------------------------------
     def day(self, children: list[Child]) -> ast.Day:
         number = children[1]
-        return ast.Day.model_construct(
+        return ast.Day(
             span=self._span_of(children),
             number=int(number),
             number_span=self._span(number, number),
@@ -204,66 +200,64 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
         )
 
     def email(self, children: list[Child]) -> ast.EmailStep:
-        return ast.EmailStep.model_construct(
+        return ast.EmailStep(
             span=self._span_of(children), name=self._name(children[1]), items=tuple(children[3:-1])
         )
 
     def call(self, children: list[Child]) -> ast.CallStep:
-        return ast.CallStep.model_construct(
+        return ast.CallStep(
             span=self._span_of(children), name=self._name(children[1]), items=tuple(children[3:-1])
         )
 
     def inmail(self, children: list[Child]) -> ast.InmailStep:
-        return ast.InmailStep.model_construct(
+        return ast.InmailStep(
             span=self._span_of(children), name=self._name(children[1]), items=tuple(children[3:-1])
         )
 
     def custom(self, children: list[Child]) -> ast.CustomStep:
-        return ast.CustomStep.model_construct(
+        return ast.CustomStep(
             span=self._span_of(children), name=self._name(children[1]), items=tuple(children[3:-1])
         )
 
     # ---- step properties ---------------------------------------------------------
     def send_choose(self, children: list[Token]) -> ast.SendChoose:
-        return ast.SendChoose.model_construct(span=self._span_of(children))
+        return ast.SendChoose(span=self._span_of(children))
 
     def send_at(self, children: list[Token]) -> ast.SendAt:
         token = children[2]
         hour, minute = str(token).split(":")
-        time = ast.TimeOfDay.model_construct(
-            span=self._span(token, token), hour=int(hour), minute=int(minute)
-        )
-        return ast.SendAt.model_construct(span=self._span_of(children), time=time)
+        time = ast.TimeOfDay(span=self._span(token, token), hour=int(hour), minute=int(minute))
+        return ast.SendAt(span=self._span_of(children), time=time)
 
     def send_task(self, children: list[Token]) -> ast.SendTask:
-        return ast.SendTask.model_construct(span=self._span_of(children))
+        return ast.SendTask(span=self._span_of(children))
 
     def send_with_previous(self, children: list[Token]) -> ast.SendWithPrevious:
-        return ast.SendWithPrevious.model_construct(span=self._span_of(children))
+        return ast.SendWithPrevious(span=self._span_of(children))
 
     def follow_up(self, children: list[Token]) -> ast.FollowUp:
-        return ast.FollowUp.model_construct(span=self._span_of(children))
+        return ast.FollowUp(span=self._span_of(children))
 
     def subject(self, children: list[Child]) -> ast.Subject:
-        return ast.Subject.model_construct(span=self._span_of(children), text=children[1])
+        return ast.Subject(span=self._span_of(children), text=children[1])
 
     def body(self, children: list[Child]) -> ast.Body:
-        return ast.Body.model_construct(span=self._span_of(children), text=children[1])
+        return ast.Body(span=self._span_of(children), text=children[1])
 
     def notes(self, children: list[Child]) -> ast.Notes:
-        return ast.Notes.model_construct(span=self._span_of(children), text=children[1])
+        return ast.Notes(span=self._span_of(children), text=children[1])
 
     def message(self, children: list[Child]) -> ast.Message:
-        return ast.Message.model_construct(span=self._span_of(children), text=children[1])
+        return ast.Message(span=self._span_of(children), text=children[1])
 
     def title(self, children: list[Child]) -> ast.Title:
-        return ast.Title.model_construct(span=self._span_of(children), text=children[1])
+        return ast.Title(span=self._span_of(children), text=children[1])
 
 
 def token_span(file: str, token: Token) -> Span:
     """The span of one token (lark leaves positions ``None`` only on tokens it
     did not lex, and every token here was lexed)."""
-    return Span.model_construct(
+    return Span(
         file=file,
         line=token.line or 1,
         column=token.column or 1,

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# The parser cache goes to a folder of the test run's own, never the user's.
+os.environ.setdefault("CADENCE_CACHE_DIR", tempfile.mkdtemp(prefix="cadence-test-cache-"))
+os.environ.pop("NO_COLOR", None)
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+CASES = Path(__file__).resolve().parent / "cases"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite the expected files of golden tests from the current output",
+    )
+
+
+@pytest.fixture
+def update_goldens(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-goldens"))
+
+
+def example_files() -> list[Path]:
+    return sorted(EXAMPLES.glob("*.campaign"))
