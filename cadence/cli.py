@@ -131,7 +131,7 @@ def fmt(files: tuple[str, ...], check_only: bool, diff: bool, color: str) -> Non
         run.report(result.diagnostics)
         if not result.ok or result.campaign is None or source.text is None:
             continue
-        formatted = format_campaign(result.campaign, result.comments)
+        formatted = format_campaign(result.campaign, result.comments, result.source.text)
         if path == "-" and not (check_only or diff):
             click.echo(formatted, nl=False)
             continue

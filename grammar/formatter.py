@@ -41,10 +41,29 @@ class _Item:
     leading: list[ast.Comment] = field(default_factory=list)
 
 
-def format_campaign(campaign: ast.Campaign, comments: Sequence[ast.Comment] = ()) -> str:
+def format_campaign(
+    campaign: ast.Campaign, comments: Sequence[ast.Comment] = (), source: str | None = None
+) -> str:
+    """The canonical text of ``campaign``. ``source``, the text it was parsed
+    from, tells where the author left blank lines (without it, any gap between
+    two statements counts as one)."""
     items = _Layout().campaign(campaign)
     tail = _attach_comments(items, sorted(comments, key=lambda c: c.span.start))
-    return _emit(items, tail)
+    return _emit(items, tail, _BlankLines(source))
+
+
+class _BlankLines:
+    def __init__(self, source: str | None) -> None:
+        self.lines: frozenset[int] | None = None
+        if source is not None:
+            numbered = enumerate(source.replace("\r\n", "\n").split("\n"), start=1)
+            self.lines = frozenset(n for n, line in numbered if not line.strip())
+
+    def between(self, above: int, below: int) -> bool:
+        """Whether the author left a blank line between lines ``above`` and ``below``."""
+        if self.lines is None:
+            return below - above >= 2
+        return any(n in self.lines for n in range(above + 1, below))
 
 
 # ---- the statements, in source order ------------------------------------------------
@@ -196,24 +215,24 @@ def _trailed_item(items: list[_Item], at: Position) -> _Item | None:
 # ---- output -------------------------------------------------------------------------
 
 
-def _emit(items: list[_Item], tail: list[ast.Comment]) -> str:
+def _emit(items: list[_Item], tail: list[ast.Comment], blanks: _BlankLines) -> str:
     out: list[str] = []
     previous: _Item | None = None
-    for item in items:
-        comment_depth = item.depth + 1 if item.kind == "close" else item.depth
-        group = [_comment_item(c, comment_depth) for c in item.leading] + [item]
-        for position, part in enumerate(group):
-            force = item.force_blank and position == 0
-            if _blank_between(previous, part, force, closing=part is item and item.kind == "close"):
-                out.append("")
-            out.extend(_render(part))
-            previous = part
-    for comment in tail:
-        part = _comment_item(comment, 0)
-        if _blank_between(previous, part, False, closing=False):
+
+    def put(part: _Item, force: bool = False) -> None:
+        nonlocal previous
+        if _blank_between(previous, part, blanks, force):
             out.append("")
         out.extend(_render(part))
         previous = part
+
+    for item in items:
+        comment_depth = item.depth + 1 if item.kind == "close" else item.depth
+        leading = [_comment_item(c, comment_depth) for c in item.leading]
+        for position, part in enumerate([*leading, item]):
+            put(part, force=item.force_blank and position == 0)
+    for comment in tail:
+        put(_comment_item(comment, 0))
     return "\n".join(out) + "\n"
 
 
@@ -221,12 +240,12 @@ def _comment_item(comment: ast.Comment, depth: int) -> _Item:
     return _Item("comment", depth, [comment.text], comment.span.start, comment.span.end)
 
 
-def _blank_between(previous: _Item | None, item: _Item, force: bool, closing: bool) -> bool:
-    if previous is None or previous.kind == "open" or closing:
+def _blank_between(previous: _Item | None, item: _Item, blanks: _BlankLines, force: bool) -> bool:
+    """One blank line where the author left any (or a day begins), none just
+    inside braces."""
+    if previous is None or previous.kind == "open" or item.kind == "close":
         return False
-    if force:
-        return True
-    return item.start[0] - previous.end[0] >= 2
+    return force or blanks.between(previous.end[0], item.start[0])
 
 
 def _render(item: _Item) -> list[str]:

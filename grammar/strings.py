@@ -85,13 +85,41 @@ def encode_block(value: str, indent: str) -> list[str]:
     """The lines of a ``\"\"\"`` block whose value is ``value``.
 
     The first line is the opening quotes; the content is indented by
-    ``indent`` and the closing quotes stand alone at ``indent``.
+    ``indent`` and the closing quotes stand alone at ``indent``. Where a real
+    line break would be lost to the dedent rules (a whitespace-only line, or
+    no line left to set the margin), the break is written as an escaped ``\\n``.
     """
+    physical = _physical_lines(value.split("\n"))
     lines = ['"""']
-    for line in value.split("\n"):
-        lines.append(indent + _escape_block_line(line) if line else "")
+    lines.extend(indent + line if line else "" for line in physical)
     lines.append(indent + '"""')
     return lines
+
+
+def _physical_lines(lines: list[str]) -> list[str]:
+    """Escaped source lines for the value's ``lines``, joined with ``\\n``
+    where a line on its own would not read back as itself."""
+    out: list[tuple[str, str]] = []  # (raw text, escaped text)
+    for line in lines:
+        escaped = _escape_block_line(line)
+        if out and (_only_spaces(line) or _only_spaces(out[-1][0])):
+            raw, text = out[-1]
+            out[-1] = (raw + "\n" + line, text + "\\n" + escaped)
+        else:
+            out.append((line, escaped))
+    texts = [text for _, text in out]
+    if any(texts) and all(text[0] in " \t" for text in texts if text):
+        # Every line is indented, so the dedent would take that indent away:
+        # start a line with an escaped break instead, which sets the margin.
+        for i in range(len(texts) - 1):
+            if texts[i] == "":
+                texts[i : i + 2] = ["\\n" + texts[i + 1]]
+                break
+    return texts
+
+
+def _only_spaces(line: str) -> bool:
+    return line != "" and line.strip(" \t") == ""
 
 
 def _escape_block_line(line: str) -> str:
