@@ -56,7 +56,9 @@ class _Run:
         if not diagnostics:
             return
         self.diagnostics.extend(diagnostics)
-        click.echo(render_text(diagnostics, self.sources.get, color=self.color), err=True, nl=False)
+        text = render_text(diagnostics, self.sources.get, color=self.color)
+        # click strips ANSI codes off a non-terminal unless told the colour is wanted.
+        click.echo(text, err=True, nl=False, color=self.color)
         if has_errors(diagnostics):
             self.fail(EXIT_FINDINGS)
 

@@ -1,0 +1,169 @@
+"""The command line: exit codes, streams, and files never left half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cadence.cli import cli
+from cadence.grammar import ast
+from tests.conftest import CASES, EXAMPLES
+
+EXAMPLE = EXAMPLES / "q1-outbound.campaign"
+MESSY = CASES / "fmt" / "messy-layout.campaign"
+BROKEN = CASES / "parse" / "misspelled-property.campaign"
+
+
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin, env=env, catch_exceptions=False)
+
+
+def copy(tmp_path: Path, source: Path) -> Path:
+    target = tmp_path / source.name
+    shutil.copyfile(source, target)
+    return target
+
+
+def test_check_clean_file_exits_0() -> None:
+    result = run("check", str(EXAMPLE))
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "no problems in 1 file" in result.stderr
+
+
+def test_check_file_with_errors_exits_1_and_renders_them_on_stderr() -> None:
+    result = run("check", "--color", "never", str(BROKEN))
+    assert result.exit_code == 1
+    assert f"{BROKEN}:4:7: P020 error: expected `send`" in result.stderr
+    assert "= help: did you mean `send`?" in result.stderr
+    assert "1 error in 1 file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_missing_file_exits_2_with_one_line() -> None:
+    result = run("check", "no/such.campaign")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "cadence: error: cannot read no/such.campaign: No such file or directory"
+    )
+
+
+def test_check_directory_exits_2(tmp_path: Path) -> None:
+    result = run("check", str(tmp_path))
+    assert result.exit_code == 2
+    assert "cannot read" in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("check").exit_code == 2
+    assert run("check", "--bogus", str(EXAMPLE)).exit_code == 2
+    assert run("nonsense").exit_code == 2
+
+
+def test_io_error_outranks_findings_but_every_file_is_checked() -> None:
+    result = run("check", "--color", "never", str(BROKEN), "missing.campaign", str(EXAMPLE))
+    assert result.exit_code == 2
+    assert "P020" in result.stderr and "cannot read missing.campaign" in result.stderr
+    assert "1 error in 2 files" in result.stderr
+
+
+def test_colour_only_when_asked_or_on_a_terminal() -> None:
+    assert "\033[" in run("check", "--color", "always", str(BROKEN)).stderr
+    assert "\033[" not in run("check", str(BROKEN)).stderr  # not a TTY
+    assert "\033[" not in run("check", str(BROKEN), env={"NO_COLOR": "1"}).stderr
+
+
+def test_fmt_check_passes_on_the_examples() -> None:
+    result = run("fmt", "--check", *map(str, sorted(EXAMPLES.glob("*.campaign"))))
+    assert result.exit_code == 0, result.output
+
+
+def test_fmt_check_lists_files_that_would_change_and_changes_nothing(tmp_path: Path) -> None:
+    messy = copy(tmp_path, MESSY)
+    before = messy.read_bytes()
+    result = run("fmt", "--check", str(messy), str(EXAMPLE))
+    assert result.exit_code == 1
+    assert result.stdout == f"would reformat {messy}\n"
+    assert messy.read_bytes() == before
+
+
+def test_fmt_diff_prints_a_unified_diff_and_changes_nothing(tmp_path: Path) -> None:
+    messy = copy(tmp_path, MESSY)
+    before = messy.read_bytes()
+    result = run("fmt", "--diff", str(messy))
+    assert result.exit_code == 1
+    assert result.stdout.startswith(f"--- {messy} (original)\n+++ {messy} (formatted)\n@@ ")
+    assert '+campaign "Messy" {  # after open' in result.stdout
+    assert messy.read_bytes() == before
+
+
+def test_fmt_rewrites_in_place_keeping_the_mode(tmp_path: Path) -> None:
+    messy = copy(tmp_path, MESSY)
+    messy.chmod(0o640)
+    result = run("fmt", str(messy))
+    assert result.exit_code == 0
+    assert "reformatted 1 file" in result.stderr
+    expected = (CASES / "fmt" / "messy-layout.expected").read_text(encoding="utf-8")
+    assert messy.read_text(encoding="utf-8") == expected
+    assert stat.S_IMODE(messy.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == [messy.name]  # no temp file left
+    assert run("fmt", "--check", str(messy)).exit_code == 0
+
+
+def test_fmt_normalises_crlf_and_bom(tmp_path: Path) -> None:
+    for name in ("crlf-line-ends.campaign", "bom-and-no-final-newline.campaign"):
+        path = copy(tmp_path, CASES / "fmt" / name)
+        assert run("fmt", "--check", str(path)).exit_code == 1
+        assert run("fmt", str(path)).exit_code == 0
+        data = path.read_bytes()
+        assert b"\r" not in data and not data.startswith(b"\xef\xbb\xbf")
+
+
+def test_fmt_leaves_a_file_with_syntax_errors_untouched(tmp_path: Path) -> None:
+    broken = copy(tmp_path, BROKEN)
+    before = broken.read_bytes()
+    result = run("fmt", str(broken))
+    assert result.exit_code == 1
+    assert "P020" in result.stderr
+    assert broken.read_bytes() == before
+
+
+def test_fmt_failing_to_write_keeps_the_original(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messy = copy(tmp_path, MESSY)
+    before = messy.read_bytes()
+
+    def refuse(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    result = run("fmt", str(messy))
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr and "No space left" in result.stderr
+    assert messy.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [messy.name]
+
+
+def test_fmt_reads_stdin_and_writes_stdout() -> None:
+    result = run("fmt", "-", stdin=MESSY.read_text(encoding="utf-8"))
+    assert result.exit_code == 0
+    assert result.stdout == (CASES / "fmt" / "messy-layout.expected").read_text(encoding="utf-8")
+
+
+def test_parse_prints_the_ast_as_json() -> None:
+    result = run("parse", str(EXAMPLE))
+    assert result.exit_code == 0
+    campaign = ast.Campaign.model_validate(json.loads(result.stdout))
+    assert campaign.name.value == "Q1 Outbound - VP Engineering"
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("cadence, version ")
