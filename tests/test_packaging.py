@@ -18,16 +18,19 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGES = ["cadence", "cadence.grammar", "cadence.compiler", "cadence.runtime"]
-PROBE = """
+PROBE = (
+    f"packages = {PACKAGES!r}\n"
+    + """
 import importlib.util, json, pathlib
 # find_spec imports only the parent packages, and cadence/__init__ imports
 # nothing, so this runs without the dependencies (installed with --no-deps).
-found = {name: importlib.util.find_spec(name).origin for name in %r}
+found = {name: importlib.util.find_spec(name).origin for name in packages}
 bare = [name for name in ("grammar", "compiler", "runtime") if importlib.util.find_spec(name)]
 folder = importlib.util.find_spec("cadence.grammar").submodule_search_locations[0]
 grammar = (pathlib.Path(folder) / "campaign.lark").is_file()
 print(json.dumps({"found": found, "bare": bare, "grammar": grammar}))
-""" % (PACKAGES,)
+"""
+)
 
 
 def project_copy(tmp_path: Path) -> Path:

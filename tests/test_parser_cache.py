@@ -35,7 +35,9 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert parses(parser_module.build_parser())
 
 
-def test_unusable_cache_folder_means_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unusable_cache_folder_means_no_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv(parser_module.CACHE_ENV, str(blocker / "cache"))
@@ -51,7 +53,9 @@ def test_default_cache_is_the_user_cache_folder(monkeypatch: pytest.MonkeyPatch)
     assert package not in folder.resolve().parents
 
 
-def test_cache_name_changes_with_the_grammar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_name_changes_with_the_grammar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(parser_module.CACHE_ENV, str(tmp_path))
     assert parser_module.cache_file("a") != parser_module.cache_file("b")
 
