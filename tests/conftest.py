@@ -5,6 +5,16 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests are deterministic by default (the same examples every run, no
+# time limits: timing lives in benchmarks/). `--hypothesis-profile=explore`
+# searches fresh random examples, many more of them.
+settings.register_profile(
+    "default", max_examples=300, derandomize=True, deadline=None, print_blob=True
+)
+settings.register_profile("explore", max_examples=5000, deadline=None, print_blob=True)
+settings.load_profile("default")
 
 # The parser cache goes to a folder of the test run's own, never the user's.
 os.environ.setdefault("CADENCE_CACHE_DIR", tempfile.mkdtemp(prefix="cadence-test-cache-"))

@@ -37,13 +37,13 @@ def assert_only_diagnostics(result: ParseResult, text: str | None) -> None:
         assert diagnostic.message
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=400))
 def test_random_text_gives_only_diagnostics(text: str) -> None:
     assert_only_diagnostics(parse_text(text, "fuzz.campaign"), text)
 
 
-@settings(max_examples=300)
+@settings()
 @given(st.binary(max_size=400))
 def test_random_bytes_give_only_diagnostics(data: bytes) -> None:
     source = decode_source(data, "fuzz.campaign")
@@ -71,7 +71,7 @@ def mutated_examples(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_examples())
 def test_mutated_examples_give_only_diagnostics(text: str) -> None:
     assert_only_diagnostics(parse_text(text, "mutant.campaign"), text)

@@ -48,7 +48,7 @@ def test_formatter_golden(path: Path, update_goldens: bool) -> None:
     check_golden(path.with_suffix(".expected"), formatted, update_goldens)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(campaign_sources())
 def test_formatting_generated_campaigns_is_idempotent_and_keeps_the_ast(text: str) -> None:
     formatted = assert_formatting_keeps_meaning(text)
