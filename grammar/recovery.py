@@ -26,7 +26,7 @@ from lark.parsers.lalr_interactive_parser import InteractiveParser
 from cadence import codes
 from cadence.diagnostics import Diagnostic, Related
 from cadence.grammar import ast, messages
-from cadence.grammar.transformer import ParseContext
+from cadence.grammar.transformer import ParseContext, token_span
 from cadence.span import Span, point
 
 MAX_ERRORS = 50
@@ -406,19 +406,10 @@ class _Recovery:
         self.stopped = True
 
     def _span(self, token: Token) -> Span:
-        line = token.line or 1
-        column = token.column or 1
-        end_line = token.end_line or line
-        end_column = token.end_column or column
-        if (end_line, end_column) == (line, column):
-            end_column = column + 1  # a zero-width token still gets a caret
-        return Span(
-            file=self.context.file,
-            line=line,
-            column=column,
-            end_line=end_line,
-            end_column=end_column,
-        )
+        span = token_span(self.context.file, token)
+        if span.end == span.start:  # a zero-width (virtual or end-of-file) token
+            return point(span.file, span.line, span.column)
+        return span
 
     def _eof(self) -> Token:
         lines = self.text.split("\n")
