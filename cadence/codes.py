@@ -64,3 +64,46 @@ P022 = _code("P022", "unmatched-brace", ERROR, "a `}` with no `{` to close")
 P023 = _code("P023", "too-many-errors", INFO, "parsing stopped after many errors")
 P024 = _code("P024", "empty-file", ERROR, "the file holds no campaign")
 P025 = _code("P025", "nested-too-deep", ERROR, "braces nested deeper than the parser follows")
+
+# Compile: structure of the campaign.
+C001 = _code(
+    "C001", "choose-not-first", ERROR, "`send choose` on a step other than the first of day 1"
+)
+C002 = _code("C002", "follow-up-without-email", ERROR, "`follow up` not right after an email step")
+C003 = _code("C003", "with-previous-first-step", ERROR, "`send with previous` on the first step")
+C004 = _code(
+    "C004", "with-previous-no-email", ERROR, "`send with previous` with no email to align with"
+)
+C005 = _code(
+    "C005", "with-previous-day-one", WARNING, "`send with previous` on day 1 sends at the start"
+)
+C006 = _code(
+    "C006", "same-day-redirect", INFO, "same-day emails align with the previous day's email"
+)
+C007 = _code("C007", "anchor-is-task", INFO, "the email waits until a task email is sent")
+C008 = _code("C008", "duplicate-step", ERROR, "two steps with the same name")
+C009 = _code("C009", "day-order", ERROR, "days not in increasing order")
+C010 = _code("C010", "duplicate-day", ERROR, "the same day number twice")
+C011 = _code("C011", "empty-day", WARNING, "a day with no steps")
+C012 = _code("C012", "no-day-one", ERROR, "the campaign does not start on day 1")
+C013 = _code("C013", "missing-send-option", ERROR, "an email step without a send option")
+C014 = _code("C014", "missing-subject", ERROR, "an email step without a subject")
+C015 = _code("C015", "missing-body", ERROR, "an email step without a body")
+C016 = _code("C016", "repeated-setting", ERROR, "a setting given twice")
+C017 = _code("C017", "unknown-timezone", ERROR, "not an IANA time zone")
+C018 = _code("C018", "unknown-holiday-country", ERROR, "no public holidays known for that country")
+C019 = _code("C019", "time-out-of-range", ERROR, "a time of day outside 00:00-23:59")
+C020 = _code("C020", "template-not-found", ERROR, "a template file that cannot be read")
+C021 = _code("C021", "repeated-property", ERROR, "a step property given twice")
+C022 = _code(
+    "C022",
+    "missing-task-text",
+    ERROR,
+    "an InMail without a message or a custom task without a title",
+)
+C023 = _code("C023", "step-cycle", ERROR, "steps that align with each other in a cycle")
+C024 = _code("C024", "day-zero", ERROR, "a day number below 1")
+C025 = _code("C025", "no-steps", ERROR, "a campaign without any step")
+# Compile: templates.
+C030 = _code("C030", "template-syntax", ERROR, "a Jinja syntax error in a template")
+C031 = _code("C031", "unknown-template-name", ERROR, "a name a template may not use")

@@ -6,6 +6,7 @@ lines on ``\\n`` so CRLF files get the same line numbers as LF files.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class Source:
     path: str
     text: str | None
     diagnostics: tuple[Diagnostic, ...] = ()
+    sha256: str = ""
     _lines: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def line(self, number: int) -> str:
@@ -47,22 +49,25 @@ def read_source(path: str | Path) -> Source:
 
 def decode_source(data: bytes, path: str) -> Source:
     """Decode UTF-8 bytes (an optional BOM is dropped); bad bytes become a diagnostic."""
+    digest = hashlib.sha256(data).hexdigest()
     if len(data) > MAX_SOURCE_BYTES:
         size = len(data) / (1024 * 1024)
         limit = MAX_SOURCE_BYTES // (1024 * 1024)
         message = f"the file is {size:.1f} MiB; a campaign file may be at most {limit} MiB"
-        return Source(path, None, (codes.P002.at(point(path, 1, 1, 0), message),))
+        return Source(path, None, (codes.P002.at(point(path, 1, 1, 0), message),), digest)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        return Source(path, None, (_not_utf8(data, error, path),))
-    return source_from_text(text, path)
+        return Source(path, None, (_not_utf8(data, error, path),), digest)
+    return source_from_text(text, path, digest)
 
 
-def source_from_text(text: str, path: str) -> Source:
+def source_from_text(text: str, path: str, sha256: str | None = None) -> Source:
+    """A source from text already decoded (``sha256`` defaults to its UTF-8 bytes')."""
+    digest = sha256 or hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     if text.startswith(BOM):
         text = text[len(BOM) :]
-    return Source(path, text)
+    return Source(path, text, (), digest)
 
 
 def _not_utf8(data: bytes, error: UnicodeDecodeError, path: str) -> Diagnostic:

@@ -1,0 +1,123 @@
+"""The compile step, as a library: source in, diagnostics and IR out.
+
+Nothing here prints or exits; the CLI renders what it returns. The order is
+source → AST (stop at syntax errors: rules on a half-read file would mislead)
+→ steps and alignments → graph → rules and template checks → IR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+
+from cadence import __version__
+from cadence.compiler import ir
+from cadence.compiler.graph import StepGraph, build_graph, edges
+from cadence.compiler.rules import Context, check_rules
+from cadence.compiler.settings import check_settings, resolve_settings
+from cadence.compiler.steps import StepRef, alignments, flatten, send_option
+from cadence.compiler.templates import TemplateChecker, step_templates
+from cadence.compiler.timing import resolve_timings
+from cadence.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from cadence.grammar import ParseResult, ast, parse_source
+from cadence.source import Source, read_source, source_from_text
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """What compiling gives: diagnostics, and the IR and graph when there are no errors.
+
+    ``sources`` holds every file read (the campaign and its template files),
+    for rendering diagnostics with their source lines.
+    """
+
+    path: str
+    sources: Mapping[str, Source]
+    diagnostics: tuple[Diagnostic, ...]
+    ir: ir.Campaign | None = None
+    graph: StepGraph | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ir is not None and not has_errors(self.diagnostics)
+
+
+def compile_file(path: str | Path) -> CompileResult:
+    """Compile a file. Raises :class:`OSError` when it cannot be read at all."""
+    return compile_parsed(parse_source(read_source(path)))
+
+
+def compile_source(text: str, path: str = "<string>") -> CompileResult:
+    """Compile text; template paths are relative to ``path``'s folder."""
+    return compile_parsed(parse_source(source_from_text(text, path)))
+
+
+def compile_parsed(parsed: ParseResult) -> CompileResult:
+    source = parsed.source
+    sources = {source.path: source}
+    if not parsed.ok or parsed.campaign is None:
+        return CompileResult(source.path, sources, parsed.diagnostics)
+    campaign = parsed.campaign
+    refs = flatten(campaign)
+    aligned = alignments(refs)
+    timings = resolve_timings(refs, aligned)
+    graph = build_graph(refs, aligned)
+    settings = resolve_settings(campaign)
+
+    context = Context(campaign, refs, aligned, timings, graph)
+    found = [*check_settings(campaign), *check_rules(context)]
+    checker = TemplateChecker(source, settings.requires)
+    texts = {ref.index: _templates(checker, ref) for ref in refs}
+    sources.update(checker.sources)
+    diagnostics = tuple(sort_diagnostics([*found, *checker.diagnostics]))
+    if has_errors(diagnostics):
+        return CompileResult(source.path, sources, diagnostics, graph=graph)
+
+    fields = [*settings.requires, *sorted(checker.used_fields - set(settings.requires))]
+    compiled = ir.Campaign(
+        compiler=f"cadence {__version__}",
+        source=ir.SourceFile(path=PurePath(source.path).as_posix(), sha256=source.sha256),
+        name=campaign.name.value,
+        settings=settings,
+        person_fields=fields,
+        steps=[_step(refs, ref, timings.get(ref.index), texts[ref.index]) for ref in refs],
+        edges=edges(graph),
+    )
+    return CompileResult(source.path, sources, diagnostics, compiled, graph)
+
+
+def _templates(checker: TemplateChecker, ref: StepRef) -> dict[str, ir.Template]:
+    out = {}
+    for name, text in step_templates(ref.step):
+        template = checker.template(text)
+        if template is not None:
+            out[name] = template
+    return out
+
+
+_SEND_KINDS: dict[str, ir.SendKind] = {
+    "send_choose": "choose",
+    "send_at": "at",
+    "send_task": "task",
+    "send_with_previous": "with_previous",
+}
+
+
+def _step(
+    refs: list[StepRef], ref: StepRef, timing: ir.Timing | None, texts: dict[str, ir.Template]
+) -> ir.Step:
+    option = send_option(ref.step)
+    follow_up = isinstance(ref.step, ast.EmailStep) and ref.step.follow_up
+    return ir.Step(
+        id=ref.id,
+        kind=ref.step.kind,
+        day=ref.day,
+        index=ref.index,
+        send=_SEND_KINDS[option.kind] if option is not None else None,
+        timing=timing,
+        # The rules made sure a follow-up comes right after an email.
+        reply_to=refs[ref.index - 1].id if follow_up else None,
+        span=ref.step.span,
+        **texts,
+    )

@@ -1,0 +1,141 @@
+"""The IR: a compiled campaign as versioned JSON, the contract with the runtime.
+
+``cadence compile`` writes it, ``cadence schema`` prints its JSON Schema and
+the runtime loads it with :func:`load_ir` without importing lark. A change that
+breaks readers of version N is version N+1, with upgrade code for N here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cadence.span import Span
+
+SCHEMA_VERSION: Literal[1] = 1
+
+StepKind = Literal["email", "call", "inmail", "custom"]
+SendKind = Literal["choose", "at", "task", "with_previous"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceFile(_Model):
+    path: str
+    sha256: str
+
+
+class Settings(_Model):
+    timezone: str = "UTC"
+    timezone_from_recipient: bool = Field(
+        False, description="use the person's `timezone` field when valid, else `timezone`"
+    )
+    skip_weekends: bool = False
+    holidays: str | None = Field(None, description="country code of the holidays skipped")
+    on_reply: Literal["end", "end_success", "continue"] = "end"
+    on_bounce: Literal["remove", "continue"] = "remove"
+    requires: list[str] = []
+
+
+class Template(_Model):
+    """A template text: its Jinja source, and where it came from."""
+
+    source: str
+    origin: Literal["inline", "block", "file"]
+    path: str | None = Field(None, description="for origin `file`: relative to the campaign")
+    span: Span
+
+
+class Timing(_Model):
+    """When an email is sent (SPEC.md §4), resolved at compile time.
+
+    * ``start``: at the time of day of the enrollment's start instant (on day 1
+      that is the start instant itself);
+    * ``at``: at ``time`` on the step's day, the time set by step ``step``
+      (a launch override of ``step`` applies);
+    * ``task``: no automatic send: the email is a task;
+    * ``waits_for_task``: at the time of day at which the task email ``step``
+      is sent by a person; unknown until then.
+    """
+
+    kind: Literal["start", "at", "task", "waits_for_task"]
+    time: str | None = Field(None, description="HH:MM, for kind `at`")
+    step: str | None = Field(None, description="the step whose send option fixes the time")
+    via: list[str] = Field([], description="the `send with previous` chain, nearest first")
+    note: str | None = None
+
+
+class Step(_Model):
+    id: str
+    kind: StepKind
+    day: int
+    index: int = Field(description="position in campaign order, from 0")
+    send: SendKind | None = None
+    timing: Timing | None = None
+    reply_to: str | None = Field(None, description="for `follow up`: the step replied to")
+    subject: Template | None = None
+    body: Template | None = None
+    notes: Template | None = None
+    message: Template | None = None
+    title: Template | None = None
+    span: Span
+
+
+class Edge(_Model):
+    source: str
+    target: str
+    kind: Literal["next", "same_time", "reply_to"]
+
+
+class Campaign(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    compiler: str
+    source: SourceFile
+    name: str
+    settings: Settings
+    person_fields: list[str] = Field(
+        description="fields every enrolled person must have: `requires` and those templates use"
+    )
+    steps: list[Step]
+    edges: list[Edge]
+
+
+class IRError(ValueError):
+    """An IR file that cannot be used: not JSON, an unknown version, or invalid."""
+
+
+def dump_ir(campaign: Campaign) -> str:
+    """The IR as JSON text, byte for byte the same for the same campaign."""
+    return campaign.model_dump_json(indent=2) + "\n"
+
+
+def load_ir(text: str | bytes) -> Campaign:
+    try:
+        data: Any = json.loads(text)
+    except ValueError as error:
+        raise IRError(f"not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise IRError("not a compiled campaign: the JSON is not an object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise IRError(
+            f"IR schema_version {version!r} is not supported; "
+            f"this cadence reads version {SCHEMA_VERSION}: compile the campaign again"
+        )
+    try:
+        return Campaign.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise IRError(f"invalid IR at {where}: {first['msg']}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Campaign.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"cadence compiled campaign, schema version {SCHEMA_VERSION}"
+    return schema

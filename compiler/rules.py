@@ -1,0 +1,293 @@
+"""The placement and structure rules (SPEC.md §2, §4, §5): each a small function
+that looks at the campaign and yields diagnostics with a code from
+:mod:`cadence.codes`. :data:`RULES` lists them all, in the order they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from cadence import codes
+from cadence.compiler.graph import StepGraph, same_time_cycle
+from cadence.compiler.ir import Timing
+from cadence.compiler.steps import Alignment, StepRef, send_option
+from cadence.diagnostics import Diagnostic, Related
+from cadence.grammar import ast
+from cadence.span import Span
+
+
+@dataclass(frozen=True)
+class Context:
+    campaign: ast.Campaign
+    refs: list[StepRef]
+    aligned: dict[int, Alignment]
+    timings: dict[int, Timing]
+    graph: StepGraph
+
+
+Rule = Callable[[Context], Iterator[Diagnostic]]
+RULES: list[Rule] = []
+
+
+def rule(function: Rule) -> Rule:
+    RULES.append(function)
+    return function
+
+
+def check_rules(context: Context) -> list[Diagnostic]:
+    return [diagnostic for check in RULES for diagnostic in check(context)]
+
+
+# ---- days ----------------------------------------------------------------------
+
+
+@rule
+def days_in_order(context: Context) -> Iterator[Diagnostic]:
+    days = context.campaign.days
+    if not any(day.steps for day in days):
+        yield codes.C025.at(
+            context.campaign.name.span,
+            "the campaign has no steps",
+            help="add a day with a step: `day 1 { email intro { ... } }`",
+        )
+    if days and days[0].number > 1:
+        yield codes.C012.at(
+            days[0].number_span,
+            f"the campaign starts on day {days[0].number}, not day 1",
+            help="day numbers are positions in the campaign: the first day is `day 1`",
+        )
+    seen: dict[int, ast.Day] = {}
+    for before, day in zip([None, *days], days, strict=False):
+        if day.number < 1:
+            yield codes.C024.at(day.number_span, f"day {day.number}: days count from 1")
+        if day.number in seen:
+            first = seen[day.number]
+            yield codes.C010.at(
+                day.number_span,
+                f"day {day.number} is given twice",
+                help="put the steps of one day in one block",
+                related=(Related(message=f"day {day.number} first here", span=first.span),),
+            )
+        elif before is not None and day.number < before.number:
+            yield codes.C009.at(
+                day.number_span,
+                f"day {day.number} comes after day {before.number}",
+                help="write the days in increasing order",
+            )
+        seen.setdefault(day.number, day)
+        if not day.steps:
+            yield codes.C011.at(
+                day.span, f"day {day.number} has no steps", help="add a step or remove the day"
+            )
+
+
+# ---- steps ---------------------------------------------------------------------
+
+
+@rule
+def unique_step_names(context: Context) -> Iterator[Diagnostic]:
+    first: dict[str, StepRef] = {}
+    for ref in context.refs:
+        if ref.id in first:
+            yield codes.C008.at(
+                ref.step.name.span,
+                f"a step named `{ref.id}` already exists",
+                help="step names are ids in every output: give each step its own",
+                related=(
+                    Related(message=f"`{ref.id}` first here", span=first[ref.id].step.name.span),
+                ),
+            )
+        first.setdefault(ref.id, ref)
+
+
+_FAMILY = {
+    "send_choose": "send",
+    "send_at": "send",
+    "send_task": "send",
+    "send_with_previous": "send",
+}
+
+
+@rule
+def properties_once(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        seen: dict[str, ast.Node] = {}
+        for item in ref.step.items:
+            family = _FAMILY.get(item.kind, item.kind)
+            if family in seen:
+                name = "a send option" if family == "send" else f"`{family.replace('_', ' ')}`"
+                yield codes.C021.at(
+                    item.span,
+                    f"{ref.step.kind} `{ref.id}` has {name} twice",
+                    help="keep one",
+                    related=(Related(message="first here", span=seen[family].span),),
+                )
+            seen.setdefault(family, item)
+
+
+@rule
+def email_has_what_it_needs(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        step = ref.step
+        if not isinstance(step, ast.EmailStep):
+            continue
+        if step.send is None:
+            yield codes.C013.at(
+                step.name.span,
+                f"email `{ref.id}` has no send option",
+                help="add one of `send choose`, `send at HH:MM`, `send task`, `send with previous`",
+            )
+        if step.subject is None and not step.follow_up:
+            yield codes.C014.at(
+                step.name.span,
+                f"email `{ref.id}` has no subject",
+                help='add `subject "..."` (only a `follow up` may leave it out)',
+            )
+        if step.body is None:
+            yield codes.C015.at(
+                step.name.span,
+                f"email `{ref.id}` has no body",
+                help='add `body "..."` or `body template "file"`',
+            )
+
+
+@rule
+def tasks_have_text(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        step = ref.step
+        if isinstance(step, ast.InmailStep) and not step.items:
+            yield codes.C022.at(
+                step.name.span, f"inmail `{ref.id}` has no message", help='add `message "..."`'
+            )
+        if isinstance(step, ast.CustomStep) and not any(
+            isinstance(item, ast.Title) for item in step.items
+        ):
+            yield codes.C022.at(
+                step.name.span,
+                f"custom task `{ref.id}` has no title",
+                help='add `title "..."`: it is what the command center shows',
+            )
+
+
+# ---- send options ----------------------------------------------------------------
+
+
+@rule
+def choose_only_first(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        option = send_option(ref.step)
+        if isinstance(option, ast.SendChoose) and (ref.index != 0 or ref.day != 1):
+            yield codes.C001.at(
+                option.span,
+                "`send choose` is only offered on the first step of day 1",
+                help="use `send at HH:MM`, `send with previous` or `send task` here",
+            )
+
+
+@rule
+def times_in_range(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        option = send_option(ref.step)
+        if isinstance(option, ast.SendAt):
+            time = option.time
+            if time.hour > 23 or time.minute > 59:
+                yield codes.C019.at(
+                    time.span,
+                    f"`{time.hour:02d}:{time.minute:02d}` is not a time of day",
+                    help="times run from 00:00 to 23:59",
+                )
+
+
+@rule
+def with_previous_has_an_email(context: Context) -> Iterator[Diagnostic]:
+    for index, alignment in context.aligned.items():
+        ref = context.refs[index]
+        span = _send_span(ref)
+        if alignment.problem == "first_step":
+            yield codes.C003.at(
+                span,
+                "`send with previous` on the first step of the campaign: there is no "
+                "previous email",
+                help="use `send choose`, `send at HH:MM` or `send task`",
+            )
+        elif alignment.problem == "no_email":
+            yield codes.C004.at(
+                span,
+                f"`send with previous` on day {ref.day}: no email on an earlier day to "
+                "take the time from",
+                help="use `send at HH:MM`, or put an email on an earlier day",
+            )
+        elif alignment.problem == "no_email_day_one":
+            yield codes.C005.at(
+                span,
+                "`send with previous` on day 1 with no earlier day: sent immediately at "
+                "campaign start (not recommended)",
+                help="use `send choose` on the first step or `send at HH:MM`",
+            )
+
+
+@rule
+def timing_notes(context: Context) -> Iterator[Diagnostic]:
+    for index, alignment in context.aligned.items():
+        ref = context.refs[index]
+        timing = context.timings.get(index)
+        if timing is None:
+            continue
+        if timing.kind == "waits_for_task":
+            yield codes.C007.at(
+                _send_span(ref),
+                f"`{ref.id}` waits for task email `{timing.step}`: it is sent at the time of "
+                "day that task is sent",
+            )
+        elif alignment.redirected and timing.note:
+            yield codes.C006.at(_send_span(ref), timing.note)
+
+
+@rule
+def follow_up_after_email(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        step = ref.step
+        if not isinstance(step, ast.EmailStep):
+            continue
+        flag = next((item for item in step.items if isinstance(item, ast.FollowUp)), None)
+        if flag is None:
+            continue
+        if ref.index == 0:
+            yield codes.C002.at(
+                flag.span,
+                "`follow up` on the first step: there is no previous email to reply to",
+                help="remove `follow up`",
+            )
+            continue
+        before = context.refs[ref.index - 1]
+        if not before.is_email:
+            yield codes.C002.at(
+                flag.span,
+                f"`follow up` replies to the previous step, but `{before.id}` is "
+                f"{_a(before.step.kind)} step, not an email",
+                help="move this email right after an email step, or remove `follow up`",
+                related=(Related(message=f"`{before.id}` is here", span=before.step.name.span),),
+            )
+
+
+@rule
+def no_alignment_cycle(context: Context) -> Iterator[Diagnostic]:
+    cycle = same_time_cycle(context.graph)
+    if cycle:
+        first = next(ref for ref in context.refs if ref.id == cycle[0])
+        names = " → ".join(f"`{name}`" for name in [*cycle, cycle[0]])
+        yield codes.C023.at(
+            first.step.name.span,
+            f"these steps take their send time from each other in a cycle: {names}",
+            help="give each step its own name, so each aligns with the email before it",
+        )
+
+
+def _send_span(ref: StepRef) -> Span:
+    option = send_option(ref.step)
+    return option.span if option is not None else ref.step.name.span
+
+
+def _a(kind: str) -> str:
+    return "an" if kind[0] in "aeiou" else "a"

@@ -1,0 +1,107 @@
+"""Settings: checked (each once, zones and holiday countries that exist) and
+resolved into the IR's :class:`Settings` with the defaults of SPEC.md §4, §7."""
+
+from __future__ import annotations
+
+import difflib
+import zoneinfo
+from collections.abc import Iterator
+from functools import cache
+
+from cadence import codes
+from cadence.compiler.ir import Settings
+from cadence.diagnostics import Diagnostic, Related
+from cadence.grammar import ast
+
+_NAMES = {
+    "timezone": "timezone",
+    "skip_weekends": "skip weekends",
+    "skip_holidays": "skip holidays",
+    "on_reply": "on reply",
+    "on_bounce": "on bounce",
+    "requires": "requires",
+}
+
+
+def resolve_settings(campaign: ast.Campaign) -> Settings:
+    """The settings as the runtime reads them (the first of a repeated one wins)."""
+    values: dict[str, object] = {}
+    for setting in reversed(campaign.settings):
+        match setting:
+            case ast.Timezone(zone=zone, recipient=recipient):
+                values["timezone"] = zone.value
+                values["timezone_from_recipient"] = recipient
+            case ast.SkipWeekends():
+                values["skip_weekends"] = True
+            case ast.SkipHolidays(country=country):
+                values["holidays"] = country.value.upper()
+            case ast.OnReply(action=action):
+                values["on_reply"] = action
+            case ast.OnBounce(action=action):
+                values["on_bounce"] = action
+            case ast.Requires(fields=fields):
+                values["requires"] = list(dict.fromkeys(f.value for f in fields))
+    return Settings.model_validate(values)
+
+
+def check_settings(campaign: ast.Campaign) -> Iterator[Diagnostic]:
+    seen: dict[str, ast.Node] = {}
+    for setting in campaign.settings:
+        if setting.kind in seen:
+            name = _NAMES[setting.kind]
+            yield codes.C016.at(
+                setting.span,
+                f"`{name}` is set twice",
+                help="keep one",
+                related=(Related(message="first set here", span=seen[setting.kind].span),),
+            )
+        seen.setdefault(setting.kind, setting)
+        if isinstance(setting, ast.Timezone):
+            yield from _check_zone(setting.zone)
+        elif isinstance(setting, ast.SkipHolidays):
+            yield from _check_country(setting.country)
+
+
+def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:
+    if zone.value in _zones():
+        return
+    guess = _closest(zone.value, _zones())
+    yield codes.C017.at(
+        zone.span,
+        f'"{zone.value}" is not an IANA time zone',
+        help=f'did you mean "{guess}"?' if guess else 'zones are named like "Europe/Stockholm"',
+    )
+
+
+def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
+    known = _countries()
+    if country.value.upper() in known:
+        return
+    guess = _closest(country.value.upper(), known)
+    yield codes.C018.at(
+        country.span,
+        f'no public holidays are known for "{country.value}"',
+        help=f'did you mean "{guess}"?'
+        if guess
+        else 'use an ISO 3166 country code, like "US", "GB" or "SE"',
+    )
+
+
+def _closest(value: str, names: frozenset[str]) -> str | None:
+    by_folded = {name.casefold(): name for name in names}
+    if value.casefold() in by_folded:
+        return by_folded[value.casefold()]
+    close = difflib.get_close_matches(value.casefold(), list(by_folded), n=1, cutoff=0.7)
+    return by_folded[close[0]] if close else None
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@cache
+def _countries() -> frozenset[str]:
+    import holidays  # imported only for campaigns that skip holidays: it is slow to load
+
+    return frozenset(holidays.list_supported_countries())

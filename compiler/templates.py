@@ -1,0 +1,222 @@
+"""Template checks (SPEC.md §8): every subject, body, notes, message and title is
+parsed with Jinja2's sandbox, and the names it uses are checked against what a
+template may use. Problems point into the `.campaign` file, or into the
+template file a `template "path"` names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from cadence import codes
+from cadence.compiler import ir
+from cadence.diagnostics import Diagnostic
+from cadence.grammar import ast
+from cadence.source import Source, read_source
+from cadence.span import Span, point
+
+STANDARD_FIELDS = ("email", "first_name", "last_name", "company", "timezone")
+OBJECTS = {"sender": ("name", "email", "signature"), "campaign": ("name",)}
+TEXT_PROPERTIES = ("subject", "body", "notes", "message", "title")
+
+
+def environment() -> SandboxedEnvironment:
+    """The environment templates are checked (and later rendered) in."""
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@dataclass
+class TemplateChecker:
+    """Checks the texts of one campaign; remembers the person fields they use."""
+
+    source: Source
+    requires: list[str]
+    sources: dict[str, Source] = field(default_factory=dict)
+    used_fields: set[str] = field(default_factory=set)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.env = environment()
+        self.allowed = {*self.requires, *STANDARD_FIELDS, *OBJECTS}
+        self.base = Path(self.source.path).parent
+
+    def template(self, text: ast.Text) -> ir.Template | None:
+        """Check one text; its IR form, or ``None`` when its file cannot be read."""
+        if text.form == "template":
+            return self._file(text)
+        self._check(text.value, _InString(self.source, text))
+        origin = "inline" if text.form == "inline" else "block"
+        return ir.Template(source=text.value, origin=origin, span=text.span)
+
+    def _file(self, text: ast.Text) -> ir.Template | None:
+        path = self.base / text.value
+        try:
+            loaded = read_source(path)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            self.diagnostics.append(
+                codes.C020.at(
+                    text.span,
+                    f'cannot read template "{text.value}": {reason}',
+                    help=f"the path is relative to the campaign file's folder ({self.base or '.'})",
+                )
+            )
+            return None
+        self.sources[loaded.path] = loaded
+        if loaded.text is None:
+            self.diagnostics.extend(loaded.diagnostics)
+            return None
+        self._check(loaded.text, _InFile(loaded))
+        return ir.Template(source=loaded.text, origin="file", path=text.value, span=text.span)
+
+    def _check(self, template: str, place: _Place) -> None:
+        try:
+            tree = self.env.parse(template)
+        except TemplateSyntaxError as error:
+            self.diagnostics.append(
+                codes.C030.at(
+                    place.line_span(error.lineno),
+                    f"template syntax error: {error.message}",
+                    help="Jinja syntax: `{{ name }}` for a value, `{% if %}…{% endif %}` for logic",
+                )
+            )
+            return
+        undeclared = meta.find_undeclared_variables(tree) - set(self.env.globals)
+        for name in sorted(undeclared):
+            if name in self.allowed:
+                if name not in OBJECTS:
+                    self.used_fields.add(name)
+                continue
+            self.diagnostics.append(self._unknown_name(name, tree, place))
+        self._check_attributes(tree, place)
+
+    def _unknown_name(self, name: str, tree: nodes.Template, place: _Place) -> Diagnostic:
+        line = _first_line(tree, name)
+        guess = difflib.get_close_matches(name, sorted(self.allowed), n=1, cutoff=0.6)
+        if guess:
+            help = f"did you mean `{guess[0]}`?"
+        else:
+            help = f"if every person has a `{name}` field, declare it: `requires {name}`"
+        return codes.C031.at(
+            place.name_span(line, name),
+            f"`{name}` is not a name this template may use",
+            help=help,
+        )
+
+    def _check_attributes(self, tree: nodes.Template, place: _Place) -> None:
+        for node in tree.find_all(nodes.Getattr):
+            if not isinstance(node.node, nodes.Name) or node.node.name not in OBJECTS:
+                continue
+            owner, known = node.node.name, OBJECTS[node.node.name]
+            if node.attr in known:
+                continue
+            guess = difflib.get_close_matches(node.attr, known, n=1, cutoff=0.6)
+            listed = ", ".join(f"`{owner}.{attr}`" for attr in known)
+            self.diagnostics.append(
+                codes.C031.at(
+                    place.name_span(node.lineno, node.attr),
+                    f"`{owner}` has no `{node.attr}`",
+                    help=f"did you mean `{owner}.{guess[0]}`?" if guess else f"use {listed}",
+                )
+            )
+
+
+def _first_line(tree: nodes.Template, name: str) -> int:
+    lines = [node.lineno for node in tree.find_all(nodes.Name) if node.name == name]
+    return min(lines, default=1)
+
+
+class _Place:
+    """Maps a line of a template to a span in the file the author edits."""
+
+    def line_span(self, line: int) -> Span:
+        raise NotImplementedError
+
+    def name_span(self, line: int, name: str) -> Span:
+        raise NotImplementedError
+
+
+class _InFile(_Place):
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def line_span(self, line: int) -> Span:
+        text = self.source.line(line)
+        start = len(text) - len(text.lstrip()) + 1
+        return Span(
+            file=self.source.path,
+            line=line,
+            column=start,
+            end_line=line,
+            end_column=max(start + 1, len(text) + 1),
+        )
+
+    def name_span(self, line: int, name: str) -> Span:
+        column = _find_word(self.source.line(line), name, 0)
+        if column is None:
+            return self.line_span(line)
+        return point(self.source.path, line, column + 1, len(name))
+
+
+class _InString(_Place):
+    """A string in the `.campaign` file: a block string keeps its lines (after a
+    blank opening line); an inline string is one line."""
+
+    def __init__(self, source: Source, text: ast.Text) -> None:
+        self.source, self.text = source, text
+        opening = source.line(text.span.line)[text.span.column - 1 :]
+        self.first_line = text.span.line
+        if text.form == "block" and not opening[3:].strip():
+            self.first_line += 1
+
+    def _line(self, line: int) -> int:
+        if self.text.form != "block":
+            return self.text.span.line
+        return min(self.first_line + line - 1, self.text.span.end_line)
+
+    def line_span(self, line: int) -> Span:
+        if self.text.form != "block":
+            return self.text.span
+        number = self._line(line)
+        raw = self.source.line(number)
+        start = len(raw) - len(raw.lstrip()) + 1
+        return Span(
+            file=self.text.span.file,
+            line=number,
+            column=start,
+            end_line=number,
+            end_column=max(start + 1, len(raw) + 1),
+        )
+
+    def name_span(self, line: int, name: str) -> Span:
+        number = self._line(line)
+        raw = self.source.line(number)
+        offset = self.text.span.column if number == self.text.span.line else 0
+        column = _find_word(raw, name, offset)
+        if column is None:
+            return self.line_span(line)
+        return point(self.text.span.file, number, column + 1, len(name))
+
+
+def _find_word(line: str, word: str, start: int) -> int | None:
+    match = re.compile(rf"(?<![\w.]){re.escape(word)}\b|(?<=\.){re.escape(word)}\b").search(
+        line, start
+    )
+    return match.start() if match else None
+
+
+def step_templates(step: ast.AnyStep) -> Iterator[tuple[str, ast.Text]]:
+    """The texts of a step, by property name (the first of a repeated one)."""
+    seen: set[str] = set()
+    for item in step.items:
+        text = getattr(item, "text", None)
+        if isinstance(text, ast.Text) and item.kind not in seen:
+            seen.add(item.kind)
+            yield item.kind, text
