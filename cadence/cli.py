@@ -1,9 +1,10 @@
 """The ``cadence`` command line: a thin layer that reads files, calls the
 library and renders what it returns.
 
-Exit status: 0 clean, 1 findings (errors in a file, or files ``fmt --check``
-would change), 2 usage or I/O errors (a missing or unreadable file, a bad
-flag). Data goes to stdout, messages to stderr.
+Exit status: 0 clean (warnings allowed), 1 findings (errors in a file, or files
+``fmt --check`` would change), 2 usage or I/O errors (a missing or unreadable
+file, a bad flag). Data goes to stdout; messages to stderr, except that the
+machine formats of diagnostics (json, github, sarif) are data.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import click
 
 from cadence import __version__
 from cadence.diagnostics import Diagnostic, has_errors
-from cadence.reporting import render_text, summary
+from cadence.reporting import FORMATS, Format, render, summary
 from cadence.source import Source, decode_source
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+TEXT_LIMIT = 50  # diagnostics shown per file in text; machines get them all
 
 
 @dataclass
 class _Run:
-    """What one command has seen: sources by path, diagnostics, worst exit."""
+    """What one command has seen: sources, diagnostics, the worst exit status."""
 
+    format: Format
     color: bool
     sources: dict[str, Source] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    files: int = 0
     status: int = EXIT_OK
 
     def fail(self, status: int) -> None:
@@ -49,18 +54,29 @@ class _Run:
             return None
         source = decode_source(data, "<stdin>" if path == "-" else path)
         self.sources[source.path] = source
+        self.files += 1
         return source
 
-    def report(self, diagnostics: Iterable[Diagnostic]) -> None:
+    def report(
+        self, diagnostics: Iterable[Diagnostic], sources: dict[str, Source] | None = None
+    ) -> None:
+        """Text is written as it comes; machine formats once, at :meth:`finish`."""
         diagnostics = list(diagnostics)
-        if not diagnostics:
-            return
+        self.sources.update(sources or {})
         self.diagnostics.extend(diagnostics)
-        text = render_text(diagnostics, self.sources.get, color=self.color)
-        # click strips ANSI codes off a non-terminal unless told the colour is wanted.
-        click.echo(text, err=True, nl=False, color=self.color)
         if has_errors(diagnostics):
             self.fail(EXIT_FINDINGS)
+        if self.format == "text" and diagnostics:
+            text = render("text", diagnostics, self.sources.get, color=self.color, limit=TEXT_LIMIT)
+            # click strips ANSI codes off a non-terminal unless told colour is wanted.
+            click.echo(text, err=True, nl=False, color=self.color)
+
+    def finish(self, *, quiet: bool = False) -> None:
+        if self.format != "text":
+            click.echo(render(self.format, self.diagnostics, self.sources.get), nl=False)
+        elif self.files and not quiet:
+            click.echo(summary(self.diagnostics, self.files), err=True)
+        sys.exit(self.status)
 
 
 def _use_color(choice: str) -> bool:
@@ -71,13 +87,30 @@ def _use_color(choice: str) -> bool:
     return sys.stderr.isatty()
 
 
-_color_option = click.option(
-    "--color",
-    type=click.Choice(["auto", "always", "never"]),
-    default="auto",
-    show_default=True,
-    help="Colour in messages (auto: only on a terminal, and never with NO_COLOR set).",
-)
+def _default_format() -> str:
+    return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+
+
+def _diagnostic_options(function: Any) -> Any:
+    function = click.option(
+        "--color",
+        type=click.Choice(["auto", "always", "never"]),
+        default="auto",
+        show_default=True,
+        help="Colour in text messages (auto: only on a terminal, never with NO_COLOR set).",
+    )(function)
+    return click.option(
+        "--format",
+        "format_",
+        type=click.Choice(FORMATS),
+        default=_default_format,
+        help="How diagnostics are written: text (stderr), or json, github or sarif (stdout). "
+        "Default: github under GitHub Actions, else text.",
+    )(function)
+
+
+def _run(format_: str, color: str) -> _Run:
+    return _Run(cast(Format, format_), _use_color(color))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,20 +121,77 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@_color_option
-def check(files: tuple[str, ...], color: str) -> None:
+@_diagnostic_options
+def check(files: tuple[str, ...], format_: str, color: str) -> None:
     """Report every problem in FILES (exit 1 when any is an error)."""
+    from cadence.compiler.compile import compile_parsed
     from cadence.grammar import parse_source
 
-    run = _Run(_use_color(color))
+    run = _run(format_, color)
     for path in files:
         source = run.read(path)
         if source is not None:
-            run.report(parse_source(source).diagnostics)
-    checked = sum(1 for _ in run.sources)
-    if checked:
-        click.echo(summary(run.diagnostics, checked), err=True)
-    sys.exit(run.status)
+            result = compile_parsed(parse_source(source))
+            run.report(result.diagnostics, dict(result.sources))
+    run.finish()
+
+
+@cli.command(name="compile")
+@click.argument("file")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the IR here (atomically) instead of stdout.")  # fmt: skip
+@_diagnostic_options
+def compile_(file: str, output: str | None, format_: str, color: str) -> None:
+    """Compile FILE to its IR (JSON); nothing is written when it has errors."""
+    from cadence.compiler.compile import compile_parsed
+    from cadence.compiler.ir import dump_ir
+    from cadence.grammar import parse_source
+
+    run = _run(format_, color)
+    source = run.read(file)
+    if source is not None:
+        result = compile_parsed(parse_source(source))
+        run.report(result.diagnostics, dict(result.sources))
+        if result.ok and result.ir is not None:
+            text = dump_ir(result.ir)
+            if output is None:
+                click.echo(text, nl=False)
+            else:
+                _write(run, Path(output), text)
+    run.finish(quiet=output is None)
+
+
+@cli.command()
+@click.argument("file")
+@click.option("--format", "graph_format", type=click.Choice(["dot", "mermaid", "json"]),
+              default="dot", show_default=True, help="How the graph is written.")  # fmt: skip
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
+              help="Colour in text messages.")  # fmt: skip
+def graph(file: str, graph_format: str, color: str) -> None:
+    """Print the step graph of FILE: steps, and next / same_time / reply_to edges."""
+    from cadence.compiler.compile import compile_parsed
+    from cadence.compiler.render_graph import render_graph
+    from cadence.grammar import parse_source
+
+    run = _run("text", color)
+    source = run.read(file)
+    if source is not None:
+        result = compile_parsed(parse_source(source))
+        run.report(result.diagnostics, dict(result.sources))
+        if result.graph is not None:
+            name = result.ir.name if result.ir is not None else Path(file).stem
+            click.echo(render_graph(result.graph, graph_format, name), nl=False)
+    run.finish(quiet=True)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the IR that `cadence compile` writes."""
+    import json
+
+    from cadence.compiler.ir import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
 
 
 @cli.command()
@@ -117,13 +207,13 @@ def check(files: tuple[str, ...], color: str) -> None:
     is_flag=True,
     help="Change nothing; print a unified diff and exit 1 if any file would change.",
 )
-@_color_option
-def fmt(files: tuple[str, ...], check_only: bool, diff: bool, color: str) -> None:
+@_diagnostic_options
+def fmt(files: tuple[str, ...], check_only: bool, diff: bool, format_: str, color: str) -> None:
     """Rewrite FILES in the canonical layout (``-`` reads stdin, writes stdout)."""
     from cadence.grammar import parse_source
     from cadence.grammar.formatter import format_campaign
 
-    run = _Run(_use_color(color))
+    run = _run(format_, color)
     changed: list[str] = []
     for path in files:
         source = run.read(path)
@@ -133,7 +223,7 @@ def fmt(files: tuple[str, ...], check_only: bool, diff: bool, color: str) -> Non
         run.report(result.diagnostics)
         if not result.ok or result.campaign is None or source.text is None:
             continue
-        formatted = format_campaign(result.campaign, result.comments, result.source.text)
+        formatted = format_campaign(result.campaign, result.comments, source.text)
         if path == "-" and not (check_only or diff):
             click.echo(formatted, nl=False)
             continue
@@ -153,14 +243,14 @@ def fmt(files: tuple[str, ...], check_only: bool, diff: bool, color: str) -> Non
             click.echo(f"{len(files)} file{'s' * (len(files) != 1)} already formatted", err=True)
     elif changed:
         click.echo(f"reformatted {len(changed)} file{'s' * (len(changed) != 1)}", err=True)
-    sys.exit(run.status)
+    run.finish(quiet=True)
 
 
 def _original(source: Source) -> str:
-    """The file as it is on disk, so a BOM or CRLF counts as a change."""
+    """The file as it is on disk, so a BOM counts as a change."""
     text = source.text or ""
-    raw = Path(source.path).read_bytes() if Path(source.path).is_file() else None
-    if raw is not None and raw.startswith(b"\xef\xbb\xbf"):
+    path = Path(source.path)
+    if path.is_file() and path.read_bytes().startswith(b"\xef\xbb\xbf"):
         return "\ufeff" + text
     return text
 
@@ -178,7 +268,7 @@ def _unified_diff(path: str, before: str, after: str) -> str:
 def _write(run: _Run, path: Path, text: str) -> bool:
     """Replace ``path`` atomically: a crash leaves the old file or the new one."""
     try:
-        mode = path.stat().st_mode
+        mode = path.stat().st_mode if path.exists() else 0o644
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
@@ -197,20 +287,19 @@ def _write(run: _Run, path: Path, text: str) -> bool:
 
 @cli.command()
 @click.argument("file")
-@_color_option
-def parse(file: str, color: str) -> None:
+@_diagnostic_options
+def parse(file: str, format_: str, color: str) -> None:
     """Print the AST of FILE as JSON (for tools; the stable artifact is the IR)."""
     from cadence.grammar import parse_source
 
-    run = _Run(_use_color(color))
+    run = _run(format_, color)
     source = run.read(file)
-    if source is None:
-        sys.exit(run.status)
-    result = parse_source(source)
-    run.report(result.diagnostics)
-    if result.ok and result.campaign is not None:
-        click.echo(result.campaign.model_dump_json(indent=2))
-    sys.exit(run.status)
+    if source is not None:
+        result = parse_source(source)
+        run.report(result.diagnostics)
+        if result.ok and result.campaign is not None:
+            click.echo(result.campaign.model_dump_json(indent=2))
+    run.finish(quiet=True)
 
 
 def main() -> None:

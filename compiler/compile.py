@@ -20,6 +20,7 @@ from cadence.compiler.steps import StepRef, alignments, flatten, send_option
 from cadence.compiler.templates import TemplateChecker, step_templates
 from cadence.compiler.timing import resolve_timings
 from cadence.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from cadence.gcpause import gc_paused
 from cadence.grammar import ParseResult, ast, parse_source
 from cadence.source import Source, read_source, source_from_text
 
@@ -45,15 +46,23 @@ class CompileResult:
 
 def compile_file(path: str | Path) -> CompileResult:
     """Compile a file. Raises :class:`OSError` when it cannot be read at all."""
-    return compile_parsed(parse_source(read_source(path)))
+    source = read_source(path)
+    with gc_paused():
+        return compile_parsed(parse_source(source))
 
 
 def compile_source(text: str, path: str = "<string>") -> CompileResult:
     """Compile text; template paths are relative to ``path``'s folder."""
-    return compile_parsed(parse_source(source_from_text(text, path)))
+    with gc_paused():
+        return compile_parsed(parse_source(source_from_text(text, path)))
 
 
 def compile_parsed(parsed: ParseResult) -> CompileResult:
+    with gc_paused():
+        return _compile(parsed)
+
+
+def _compile(parsed: ParseResult) -> CompileResult:
     source = parsed.source
     sources = {source.path: source}
     if not parsed.ok or parsed.campaign is None:

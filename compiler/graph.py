@@ -39,7 +39,7 @@ def build_graph(refs: list[StepRef], aligned: dict[int, Alignment]) -> StepGraph
     return graph
 
 
-def _typed_edges(graph: StepGraph) -> list[tuple[str, str, str]]:
+def typed_edges(graph: StepGraph) -> list[tuple[str, str, str]]:
     return [(source, target, data["kind"]) for source, target, data in graph.edges(data=True)]
 
 
@@ -47,7 +47,7 @@ def same_time_cycle(graph: StepGraph) -> list[str] | None:
     """Step names that align with each other in a circle (possible only when
     two steps share a name), or ``None``."""
     aligned: nx.DiGraph[str] = nx.DiGraph()
-    aligned.add_edges_from((s, t) for s, t, kind in _typed_edges(graph) if kind == "same_time")
+    aligned.add_edges_from((s, t) for s, t, kind in typed_edges(graph) if kind == "same_time")
     try:
         cycle = nx.find_cycle(aligned)
     except nx.NetworkXNoCycle:
@@ -59,7 +59,7 @@ def edges(graph: StepGraph) -> list[Edge]:
     """The edges in a stable order: by kind, then by the steps' order."""
     index = {node: data["index"] for node, data in graph.nodes(data=True)}
     found = sorted(
-        _typed_edges(graph),
+        typed_edges(graph),
         key=lambda e: (EDGE_KINDS.index(e[2]), index[e[0]], index[e[1]]),
     )
     return [Edge.model_validate({"source": s, "target": t, "kind": k}) for s, t, k in found]

@@ -265,7 +265,7 @@ def follow_up_after_email(context: Context) -> Iterator[Diagnostic]:
             yield codes.C002.at(
                 flag.span,
                 f"`follow up` replies to the previous step, but `{before.id}` is "
-                f"{_a(before.step.kind)} step, not an email",
+                f"{_a(before.step.kind)} {before.step.kind} step, not an email",
                 help="move this email right after an email step, or remove `follow up`",
                 related=(Related(message=f"`{before.id}` is here", span=before.step.name.span),),
             )

@@ -57,16 +57,20 @@ class Alignment:
         return self.target is not None and self.target != self.previous
 
 
-def align(refs: list[StepRef], index: int) -> Alignment:
+def align(refs: list[StepRef], index: int, emails: list[StepRef] | None = None) -> Alignment:
+    """The alignment of the email at ``index``; ``emails`` are the emails before
+    it in campaign order (computed when not given)."""
     if index == 0:
         return Alignment(None, None, "first_step")
+    if emails is None:
+        emails = [ref for ref in refs[:index] if ref.is_email]
     day = refs[index].day
-    emails = [ref for ref in refs[:index] if ref.is_email]
     previous = emails[-1].index if emails else None
-    earlier = [ref for ref in emails if ref.day < day]
-    if earlier:
-        # The last email of the nearest earlier day that has one.
-        return Alignment(earlier[-1].index, previous)
+    # The last email of the nearest earlier day that has one: scanning back
+    # passes only the emails of the same day.
+    for ref in reversed(emails):
+        if ref.day < day:
+            return Alignment(ref.index, previous)
     return Alignment(None, previous, "no_email_day_one" if day <= 1 else "no_email")
 
 
@@ -76,8 +80,11 @@ def send_option(step: ast.AnyStep) -> ast.SendOption | None:
 
 def alignments(refs: list[StepRef]) -> dict[int, Alignment]:
     """The alignment of every email whose send option is `with previous`."""
-    return {
-        ref.index: align(refs, ref.index)
-        for ref in refs
-        if isinstance(send_option(ref.step), ast.SendWithPrevious)
-    }
+    found: dict[int, Alignment] = {}
+    emails: list[StepRef] = []
+    for ref in refs:
+        if isinstance(send_option(ref.step), ast.SendWithPrevious):
+            found[ref.index] = align(refs, ref.index, emails)
+        if ref.is_email:
+            emails.append(ref)
+    return found

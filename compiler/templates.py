@@ -44,6 +44,7 @@ class TemplateChecker:
 
     def __post_init__(self) -> None:
         self.env = environment()
+        self._analysed: dict[str, _Analysis | TemplateSyntaxError] = {}
         self.allowed = {*self.requires, *STANDARD_FIELDS, *OBJECTS}
         self.base = Path(self.source.path).parent
 
@@ -77,28 +78,32 @@ class TemplateChecker:
         return ir.Template(source=loaded.text, origin="file", path=text.value, span=text.span)
 
     def _check(self, template: str, place: _Place) -> None:
-        try:
-            tree = self.env.parse(template)
-        except TemplateSyntaxError as error:
+        analysis = self._analyse(template)
+        if isinstance(analysis, TemplateSyntaxError):
             self.diagnostics.append(
                 codes.C030.at(
-                    place.line_span(error.lineno),
-                    f"template syntax error: {error.message}",
+                    place.line_span(analysis.lineno),
+                    f"template syntax error: {analysis.message}",
                     help="Jinja syntax: `{{ name }}` for a value, `{% if %}…{% endif %}` for logic",
                 )
             )
             return
-        undeclared = meta.find_undeclared_variables(tree) - set(self.env.globals)
-        for name in sorted(undeclared):
+        for name, line in analysis.names.items():
             if name in self.allowed:
                 if name not in OBJECTS:
                     self.used_fields.add(name)
-                continue
-            self.diagnostics.append(self._unknown_name(name, tree, place))
-        self._check_attributes(tree, place)
+            else:
+                self.diagnostics.append(self._unknown_name(name, line, place))
+        for owner, attribute, line in analysis.attributes:
+            self._check_attribute(owner, attribute, line, place)
 
-    def _unknown_name(self, name: str, tree: nodes.Template, place: _Place) -> Diagnostic:
-        line = _first_line(tree, name)
+    def _analyse(self, template: str) -> _Analysis | TemplateSyntaxError:
+        """Parse once per distinct text: campaigns repeat greetings and signatures."""
+        if template not in self._analysed:
+            self._analysed[template] = _analyse(self.env, template)
+        return self._analysed[template]
+
+    def _unknown_name(self, name: str, line: int, place: _Place) -> Diagnostic:
         guess = difflib.get_close_matches(name, sorted(self.allowed), n=1, cutoff=0.6)
         if guess:
             help = f"did you mean `{guess[0]}`?"
@@ -110,22 +115,53 @@ class TemplateChecker:
             help=help,
         )
 
-    def _check_attributes(self, tree: nodes.Template, place: _Place) -> None:
-        for node in tree.find_all(nodes.Getattr):
-            if not isinstance(node.node, nodes.Name) or node.node.name not in OBJECTS:
-                continue
-            owner, known = node.node.name, OBJECTS[node.node.name]
-            if node.attr in known:
-                continue
-            guess = difflib.get_close_matches(node.attr, known, n=1, cutoff=0.6)
-            listed = ", ".join(f"`{owner}.{attr}`" for attr in known)
-            self.diagnostics.append(
-                codes.C031.at(
-                    place.name_span(node.lineno, node.attr),
-                    f"`{owner}` has no `{node.attr}`",
-                    help=f"did you mean `{owner}.{guess[0]}`?" if guess else f"use {listed}",
-                )
+    def _check_attribute(self, owner: str, attribute: str, line: int, place: _Place) -> None:
+        known = OBJECTS[owner]
+        if attribute in known:
+            return
+        guess = difflib.get_close_matches(attribute, known, n=1, cutoff=0.6)
+        listed = ", ".join(f"`{owner}.{name}`" for name in known)
+        self.diagnostics.append(
+            codes.C031.at(
+                place.name_span(line, attribute),
+                f"`{owner}` has no `{attribute}`",
+                help=f"did you mean `{owner}.{guess[0]}`?" if guess else f"use {listed}",
             )
+        )
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """What a template uses: free names (with the first line of each) and
+    attributes of `sender` and `campaign`."""
+
+    names: dict[str, int]
+    attributes: list[tuple[str, str, int]]
+
+
+# Constructs that bind names; without them every name a template reads is free.
+_BINDERS = (nodes.For, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock,
+            nodes.With, nodes.Import, nodes.FromImport)  # fmt: skip
+
+
+def _analyse(env: SandboxedEnvironment, template: str) -> _Analysis | TemplateSyntaxError:
+    if "{" not in template:
+        return _Analysis({}, [])  # no Jinja syntax at all: plain text
+    try:
+        tree = env.parse(template)
+    except TemplateSyntaxError as error:
+        return error
+    if any(True for _ in tree.find_all(_BINDERS)):
+        free = meta.find_undeclared_variables(tree) - set(env.globals)
+    else:
+        free = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - set(env.globals)
+    names = {name: _first_line(tree, name) for name in sorted(free)}
+    attributes = [
+        (node.node.name, node.attr, node.lineno)
+        for node in tree.find_all(nodes.Getattr)
+        if isinstance(node.node, nodes.Name) and node.node.name in OBJECTS
+    ]
+    return _Analysis(names, attributes)
 
 
 def _first_line(tree: nodes.Template, name: str) -> int:

@@ -19,6 +19,7 @@ import lark
 from lark import Lark, UnexpectedInput
 
 from cadence.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from cadence.gcpause import gc_paused
 from cadence.grammar import ast
 from cadence.grammar.recovery import recover
 from cadence.grammar.transformer import AstBuilder, ParseContext, token_span
@@ -115,13 +116,18 @@ def parse_file(path: str | Path) -> ParseResult:
 def parse_source(source: Source) -> ParseResult:
     if source.text is None:
         return ParseResult(source, None, (), source.diagnostics)
+    with gc_paused():
+        return _parse(source, source.text)
+
+
+def _parse(source: Source, text: str) -> ParseResult:
     parser = get_parser()
     context = _builder.begin(source.path)
     try:
-        campaign: ast.Campaign | None = cast(ast.Campaign, parser.parse(source.text))
+        campaign: ast.Campaign | None = cast(ast.Campaign, parser.parse(text))
     except UnexpectedInput:
         context = _builder.begin(source.path)
-        campaign = recover(parser, source.text, context)
+        campaign = recover(parser, text, context)
     return _result(source, campaign, context)
 
 

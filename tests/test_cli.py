@@ -167,3 +167,70 @@ def test_parse_prints_the_ast_as_json() -> None:
 def test_version() -> None:
     result = run("--version")
     assert result.exit_code == 0 and result.stdout.startswith("cadence, version ")
+
+
+# ---- compile, graph, schema, formats -------------------------------------------------
+
+COMPILE_CASES = CASES / "compile"
+
+
+def test_check_reports_compile_errors_with_exit_1() -> None:
+    result = run("check", str(COMPILE_CASES / "follow-up-after-a-task.campaign"))
+    assert result.exit_code == 1
+    assert "C002 error" in result.stderr
+
+
+def test_check_with_only_warnings_and_infos_exits_0() -> None:
+    for name in ("with-previous-on-day-one", "same-day-redirect", "waits-for-task"):
+        result = run("check", str(COMPILE_CASES / f"{name}.campaign"))
+        assert result.exit_code == 0, result.stderr
+
+
+def test_check_json_goes_to_stdout() -> None:
+    result = run("check", "--format", "json", str(BROKEN), str(EXAMPLE))
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["version"] == 1 and [d["code"] for d in data["diagnostics"]] == ["P020"]
+    assert result.stderr == ""
+
+
+def test_github_actions_makes_github_the_default_format() -> None:
+    result = run("check", str(BROKEN), env={"GITHUB_ACTIONS": "true"})
+    assert result.exit_code == 1
+    assert result.stdout.startswith("::error file=")
+
+
+def test_compile_writes_the_ir_to_stdout_or_atomically_to_a_file(tmp_path: Path) -> None:
+    to_stdout = run("compile", str(EXAMPLE))
+    assert to_stdout.exit_code == 0
+    out = tmp_path / "q1.json"
+    to_file = run("compile", str(EXAMPLE), "-o", str(out))
+    assert to_file.exit_code == 0 and to_file.stdout == ""
+    assert out.read_text(encoding="utf-8") == to_stdout.stdout
+    assert json.loads(to_stdout.stdout)["schema_version"] == 1
+
+
+def test_compile_with_errors_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "bad.json"
+    result = run("compile", str(COMPILE_CASES / "duplicate-step.campaign"), "-o", str(out))
+    assert result.exit_code == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("format", "expected"),
+    [("dot", '"bump" -> "intro" [label="same_time", style=dashed];'),
+     ("mermaid", "s1 -.->|same_time| s0"),
+     ("json", '"kind": "reply_to"')],
+)  # fmt: skip
+def test_graph_formats(format: str, expected: str) -> None:
+    result = run("graph", str(EXAMPLE), "--format", format)
+    assert result.exit_code == 0
+    assert expected in result.stdout
+
+
+def test_schema_prints_the_ir_json_schema() -> None:
+    result = run("schema")
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema["properties"]["schema_version"]["const"] == 1

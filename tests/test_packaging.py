@@ -17,7 +17,13 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ["cadence", "cadence.grammar", "cadence.compiler", "cadence.runtime"]
+PACKAGES = [
+    "cadence",
+    "cadence.reporting",
+    "cadence.grammar",
+    "cadence.compiler",
+    "cadence.runtime",
+]
 PROBE = (
     f"packages = {PACKAGES!r}\n"
     + """
@@ -75,3 +81,4 @@ def test_install_puts_every_folder_under_the_cadence_name(tmp_path: Path, editab
         assert venv in site.parents
         for name in PACKAGES[1:]:
             assert found[name] == site / name.split(".")[1] / "__init__.py"
+    assert found["cadence.reporting"].parent.parent == found["cadence"].parent

@@ -13,7 +13,7 @@ import pytest
 
 from cadence.diagnostics import Severity
 from cadence.grammar import parse_source
-from cadence.reporting import render_text
+from cadence.reporting.text import render_text
 from cadence.source import decode_source
 from tests.conftest import CASES
 from tests.helpers import check_golden

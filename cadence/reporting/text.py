@@ -9,7 +9,7 @@ was found.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from cadence.diagnostics import Diagnostic, Severity
 from cadence.source import Source
@@ -27,10 +27,20 @@ SourceLookup = Callable[[str], Source | None]
 
 
 def render_text(
-    diagnostics: Iterable[Diagnostic], sources: SourceLookup, *, color: bool = False
+    diagnostics: Sequence[Diagnostic],
+    sources: SourceLookup,
+    *,
+    color: bool = False,
+    limit: int | None = None,
 ) -> str:
-    """All diagnostics, one block each, separated by blank lines."""
-    return "\n".join(render_one(d, sources(d.span.file), color=color) for d in diagnostics)
+    """The diagnostics, one block each, separated by blank lines; past ``limit``
+    one line says how many more there are."""
+    shown = diagnostics if limit is None else diagnostics[:limit]
+    text = "\n".join(render_one(d, sources(d.span.file), color=color) for d in shown)
+    hidden = len(diagnostics) - len(shown)
+    if hidden:
+        text += f"\n... and {hidden} more diagnostic{'s' * (hidden != 1)}\n"
+    return text
 
 
 def render_one(diagnostic: Diagnostic, source: Source | None, *, color: bool = False) -> str:

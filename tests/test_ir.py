@@ -1,0 +1,82 @@
+"""The IR: deterministic, versioned, described by its JSON Schema, and loadable
+by the runtime without lark."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from cadence.compiler import compile_file
+from cadence.compiler.ir import IRError, dump_ir, json_schema, load_ir
+from tests.conftest import EXAMPLES, example_files
+
+EXAMPLE = EXAMPLES / "q1-outbound.campaign"
+
+
+def example_ir_text() -> str:
+    result = compile_file(EXAMPLE)
+    assert result.ir is not None
+    return dump_ir(result.ir)
+
+
+def test_ir_is_byte_for_byte_the_same_for_the_same_input() -> None:
+    assert example_ir_text() == example_ir_text()
+
+
+def test_ir_records_source_and_compiler() -> None:
+    data = json.loads(example_ir_text())
+    assert data["schema_version"] == 1
+    assert data["compiler"].startswith("cadence ")
+    assert len(data["source"]["sha256"]) == 64
+    assert [s["id"] for s in data["steps"]] == [
+        "intro", "bump", "ring", "connect", "research", "breakup", "personal",
+    ]  # fmt: skip
+    bump = data["steps"][1]
+    assert bump["body"]["origin"] == "file"
+    assert "Bumping this to the top" in bump["body"]["source"]
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
+def test_ir_validates_against_its_published_schema(path: Path) -> None:
+    result = compile_file(path)
+    assert result.ir is not None
+    jsonschema.validate(json.loads(dump_ir(result.ir)), json_schema())
+
+
+def test_load_round_trips() -> None:
+    text = example_ir_text()
+    assert dump_ir(load_ir(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "not a compiled campaign"),
+        ('{"schema_version": 2}', "schema_version 2 is not supported"),
+        ('{"schema_version": 1, "name": 3}', "invalid IR at"),
+    ],
+)
+def test_bad_ir_is_a_clear_error(text: str, message: str) -> None:
+    with pytest.raises(IRError, match=message):
+        load_ir(text)
+
+
+def test_runtime_loads_the_ir_without_importing_lark(tmp_path: Path) -> None:
+    ir_file = tmp_path / "campaign.json"
+    ir_file.write_text(example_ir_text(), encoding="utf-8")
+    probe = (
+        "import sys\n"
+        "import cadence.runtime\n"
+        "from cadence.compiler.ir import load_ir\n"
+        f"campaign = load_ir(open({str(ir_file)!r}).read())\n"
+        "assert campaign.name == 'Q1 Outbound - VP Engineering'\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('lark', 'jinja2'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path)
