@@ -1,0 +1,37 @@
+"""The checker over every campaign in the repository, with the count of each
+finding pinned (as miniwdl does over its corpora): a rule that starts firing
+more, or less, shows up here first."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from cadence.compiler import compile_file
+from tests.conftest import CASES, EXAMPLES
+
+EXPECTED_EXAMPLES: dict[str, int] = {}
+EXPECTED_COMPILE_CASES = {
+    "C001": 1, "C002": 3, "C003": 1, "C004": 1, "C005": 1, "C006": 1, "C007": 1,
+    "C008": 2, "C009": 1, "C010": 1, "C011": 1, "C012": 1, "C013": 23, "C014": 23,
+    "C015": 24, "C016": 3, "C017": 2, "C018": 1, "C019": 2, "C020": 1, "C021": 4,
+    "C022": 2, "C023": 1, "C024": 1, "C025": 1, "C030": 3, "C031": 4,
+}  # fmt: skip
+
+
+def count(paths: list[object]) -> dict[str, int]:
+    found: Counter[str] = Counter()
+    for path in paths:
+        found.update(d.code for d in compile_file(str(path)).diagnostics)
+    return dict(sorted(found.items()))
+
+
+def test_examples_have_no_findings() -> None:
+    assert count(sorted(EXAMPLES.glob("*.campaign"))) == EXPECTED_EXAMPLES
+
+
+def test_compile_cases_findings_are_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = CASES / "compile"
+    monkeypatch.chdir(folder)
+    assert count(sorted(p.name for p in folder.glob("*.campaign"))) == EXPECTED_COMPILE_CASES
