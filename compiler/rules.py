@@ -5,8 +5,10 @@ that looks at the campaign and yields diagnostics with a code from
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cadence import codes
 from cadence.compiler.graph import StepGraph, same_time_cycle
@@ -27,6 +29,7 @@ class Context:
 
 
 Rule = Callable[[Context], Iterator[Diagnostic]]
+T = TypeVar("T")
 RULES: list[Rule] = []
 
 
@@ -37,6 +40,15 @@ def rule(function: Rule) -> Rule:
 
 def check_rules(context: Context) -> list[Diagnostic]:
     return [diagnostic for check in RULES for diagnostic in check(context)]
+
+
+def repeats(items: Iterable[T], key: Callable[[T], Hashable]) -> Iterator[tuple[T, T]]:
+    """Each item whose key an earlier item had, with that first item."""
+    first: dict[Hashable, T] = {}
+    for item in items:
+        seen = first.setdefault(key(item), item)
+        if seen is not item:
+            yield item, seen
 
 
 # ---- days ----------------------------------------------------------------------
@@ -57,25 +69,23 @@ def days_in_order(context: Context) -> Iterator[Diagnostic]:
             f"the campaign starts on day {days[0].number}, not day 1",
             help="day numbers are positions in the campaign: the first day is `day 1`",
         )
-    seen: dict[int, ast.Day] = {}
-    for before, day in zip([None, *days], days, strict=False):
-        if day.number < 1:
-            yield codes.C024.at(day.number_span, f"day {day.number}: days count from 1")
-        if day.number in seen:
-            first = seen[day.number]
-            yield codes.C010.at(
-                day.number_span,
-                f"day {day.number} is given twice",
-                help="put the steps of one day in one block",
-                related=(Related(message=f"day {day.number} first here", span=first.span),),
-            )
-        elif before is not None and day.number < before.number:
+    for day, first in repeats(days, lambda day: day.number):
+        yield codes.C010.at(
+            day.number_span,
+            f"day {day.number} is given twice",
+            help="put the steps of one day in one block",
+            related=(Related(message=f"day {day.number} first here", span=first.span),),
+        )
+    for before, day in itertools.pairwise(days):
+        if day.number < before.number:
             yield codes.C009.at(
                 day.number_span,
                 f"day {day.number} comes after day {before.number}",
                 help="write the days in increasing order",
             )
-        seen.setdefault(day.number, day)
+    for day in days:
+        if day.number < 1:
+            yield codes.C024.at(day.number_span, f"day {day.number}: days count from 1")
         if not day.steps:
             yield codes.C011.at(
                 day.span, f"day {day.number} has no steps", help="add a step or remove the day"
@@ -87,18 +97,13 @@ def days_in_order(context: Context) -> Iterator[Diagnostic]:
 
 @rule
 def unique_step_names(context: Context) -> Iterator[Diagnostic]:
-    first: dict[str, StepRef] = {}
-    for ref in context.refs:
-        if ref.id in first:
-            yield codes.C008.at(
-                ref.step.name.span,
-                f"a step named `{ref.id}` already exists",
-                help="step names are ids in every output: give each step its own",
-                related=(
-                    Related(message=f"`{ref.id}` first here", span=first[ref.id].step.name.span),
-                ),
-            )
-        first.setdefault(ref.id, ref)
+    for ref, first in repeats(context.refs, lambda ref: ref.id):
+        yield codes.C008.at(
+            ref.step.name.span,
+            f"a step named `{ref.id}` already exists",
+            help="step names are ids in every output: give each step its own",
+            related=(Related(message=f"`{ref.id}` first here", span=first.step.name.span),),
+        )
 
 
 _FAMILY = {
@@ -112,18 +117,16 @@ _FAMILY = {
 @rule
 def properties_once(context: Context) -> Iterator[Diagnostic]:
     for ref in context.refs:
-        seen: dict[str, ast.Node] = {}
-        for item in ref.step.items:
+        items: Iterable[ast.Property] = ref.step.items
+        for item, first in repeats(items, lambda item: _FAMILY.get(item.kind, item.kind)):
             family = _FAMILY.get(item.kind, item.kind)
-            if family in seen:
-                name = "a send option" if family == "send" else f"`{family.replace('_', ' ')}`"
-                yield codes.C021.at(
-                    item.span,
-                    f"{ref.step.kind} `{ref.id}` has {name} twice",
-                    help="keep one",
-                    related=(Related(message="first here", span=seen[family].span),),
-                )
-            seen.setdefault(family, item)
+            name = "a send option" if family == "send" else f"`{family.replace('_', ' ')}`"
+            yield codes.C021.at(
+                item.span,
+                f"{ref.step.kind} `{ref.id}` has {name} twice",
+                help="keep one",
+                related=(Related(message="first here", span=first.span),),
+            )
 
 
 @rule

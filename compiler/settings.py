@@ -10,6 +10,7 @@ from functools import cache
 
 from cadence import codes
 from cadence.compiler.ir import Settings
+from cadence.compiler.rules import repeats
 from cadence.diagnostics import Diagnostic, Related
 from cadence.grammar import ast
 
@@ -45,17 +46,14 @@ def resolve_settings(campaign: ast.Campaign) -> Settings:
 
 
 def check_settings(campaign: ast.Campaign) -> Iterator[Diagnostic]:
-    seen: dict[str, ast.Node] = {}
+    for setting, first in repeats(campaign.settings, lambda setting: setting.kind):
+        yield codes.C016.at(
+            setting.span,
+            f"`{_NAMES[setting.kind]}` is set twice",
+            help="keep one",
+            related=(Related(message="first set here", span=first.span),),
+        )
     for setting in campaign.settings:
-        if setting.kind in seen:
-            name = _NAMES[setting.kind]
-            yield codes.C016.at(
-                setting.span,
-                f"`{name}` is set twice",
-                help="keep one",
-                related=(Related(message="first set here", span=seen[setting.kind].span),),
-            )
-        seen.setdefault(setting.kind, setting)
         if isinstance(setting, ast.Timezone):
             yield from _check_zone(setting.zone)
         elif isinstance(setting, ast.SkipHolidays):
