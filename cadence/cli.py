@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import click
 
@@ -182,6 +182,131 @@ def graph(file: str, graph_format: str, color: str) -> None:
             name = result.ir.name if result.ir is not None else Path(file).stem
             click.echo(render_graph(result.graph, graph_format, name), nl=False)
     run.finish(quiet=True)
+
+
+EXIT_SKIPPED = 3  # `plan`: some people were skipped, the others planned
+
+
+@cli.command(name="plan")
+@click.argument("file")
+@click.option(
+    "--people",
+    "people_path",
+    required=True,
+    help="People to plan for: a CSV or JSON Lines file (by extension), or - for stdin.",
+)
+@click.option(
+    "--start",
+    required=True,
+    help="When the campaign starts: ISO 8601 (a time without offset is read in the "
+    "campaign's zone), or `now`.",
+)
+@click.option(
+    "--at",
+    "overrides",
+    multiple=True,
+    metavar="STEP=HH:MM",
+    help="A new send time for a `send at` step (as the launcher may choose).",
+)
+@click.option(
+    "--format",
+    "plan_format",
+    type=click.Choice(["table", "jsonl", "csv", "ics"]),
+    default=None,
+    help="Default: table on a terminal, else jsonl.",
+)
+@click.option("--render", is_flag=True, help="Also render each subject and body.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write here (atomically) instead of stdout.",
+)
+@click.option("--sender-name", default="", help="`sender.name` in templates.")
+@click.option("--sender-email", default="", help="`sender.email` in templates.")
+@click.option("--sender-signature", default="", help="`sender.signature` in templates.")
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    help="Colour in text messages.",
+)
+def plan_(
+    file: str,
+    people_path: str,
+    start: str,
+    overrides: tuple[str, ...],
+    plan_format: str | None,
+    render: bool,
+    output: str | None,
+    sender_name: str,
+    sender_email: str,
+    sender_signature: str,
+    color: str,
+) -> None:
+    """Expand FILE (.campaign or compiled .json) for PEOPLE into timed sends and tasks.
+
+    Exit status: 0, 1 when the campaign has errors, 2 for bad input (start,
+    --at, unreadable files, IR of an unknown version), 3 when some people were
+    skipped (each is reported with its line) and the others planned.
+    """
+    from cadence.runtime import plan_command
+
+    run = _run("text", color)
+    ir = _load_campaign(run, file)
+    if ir is None:
+        run.finish(quiet=True)
+    try:
+        options = plan_command.Options.parse(
+            ir,
+            start=start,
+            overrides=overrides,
+            sender_name=sender_name,
+            sender_email=sender_email,
+            sender_signature=sender_signature,
+        )
+    except ValueError as error:
+        _usage_error(str(error))
+    chosen = plan_format or ("table" if output is None and sys.stdout.isatty() else "jsonl")
+    try:
+        report = plan_command.run_plan(ir, people_path, options, chosen, render, output)
+    except OSError as error:
+        _usage_error(
+            f"{getattr(error, 'filename', None) or people_path}: {error.strerror or error}"
+        )
+    for problem in report.problems:
+        click.echo(
+            f"cadence: {report.people_label}:{problem.line}: skipped: {problem.message}", err=True
+        )
+    click.echo(report.summary(), err=True)
+    sys.exit(EXIT_SKIPPED if report.problems else EXIT_OK)
+
+
+def _usage_error(message: str) -> NoReturn:
+    click.echo(f"cadence: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _load_campaign(run: _Run, file: str) -> Any:
+    """A compiled campaign from a `.campaign` (compiled now) or an IR `.json`."""
+    from cadence.compiler.ir import IRError, load_ir
+
+    if file.endswith(".json"):
+        try:
+            return load_ir(Path(file).read_bytes())
+        except OSError as error:
+            _usage_error(f"cannot read {file}: {error.strerror or error}")
+        except IRError as error:
+            _usage_error(f"{file}: {error}")
+    from cadence.compiler.compile import compile_parsed
+    from cadence.grammar import parse_source
+
+    source = run.read(file)
+    if source is None:
+        return None
+    result = compile_parsed(parse_source(source))
+    run.report([d for d in result.diagnostics if d.is_error], dict(result.sources))
+    return result.ir if result.ok else None
 
 
 @cli.command()

@@ -1,1 +1,9 @@
-"""The runtime: calendar, planner, engine, store and dispatch. It never imports lark."""
+"""The runtime: calendar, planner, engine, store and dispatch. It never imports lark.
+
+``plan(ir, people, start, overrides=...)`` is the pure core: every action of a
+compiled campaign for every person, with its time.
+"""
+
+from cadence.runtime.planner import Action, PersonError, PlanError, Planner, plan
+
+__all__ = ["Action", "PersonError", "PlanError", "Planner", "plan"]

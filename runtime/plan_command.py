@@ -1,0 +1,150 @@
+"""What `cadence plan` does between reading its options and writing rows:
+the CLI stays a thin layer, and this stays free of click."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from cadence.compiler.ir import Campaign
+from cadence.runtime.calendar import UTC, zone
+from cadence.runtime.people import RowProblem, format_of, read_people
+from cadence.runtime.planner import Action, PlanError, parse_time, plan
+from cadence.runtime.writers import PlanFormat, write_plan
+
+
+@dataclass(frozen=True)
+class Options:
+    start: dt.datetime
+    overrides: dict[str, dt.time]
+    sender: dict[str, str]
+
+    @classmethod
+    def parse(
+        cls,
+        ir: Campaign,
+        *,
+        start: str,
+        overrides: tuple[str, ...],
+        sender_name: str = "",
+        sender_email: str = "",
+        sender_signature: str = "",
+        now: dt.datetime | None = None,
+    ) -> Options:
+        """Options from their command-line text; :class:`PlanError` says what is wrong."""
+        return cls(
+            parse_start(start, ir, now),
+            parse_overrides(overrides),
+            {"name": sender_name, "email": sender_email, "signature": sender_signature},
+        )
+
+
+def parse_start(text: str, ir: Campaign, now: dt.datetime | None = None) -> dt.datetime:
+    """``now``, or ISO 8601; a naive time is read in the campaign's zone."""
+    if text.strip().lower() == "now":
+        return now or dt.datetime.now(UTC)
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise PlanError(
+            f"--start {text!r} is not an ISO 8601 time, like 2026-03-02T09:00 or "
+            "2026-03-02T09:00:00+01:00"
+        ) from None
+    if value.tzinfo is None:
+        where = zone(ir.settings.timezone)
+        if where is None:
+            raise PlanError(f"the campaign's time zone {ir.settings.timezone!r} is not known")
+        value = value.replace(tzinfo=where)
+    return value
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, dt.time]:
+    found = {}
+    for item in items:
+        step, sep, time = item.partition("=")
+        if not sep or not step.strip():
+            raise PlanError(f"--at {item!r}: write STEP=HH:MM, like --at breakup=10:15")
+        found[step.strip()] = parse_time(time.strip())
+    return found
+
+
+@dataclass
+class PlanReport:
+    people_label: str
+    actions: int = 0
+    people: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        skipped = f", {len(self.problems)} skipped" if self.problems else ""
+        return (
+            f"planned {self.actions} action{'s' * (self.actions != 1)} for {self.people} "
+            f"{'person' if self.people == 1 else 'people'}{skipped}"
+        )
+
+
+def run_plan(
+    ir: Campaign,
+    people_path: str,
+    options: Options,
+    format: str,
+    render: bool,
+    output: str | None,
+) -> PlanReport:
+    """Read people, plan, write rows (atomically to ``output`` when given)."""
+    label = "<stdin>" if people_path == "-" else people_path
+    report = PlanReport(label)
+    if people_path == "-":
+        stream = sys.stdin
+    else:
+        stream = open(people_path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    with stream:
+        rows = read_people(stream, None if people_path == "-" else format_of(people_path))
+        actions = _counted(
+            plan(
+                ir,
+                rows,
+                options.start,
+                options.overrides,
+                render=render,
+                sender=options.sender,
+                on_problem=report.problems.append,
+            ),
+            report,
+        )
+        plan_format: PlanFormat = format  # type: ignore[assignment]
+        if output is None:
+            write_plan(actions, sys.stdout.buffer, plan_format, rendered=render)
+            sys.stdout.buffer.flush()
+        else:
+            _write_atomically(
+                Path(output), lambda out: write_plan(actions, out, plan_format, rendered=render)
+            )
+    return report
+
+
+def _counted(actions: Iterator[Action], report: PlanReport) -> Iterator[Action]:
+    person = None
+    for action in actions:
+        if action.person != person:
+            person = action.person
+            report.people += 1
+        report.actions += 1
+        yield action
+
+
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:
+            write(out)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise

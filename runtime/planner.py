@@ -1,0 +1,279 @@
+"""The planner: a compiled campaign, people and a start instant in; every
+action with its time out (SPEC.md §4–§6, §8).
+
+Per-campaign work happens once (steps, holidays, overrides, compiled
+templates) and per-zone work once per zone (day dates and instants); a person
+costs only the rows it yields. :func:`plan` streams: people are read and
+actions yielded one person at a time.
+
+The plan is the projection that assumes every task is closed on its due day
+(§6), in time for the steps after it that day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from cadence.compiler.ir import Campaign, Step
+from cadence.runtime.calendar import UTC, BusinessDays, Instant, place, zone
+from cadence.runtime.people import PeopleChecker, Person, RowProblem
+
+ActionKind = Literal["email", "email_task", "call", "inmail", "custom"]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One thing the campaign does for one person.
+
+    ``due`` is the UTC instant of an automatic send (``None`` for tasks and for
+    emails waiting on a task), ``local`` the same instant in the person's zone,
+    ``due_date`` the step's local date.
+    """
+
+    person: str
+    step: str
+    day: int
+    kind: ActionKind
+    due: dt.datetime | None
+    local: dt.datetime | None
+    due_date: dt.date
+    thread: str | None
+    waits_for: str | None
+    note: str | None
+    subject: str | None = None
+    body: str | None = None
+
+
+class PlanError(ValueError):
+    """Inputs the plan cannot start from: a naive start, a bad override."""
+
+
+class PersonError(ValueError):
+    """A person the campaign cannot take (raised when no problem handler is given)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """An action with everything known but the person: shared by everyone in a zone."""
+
+    step: str
+    day: int
+    kind: ActionKind
+    due: dt.datetime | None
+    local: dt.datetime | None
+    due_date: dt.date
+    thread: str | None
+    waits_for: str | None
+    note: str | None
+
+
+def parse_time(text: str) -> dt.time:
+    """``HH:MM`` on a 24-hour clock."""
+    hours, sep, minutes = text.partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise PlanError(f"`{text}` is not a time: write HH:MM, like 09:30")
+    if int(hours) > 23 or int(minutes) > 59:
+        raise PlanError(f"`{text}` is not a time of day (00:00 to 23:59)")
+    return dt.time(int(hours), int(minutes))
+
+
+class Planner:
+    """The per-campaign part of a plan: build once, then ask for each person."""
+
+    def __init__(
+        self,
+        ir: Campaign,
+        start: dt.datetime,
+        overrides: Mapping[str, dt.time] | None = None,
+    ) -> None:
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise PlanError("the start instant needs a time zone (or use the campaign's)")
+        self.ir = ir
+        self.start = start.astimezone(UTC)
+        self.overrides = dict(overrides or {})
+        self._check_overrides()
+        settings = ir.settings
+        default = zone(settings.timezone)
+        if default is None:
+            raise PlanError(f"the campaign's time zone {settings.timezone!r} is not known")
+        self.default_zone = default
+        self.days = BusinessDays(settings.skip_weekends, settings.holidays)
+        self.day_numbers = sorted({step.day for step in ir.steps})
+        self._slots: dict[str, tuple[_Slot, ...]] = {}
+
+    def _check_overrides(self) -> None:
+        steps = {step.id: step for step in self.ir.steps}
+        for name in self.overrides:
+            step = steps.get(name)
+            if step is None:
+                known = ", ".join(s.id for s in self.ir.steps if s.send == "at") or "none"
+                raise PlanError(f"--at {name}: no step `{name}` (steps sent at a time: {known})")
+            if step.send != "at":
+                raise PlanError(f"--at {name}: step `{name}` is not sent at a fixed time")
+
+    # ---- zones ---------------------------------------------------------------------
+    def zone_for(self, fields: Mapping[str, Any]) -> tuple[ZoneInfo, str | None]:
+        """The person's zone, and a note when their own could not be used."""
+        if not self.ir.settings.timezone_from_recipient:
+            return self.default_zone, None
+        name = fields.get("timezone")
+        if name is None or str(name).strip() == "":
+            return self.default_zone, None
+        found = zone(str(name))
+        if found is None:
+            return self.default_zone, (
+                f'timezone "{name}" is not a known zone: using {self.default_zone.key}'
+            )
+        return found, None
+
+    def slots(self, where: ZoneInfo) -> tuple[_Slot, ...]:
+        """Every step's timing for people in ``where`` (computed once per zone)."""
+        found = self._slots.get(where.key)
+        if found is None:
+            found = self._slots[where.key] = tuple(self._zone_slots(where))
+        return found
+
+    def _zone_slots(self, where: ZoneInfo) -> Iterator[_Slot]:
+        local_start = self.start.astimezone(where)
+        first = self.days.first_counting(local_start.date())
+        start = Instant(self.start, local_start)
+        moved = None
+        if first != local_start.date():
+            start = place(first, local_start.time().replace(tzinfo=None), where)
+            why = "weekends are skipped" if local_start.weekday() >= 5 else "holidays are skipped"
+            moved = (
+                f"day 1 moved from {local_start.date():%a %Y-%m-%d} to {first:%a %Y-%m-%d}: {why}"
+            )
+        dates = self.days.dates(first, self.day_numbers)
+        for step in self.ir.steps:
+            slot = self._slot(step, dates[step.day], start, where)
+            if moved and step.day == 1:
+                slot = _with_note(slot, moved)
+            yield slot
+
+    def _slot(self, step: Step, date: dt.date, start: Instant, where: ZoneInfo) -> _Slot:
+        def make(
+            kind: ActionKind,
+            instant: Instant | None = None,
+            waits: str | None = None,
+            *notes: str | None,
+        ) -> _Slot:
+            note = "; ".join(n for n in notes if n) or None
+            due = instant.utc if instant else None
+            local = instant.local if instant else None
+            return _Slot(step.id, step.day, kind, due, local, date, step.reply_to, waits, note)
+
+        timing = step.timing
+        if step.kind != "email" or timing is None:
+            return make(step.kind)
+        if timing.kind == "task":
+            return make("email_task")
+        if timing.kind == "waits_for_task":
+            return make("email", None, timing.step, timing.note)
+        if timing.kind == "start":
+            if step.day == 1:
+                return make("email", start, None, timing.note)
+            instant = place(date, start.local.time().replace(tzinfo=None), where)
+            return make("email", instant, None, timing.note, instant.note)
+        wall = self.overrides.get(timing.step or "") or parse_time(timing.time or "")
+        instant = place(date, wall, where)
+        if instant.utc < start.utc:
+            passed = f"{wall:%H:%M} had passed at launch: sent at start"
+            return make("email", start, None, timing.note, passed)
+        return make("email", instant, None, timing.note, instant.note)
+
+    # ---- people ----------------------------------------------------------------------
+    def actions(self, email: str, fields: Mapping[str, Any]) -> list[Action]:
+        where, zone_note = self.zone_for(fields)
+        return [
+            Action(
+                email,
+                s.step,
+                s.day,
+                s.kind,
+                s.due,
+                s.local,
+                s.due_date,
+                s.thread,
+                s.waits_for,
+                _join(zone_note, s.note),
+            )
+            for s in self.slots(where)
+        ]
+
+
+def _with_note(slot: _Slot, note: str) -> _Slot:
+    return _Slot(
+        slot.step,
+        slot.day,
+        slot.kind,
+        slot.due,
+        slot.local,
+        slot.due_date,
+        slot.thread,
+        slot.waits_for,
+        _join(note, slot.note),
+    )
+
+
+def _join(first: str | None, second: str | None) -> str | None:
+    if first and second:
+        return f"{first}; {second}"
+    return first or second
+
+
+ProblemHandler = Callable[[RowProblem], None]
+
+
+def plan(
+    ir: Campaign,
+    people: Iterable[Person | RowProblem | Mapping[str, Any]],
+    start: dt.datetime,
+    overrides: Mapping[str, dt.time] | None = None,
+    *,
+    render: bool = False,
+    sender: Mapping[str, str] | None = None,
+    on_problem: ProblemHandler | None = None,
+) -> Iterator[Action]:
+    """Every action for every person, person by person, steps in campaign order.
+
+    ``people`` are mappings of fields (or rows from
+    :func:`cadence.runtime.people.read_people`). A person the campaign cannot
+    take is passed to ``on_problem`` and skipped; without a handler,
+    :class:`PersonError` is raised. With ``render``, subjects and bodies are
+    rendered (``sender`` gives ``name``, ``email`` and ``signature``).
+    """
+    planner = Planner(ir, start, overrides)
+    checker = PeopleChecker(ir.person_fields)
+    renderer = None
+    if render:
+        from cadence.runtime.render import Renderer
+
+        renderer = Renderer(ir, sender or {})
+
+    def problem(found: RowProblem) -> None:
+        if on_problem is None:
+            raise PersonError(str(found))
+        on_problem(found)
+
+    for number, row in enumerate(people, start=1):
+        if isinstance(row, RowProblem):
+            problem(row)
+            continue
+        person = row if isinstance(row, Person) else Person(number, row)
+        problems = checker.problems(person)
+        if problems:
+            problem(RowProblem(person.line, "; ".join(problems)))
+            continue
+        actions = planner.actions(person.email.strip(), person.fields)
+        if renderer is not None:
+            rendered = renderer.render(person.fields, actions)
+            if isinstance(rendered, str):
+                problem(RowProblem(person.line, rendered))
+                continue
+            actions = rendered
+        yield from actions

@@ -1,0 +1,186 @@
+"""Plans written out: JSON Lines, CSV, a readable table, or an iCalendar file.
+
+Each writer takes a stream of actions and writes as it goes, so a plan for
+any number of people is written in constant memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterable
+from typing import IO, Literal
+
+import orjson
+
+from cadence.runtime.planner import Action
+
+PlanFormat = Literal["jsonl", "csv", "table", "ics"]
+FIELDS = (
+    "person",
+    "step",
+    "day",
+    "kind",
+    "due",
+    "local",
+    "due_date",
+    "thread",
+    "waits_for",
+    "note",
+)
+RENDERED = ("subject", "body")
+
+
+def write_plan(
+    actions: Iterable[Action], out: IO[bytes], format: PlanFormat, *, rendered: bool = False
+) -> int:
+    """Write ``actions``; returns how many were written."""
+    writer = {"jsonl": _jsonl, "csv": _csv, "table": _table, "ics": _ics}[format]
+    return writer(actions, out, rendered)
+
+
+def _row(action: Action, rendered: bool) -> dict[str, object]:
+    row: dict[str, object] = {
+        "person": action.person,
+        "step": action.step,
+        "day": action.day,
+        "kind": action.kind,
+        "due": action.due,
+        "local": action.local,
+        "due_date": action.due_date,
+        "thread": action.thread,
+        "waits_for": action.waits_for,
+        "note": action.note,
+    }
+    if rendered:
+        row["subject"] = action.subject
+        row["body"] = action.body
+    return row
+
+
+def _jsonl(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
+    count = 0
+    dumps, option = orjson.dumps, orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+    for action in actions:
+        out.write(dumps(_row(action, rendered), option=option))
+        count += 1
+    return count
+
+
+def _iso(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") and value.tzinfo is dt.UTC else text
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+class _TextOut:
+    """Text written to a binary stream as UTF-8 (what csv and print need)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text.encode("utf-8"))
+        return len(text)
+
+
+def _csv(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
+    columns = FIELDS + (RENDERED if rendered else ())
+    writer = csv.writer(_TextOut(out), lineterminator="\n")
+    writer.writerow(columns)
+    count = 0
+    for action in actions:
+        row = _row(action, rendered)
+        writer.writerow([_iso(row[name]) for name in columns])
+        count += 1
+    return count
+
+
+def _table(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
+    """A timeline per person, for reading on a terminal."""
+    text = _TextOut(out)
+    person = None
+    count = 0
+    for action in actions:
+        if action.person != person:
+            if person is not None:
+                text.write("\n")
+            person = action.person
+            text.write(f"{person}\n")
+        when = (
+            f"{action.local:%a %Y-%m-%d %H:%M %Z}"
+            if action.local is not None
+            else f"{action.due_date:%a %Y-%m-%d}  (task)"
+        )
+        if action.waits_for:
+            when = f"{action.due_date:%a %Y-%m-%d}  after `{action.waits_for}` is sent"
+        kind = action.kind.replace("_", " ")
+        line = f"  day {action.day:<3} {when:<34} {kind:<10} {action.step}"
+        if action.thread:
+            line += f"  (reply to {action.thread})"
+        text.write(line + "\n")
+        if action.note:
+            text.write(f"          note: {action.note}\n")
+        if rendered and action.subject:
+            text.write(f"          subject: {action.subject}\n")
+        count += 1
+    return count
+
+
+def _ics(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
+    """RFC 5545: one event per action; timed for sends, all-day for tasks."""
+    out.write(
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cadence//plan//EN\r\nCALSCALE:GREGORIAN\r\n"
+    )
+    count = 0
+    for action in actions:
+        lines = ["BEGIN:VEVENT", f"UID:{_ics_text(action.person)}-{_ics_text(action.step)}@cadence"]
+        stamp = action.due or dt.datetime.combine(action.due_date, dt.time(), dt.UTC)
+        lines.append(f"DTSTAMP:{stamp.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}")
+        if action.due is not None:
+            lines += [f"DTSTART:{action.due:%Y%m%dT%H%M%SZ}", "DURATION:PT15M"]
+        else:
+            lines.append(f"DTSTART;VALUE=DATE:{action.due_date:%Y%m%d}")
+        what = {
+            "email": "Email",
+            "email_task": "Email task",
+            "call": "Call",
+            "inmail": "InMail",
+            "custom": "Task",
+        }[action.kind]
+        lines.append(f"SUMMARY:{_ics_text(f'{what} {action.step}: {action.person}')}")
+        details = [part for part in (action.note, action.subject if rendered else None) if part]
+        if details:
+            lines.append(f"DESCRIPTION:{_ics_text(chr(10).join(details))}")
+        lines.append("END:VEVENT")
+        out.write("".join(_fold(line) + "\r\n" for line in lines).encode("utf-8"))
+        count += 1
+    out.write(b"END:VCALENDAR\r\n")
+    return count
+
+
+def _ics_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def _fold(line: str) -> str:
+    """Lines longer than 75 octets continue on the next line after a space."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return line
+    parts: list[str] = []
+    current = ""
+    for char in line:
+        limit = 75 if not parts else 74
+        if len((current + char).encode("utf-8")) > limit:
+            parts.append(current)
+            current = char
+        else:
+            current += char
+    parts.append(current)
+    return "\r\n ".join(parts)
