@@ -270,6 +270,8 @@ def plan_(
     chosen = plan_format or ("table" if output is None and sys.stdout.isatty() else "jsonl")
     try:
         report = plan_command.run_plan(ir, people_path, options, chosen, render, output)
+    except ValueError as error:  # PlanError: caught before any row is written
+        _usage_error(str(error))
     except OSError as error:
         _usage_error(
             f"{getattr(error, 'filename', None) or people_path}: {error.strerror or error}"

@@ -15,12 +15,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from cadence.compiler.ir import Campaign, Step
 from cadence.runtime.calendar import UTC, BusinessDays, Instant, place, zone
 from cadence.runtime.people import PeopleChecker, Person, RowProblem
+
+if TYPE_CHECKING:
+    from cadence.runtime.render import Renderer
 
 ActionKind = Literal["email", "email_task", "call", "inmail", "custom"]
 
@@ -149,10 +152,13 @@ class Planner:
                 f"day 1 moved from {local_start.date():%a %Y-%m-%d} to {first:%a %Y-%m-%d}: {why}"
             )
         dates = self.days.dates(first, self.day_numbers)
+        done: dict[str, _Slot] = {}
         for step in self.ir.steps:
             slot = self._slot(step, dates[step.day], start, where)
             if moved and step.day == 1:
                 slot = _with_note(slot, moved)
+            slot = _after_replied(slot, done.get(slot.thread or ""))
+            done[slot.step] = slot
             yield slot
 
     def _slot(self, step: Step, date: dt.date, start: Instant, where: ZoneInfo) -> _Slot:
@@ -206,6 +212,24 @@ class Planner:
         ]
 
 
+def _after_replied(slot: _Slot, replied: _Slot | None) -> _Slot:
+    """A reply never goes before the email it replies to: hold it until then."""
+    if replied is None or slot.due is None or replied.due is None or slot.due >= replied.due:
+        return slot
+    note = _join(slot.note, f"held until `{replied.step}` is sent: a reply follows its email")
+    return _Slot(
+        slot.step,
+        slot.day,
+        slot.kind,
+        replied.due,
+        replied.local,
+        slot.due_date,
+        slot.thread,
+        slot.waits_for,
+        note,
+    )
+
+
 def _with_note(slot: _Slot, note: str) -> _Slot:
     return _Slot(
         slot.step,
@@ -246,14 +270,25 @@ def plan(
     take is passed to ``on_problem`` and skipped; without a handler,
     :class:`PersonError` is raised. With ``render``, subjects and bodies are
     rendered (``sender`` gives ``name``, ``email`` and ``signature``).
+    Bad inputs (a naive start, an unknown override) raise :class:`PlanError`
+    at the call, before any person is read.
     """
     planner = Planner(ir, start, overrides)
-    checker = PeopleChecker(ir.person_fields)
     renderer = None
     if render:
         from cadence.runtime.render import Renderer
 
         renderer = Renderer(ir, sender or {})
+    return _plan(planner, renderer, people, on_problem)
+
+
+def _plan(
+    planner: Planner,
+    renderer: Renderer | None,
+    people: Iterable[Person | RowProblem | Mapping[str, Any]],
+    on_problem: ProblemHandler | None,
+) -> Iterator[Action]:
+    checker = PeopleChecker(planner.ir.person_fields)
 
     def problem(found: RowProblem) -> None:
         if on_problem is None:

@@ -1,0 +1,105 @@
+"""Properties every plan has, over generated campaigns, starts and zones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cadence.compiler import compile_source
+from cadence.runtime import plan
+
+ZONES = [
+    "UTC",
+    "America/New_York",
+    "Europe/Stockholm",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Pacific/Apia",
+    "America/St_Johns",
+]
+OPTIONS = ["send at {t}", "send with previous", "send task"]
+
+
+@st.composite
+def campaigns(draw: st.DrawFn) -> str:
+    lines = ['campaign "p" {']
+    if draw(st.booleans()):
+        lines.append('  timezone recipient else "' + draw(st.sampled_from(ZONES)) + '"')
+    else:
+        lines.append('  timezone "' + draw(st.sampled_from(ZONES)) + '"')
+    if draw(st.booleans()):
+        lines.append("  skip weekends")
+    if draw(st.booleans()):
+        lines.append('  skip holidays "US"')
+    days = sorted(set(draw(st.lists(st.integers(2, 30), max_size=5))) | {1})
+    previous_is_email, n = False, 0
+    for day in days:
+        lines.append(f"  day {day} {{")
+        for _ in range(draw(st.integers(1, 3))):
+            n += 1
+            kind = (
+                "email" if n == 1 else draw(st.sampled_from(["email", "email", "call", "custom"]))
+            )
+            if kind == "call":
+                lines.append(f"    call s{n} {{ }}")
+            elif kind == "custom":
+                lines.append(f'    custom s{n} {{ title "t" }}')
+            else:
+                first = draw(st.sampled_from(["send choose", "send at {t}", "send task"]))
+                option = first if n == 1 else draw(st.sampled_from(OPTIONS))
+                option = option.format(
+                    t=f"{draw(st.integers(0, 23)):02d}:{draw(st.sampled_from([0, 30, 59])):02d}"
+                )
+                follow = previous_is_email and draw(st.booleans())
+                lines.append(
+                    f"    email s{n} {{ {option} {'follow up' if follow else ''} "
+                    'subject "s" body "b" }'
+                )
+            previous_is_email = kind == "email"
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+starts = st.datetimes(
+    min_value=dt.datetime(2026, 1, 1),
+    max_value=dt.datetime(2028, 12, 31),
+    timezones=st.sampled_from([ZoneInfo(z) for z in ZONES]),
+)
+people = st.lists(st.sampled_from([*ZONES, "", "Not/AZone"]), min_size=1, max_size=4)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(campaigns(), starts, people)
+def test_plans_respect_start_order_and_replies(
+    source: str, start: dt.datetime, zones: list[str]
+) -> None:
+    result = compile_source(source, "p.campaign")
+    assert result.ok and result.ir is not None, result.diagnostics
+    ir = result.ir
+    persons = [{"email": f"p{i}@example.com", "timezone": z} for i, z in enumerate(zones)]
+    actions = list(plan(ir, persons, start))
+    day_of = {step.id: step.day for step in ir.steps}
+    for person in persons:
+        mine = [a for a in actions if a.person == person["email"]]
+        # Each step at most once, in campaign order.
+        assert [a.step for a in mine] == [step.id for step in ir.steps]
+        by_step = {a.step: a for a in mine}
+        for action in mine:
+            # Nothing is sent before the start instant.
+            if action.due is not None:
+                assert action.due >= start
+            # A reply never goes before the email it replies to.
+            replied = by_step.get(action.thread or "")
+            if replied is not None and replied.due is not None and action.due is not None:
+                assert action.due >= replied.due
+        # Later days fall on later dates.
+        for a, b in itertools.pairwise(mine):
+            if day_of[b.step] > day_of[a.step]:
+                assert b.due_date > a.due_date
+            elif day_of[b.step] == day_of[a.step]:
+                assert b.due_date == a.due_date
