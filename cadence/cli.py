@@ -10,6 +10,7 @@ machine formats of diagnostics (json, github, sarif) are data.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import sys
 import tempfile
@@ -273,6 +274,8 @@ def plan_(
     except ValueError as error:  # PlanError: caught before any row is written
         _usage_error(str(error))
     except OSError as error:
+        if error.errno == errno.EPIPE:
+            raise  # the reader closed the pipe (`| head`): click exits quietly
         _usage_error(
             f"{getattr(error, 'filename', None) or people_path}: {error.strerror or error}"
         )
