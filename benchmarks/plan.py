@@ -13,7 +13,6 @@ import argparse
 import datetime as dt
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -91,13 +90,25 @@ def write_people(path: Path, count: int) -> None:
             out.write(orjson.dumps(person) + b"\n")
 
 
+PROBE = """import sys
+from cadence.cli import main
+try:
+    main()
+except SystemExit:
+    status = open('/proc/self/status').read()
+    print(next(l for l in status.splitlines() if l.startswith('VmHWM')).split()[1], file=sys.stderr)
+    raise
+"""
+
+
 def run_plan(folder: Path, people: Path, render: bool) -> tuple[float, int, int]:
-    """Time `cadence plan` in a child process; its rows and peak RSS (KB)."""
+    """Time `cadence plan` in a child process; its rows and peak RSS (KB, VmHWM:
+    ru_maxrss would carry this process's own peak across exec)."""
     output = folder / ("rendered.jsonl" if render else "plan.jsonl")
     command = [
         sys.executable,
-        "-m",
-        "cadence",
+        "-c",
+        PROBE,
         "plan",
         str(folder / "bench.campaign"),
         "--people",
@@ -109,13 +120,12 @@ def run_plan(folder: Path, people: Path, render: bool) -> tuple[float, int, int]
         "-o",
         str(output),
     ] + (["--render"] if render else [])
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = int(done.stderr.strip().splitlines()[-1])
     rows = sum(1 for _ in output.open("rb"))
-    return elapsed, rows, max(peak, before)
+    return elapsed, rows, peak
 
 
 def floor(rows: int, folder: Path) -> float:
