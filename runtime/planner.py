@@ -288,27 +288,38 @@ def _plan(
     people: Iterable[Person | RowProblem | Mapping[str, Any]],
     on_problem: ProblemHandler | None,
 ) -> Iterator[Action]:
+    for person, _zone, actions in plan_people(planner, people, on_problem):
+        if renderer is not None:
+            rendered = renderer.render(person.fields, actions)
+            if isinstance(rendered, str):
+                _report(on_problem, RowProblem(person.line, rendered))
+                continue
+            actions = rendered
+        yield from actions
+
+
+def plan_people(
+    planner: Planner,
+    people: Iterable[Person | RowProblem | Mapping[str, Any]],
+    on_problem: ProblemHandler | None,
+) -> Iterator[tuple[Person, ZoneInfo, list[Action]]]:
+    """Each person the campaign can take, with their zone and actions; the
+    others go to ``on_problem`` (or raise :class:`PersonError`)."""
     checker = PeopleChecker(planner.ir.person_fields)
-
-    def problem(found: RowProblem) -> None:
-        if on_problem is None:
-            raise PersonError(str(found))
-        on_problem(found)
-
     for number, row in enumerate(people, start=1):
         if isinstance(row, RowProblem):
-            problem(row)
+            _report(on_problem, row)
             continue
         person = row if isinstance(row, Person) else Person(number, row)
         problems = checker.problems(person)
         if problems:
-            problem(RowProblem(person.line, "; ".join(problems)))
+            _report(on_problem, RowProblem(person.line, "; ".join(problems)))
             continue
-        actions = planner.actions(person.email.strip(), person.fields)
-        if renderer is not None:
-            rendered = renderer.render(person.fields, actions)
-            if isinstance(rendered, str):
-                problem(RowProblem(person.line, rendered))
-                continue
-            actions = rendered
-        yield from actions
+        where, _note = planner.zone_for(person.fields)
+        yield person, where, planner.actions(person.email.strip(), person.fields)
+
+
+def _report(on_problem: ProblemHandler | None, found: RowProblem) -> None:
+    if on_problem is None:
+        raise PersonError(str(found))
+    on_problem(found)

@@ -1,0 +1,692 @@
+"""The durable engine (SPEC.md §1, §4–§7): enrollments, due sends, the command
+center's tasks and the live feed, kept in a database through :class:`Store`.
+
+Every method takes the clock (``now`` / ``at``) from its caller, and runs in
+one transaction: an error leaves the store as it was. Sends are claimed,
+delivered by a dispatcher and marked; a claim is a lease, so a dispatcher that
+dies mid-send lets another take the send over after the lease (see
+docs/engine.md for exactly what is guaranteed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy.sql import Select
+
+from cadence.compiler.ir import Campaign, dump_ir, load_ir
+from cadence.runtime.calendar import UTC, place, zone
+from cadence.runtime.people import Person, RowProblem
+from cadence.runtime.planner import Action, Planner, plan_people
+from cadence.runtime.schema import actions, campaigns, enrollments, feed
+from cadence.runtime.store import Store
+
+OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
+    "open",
+    "pending",
+    "claimed",
+    "sent",
+    "failed",
+    "cancelled",
+)
+DEFAULT_LEASE = dt.timedelta(minutes=5)
+
+
+class EngineError(Exception):
+    """A request the engine refuses (unknown task, closed task, unknown person);
+    nothing was changed."""
+
+
+@dataclass(frozen=True)
+class EnrollReport:
+    campaign_id: str
+    enrolled: int = 0
+    actions: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DueSend:
+    """A send that is due: what a dispatcher needs to deliver it."""
+
+    action_id: int
+    enrollment_id: int
+    campaign_id: str
+    person: str
+    step: str
+    due_at: dt.datetime
+    thread: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    enrollment_id: int
+    campaign_id: str
+    person: str
+    step: str
+    kind: str
+    due_date: dt.date
+    status: str
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    id: int
+    at: dt.datetime
+    campaign_id: str
+    person: str | None
+    event: str
+    step: str | None
+    message: str
+
+
+def campaign_id(ir: Campaign) -> str:
+    return hashlib.sha256(dump_ir(ir).encode()).hexdigest()
+
+
+class Engine:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._campaigns: dict[str, Campaign] = {}
+
+    @classmethod
+    def open(cls, db: str, *, now: dt.datetime) -> Engine:
+        return cls(Store.open(db, now=now))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ---- enrolling ---------------------------------------------------------------------
+    def enroll(
+        self,
+        ir: Campaign,
+        people: Iterable[Person | RowProblem | Mapping[str, Any]],
+        start: dt.datetime,
+        overrides: Mapping[str, dt.time] | None = None,
+        *,
+        now: dt.datetime,
+    ) -> EnrollReport:
+        """Enroll everyone the campaign can take, in one transaction. A person
+        already active in the campaign is refused like any invalid row."""
+        planner = Planner(ir, start, overrides)
+        key = campaign_id(ir)
+        report = EnrollReport(key)
+        with self.store.transaction() as connection:
+            self._store_campaign(connection, key, ir, now)
+            active = self._active_people(connection, key)
+            wanted = _refuse_active(people, active, report.problems)
+            batch: list[tuple[Person, str, list[Action]]] = []
+            enrolled = planned = 0
+            for person, where, planned_actions in plan_people(
+                planner, wanted, report.problems.append
+            ):
+                batch.append((person, where.key, planned_actions))
+                if len(batch) >= 1000:
+                    planned += self._insert(connection, key, batch, start, now)
+                    enrolled += len(batch)
+                    batch.clear()
+            planned += self._insert(connection, key, batch, start, now)
+            enrolled += len(batch)
+        return EnrollReport(key, enrolled, planned, report.problems)
+
+    def _store_campaign(
+        self, connection: Connection, key: str, ir: Campaign, now: dt.datetime
+    ) -> None:
+        found = connection.execute(
+            select(campaigns.c.ended_at).where(campaigns.c.id == key)
+        ).first()
+        if found is None:
+            connection.execute(
+                campaigns.insert().values(id=key, name=ir.name, ir=dump_ir(ir), created_at=now)
+            )
+        elif found.ended_at is not None:
+            raise EngineError(f"campaign {ir.name!r} has ended; it takes no more people")
+        self._campaigns[key] = ir
+
+    def _active_people(self, connection: Connection, key: str) -> set[str]:
+        query = select(enrollments.c.person).where(
+            enrollments.c.campaign_id == key, enrollments.c.status == "active"
+        )
+        return {person.lower() for person in connection.execute(query).scalars()}
+
+    def _insert(
+        self,
+        connection: Connection,
+        key: str,
+        batch: Sequence[tuple[Person, str, list[Action]]],
+        start: dt.datetime,
+        now: dt.datetime,
+    ) -> int:
+        if not batch:
+            return 0
+        rows = [
+            {
+                "campaign_id": key,
+                "person": person.email.strip(),
+                "fields": dict(person.fields),
+                "zone": where,
+                "start_at": start,
+                "status": "active",
+                "success": False,
+                "created_at": now,
+            }
+            for person, where, _ in batch
+        ]
+        ids = (
+            connection.execute(
+                enrollments.insert().returning(enrollments.c.id, sort_by_parameter_order=True), rows
+            )
+            .scalars()
+            .all()
+        )
+        action_rows, events = [], []
+        for enrollment_id, (person, _where, planned) in zip(ids, batch, strict=True):
+            email = person.email.strip()
+            tasks = [a.step for a in planned if a.kind != "email"]
+            sends = len(planned) - len(tasks)
+            events.append(
+                _event(
+                    now,
+                    key,
+                    enrollment_id,
+                    email,
+                    "enrolled",
+                    None,
+                    f"enrolled: {sends} sends queued, {len(tasks)} tasks opened",
+                )
+            )
+            for position, action in enumerate(planned):
+                is_task = action.kind != "email"
+                action_rows.append(
+                    {
+                        "enrollment_id": enrollment_id,
+                        "step": action.step,
+                        "position": position,
+                        "day": action.day,
+                        "kind": action.kind,
+                        "is_task": is_task,
+                        "due_at": action.due,
+                        "due_date": action.due_date,
+                        "thread": action.thread,
+                        "waits_for": action.waits_for,
+                        "note": action.note,
+                        "status": OPEN if is_task else PENDING,
+                        "attempts": 0,
+                    }
+                )
+                if is_task:
+                    events.append(
+                        _event(
+                            now,
+                            key,
+                            enrollment_id,
+                            email,
+                            "task_opened",
+                            action.step,
+                            f"task opened: {action.kind.replace('_', ' ')} "
+                            f"`{action.step}` due {action.due_date.isoformat()}",
+                        )
+                    )
+        connection.execute(actions.insert(), action_rows)
+        connection.execute(feed.insert(), events)
+        return len(action_rows)
+
+    # ---- due sends ------------------------------------------------------------------------
+    def _due_query(self, now: dt.datetime, limit: int) -> Select[Any]:
+        earlier = actions.alias("earlier")
+        blocked = exists().where(
+            earlier.c.enrollment_id == actions.c.enrollment_id,
+            earlier.c.position < actions.c.position,
+            earlier.c.is_task.is_(True),
+            earlier.c.status == OPEN,
+        )
+        ready = or_(
+            and_(
+                actions.c.status == PENDING,
+                actions.c.due_at <= now,
+                or_(actions.c.retry_at.is_(None), actions.c.retry_at <= now),
+            ),
+            # A claim whose lease ran out: its dispatcher died mid-send.
+            and_(actions.c.status == CLAIMED, actions.c.lease_until <= now),
+        )
+        return (
+            select(
+                actions.c.id,
+                actions.c.enrollment_id,
+                enrollments.c.campaign_id,
+                enrollments.c.person,
+                actions.c.step,
+                actions.c.due_at,
+                actions.c.thread,
+                actions.c.attempts,
+            )
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(enrollments.c.status == "active", actions.c.is_task.is_(False), ready, ~blocked)
+            .order_by(actions.c.due_at, actions.c.enrollment_id, actions.c.position)
+            .limit(limit)
+        )
+
+    def due(self, now: dt.datetime, limit: int = 100) -> list[DueSend]:
+        """Sends due at ``now`` (not claimed): their time has come and no
+        earlier task of their enrollment is open (§6)."""
+        with self.store.transaction() as connection:
+            return [DueSend(*row) for row in connection.execute(self._due_query(now, limit))]
+
+    def claim(
+        self,
+        now: dt.datetime,
+        limit: int = 100,
+        *,
+        worker: str = "dispatcher",
+        lease: dt.timedelta = DEFAULT_LEASE,
+    ) -> list[DueSend]:
+        """Take up to ``limit`` due sends for ``worker`` until ``now + lease``.
+        On PostgreSQL concurrent dispatchers skip each other's rows
+        (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers."""
+        query = self._due_query(now, limit)
+        if self.store.dialect == "postgresql":
+            query = query.with_for_update(of=actions, skip_locked=True)
+        with self.store.transaction() as connection:
+            found = [
+                DueSend(
+                    row.id,
+                    row.enrollment_id,
+                    row.campaign_id,
+                    row.person,
+                    row.step,
+                    row.due_at,
+                    row.thread,
+                    row.attempts + 1,
+                )  # this attempt counts
+                for row in connection.execute(query)
+            ]
+            if found:
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id.in_([send.action_id for send in found]))
+                    .values(
+                        status=CLAIMED,
+                        claimed_by=worker,
+                        lease_until=now + lease,
+                        attempts=actions.c.attempts + 1,
+                    )
+                )
+        return found
+
+    def mark_sent(self, action_id: int, message_id: str, at: dt.datetime) -> None:
+        with self.store.transaction() as connection:
+            row = self._action(connection, action_id)
+            if row.status == SENT:
+                return  # marked already: a retried mark is harmless
+            if row.status != CLAIMED:
+                raise EngineError(f"send {action_id} is {row.status}, not claimed")
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == action_id)
+                .values(
+                    status=SENT, sent_at=at, message_id=message_id, lease_until=None, error=None
+                )
+            )
+            connection.execute(
+                feed.insert().values(
+                    **_event(
+                        at,
+                        row.campaign_id,
+                        row.enrollment_id,
+                        row.person,
+                        "sent",
+                        row.step,
+                        f"sent `{row.step}`"
+                        + (" (late)" if row.due_at and at - row.due_at > LATE else ""),
+                    )
+                )
+            )
+
+    def mark_failed(
+        self, action_id: int, error: str, at: dt.datetime, *, retry_at: dt.datetime | None = None
+    ) -> None:
+        """A delivery failed: retried at ``retry_at``, or failed for good."""
+        with self.store.transaction() as connection:
+            row = self._action(connection, action_id)
+            if row.status != CLAIMED:
+                raise EngineError(f"send {action_id} is {row.status}, not claimed")
+            status, event = (PENDING, "retry") if retry_at else (FAILED, "failed")
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == action_id)
+                .values(status=status, retry_at=retry_at, error=error, lease_until=None)
+            )
+            when = (
+                f", retrying at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if retry_at else ""
+            )
+            connection.execute(
+                feed.insert().values(
+                    **_event(
+                        at,
+                        row.campaign_id,
+                        row.enrollment_id,
+                        row.person,
+                        event,
+                        row.step,
+                        f"delivery of `{row.step}` failed: {error}{when}",
+                    )
+                )
+            )
+
+    # ---- tasks ------------------------------------------------------------------------------
+    def open_tasks(
+        self, *, person: str | None = None, due_before: dt.date | None = None
+    ) -> list[Task]:
+        query = (
+            select(
+                actions.c.id,
+                actions.c.enrollment_id,
+                enrollments.c.campaign_id,
+                enrollments.c.person,
+                actions.c.step,
+                actions.c.kind,
+                actions.c.due_date,
+                actions.c.status,
+            )
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(actions.c.is_task.is_(True), actions.c.status == OPEN)
+            .order_by(actions.c.due_date, enrollments.c.person, actions.c.position)
+        )
+        if person is not None:
+            query = query.where(func.lower(enrollments.c.person) == person.lower())
+        if due_before is not None:
+            query = query.where(actions.c.due_date < due_before)
+        with self.store.transaction() as connection:
+            return [Task(*row) for row in connection.execute(query)]
+
+    def send_task(self, task_id: int, subject: str, body: str, at: dt.datetime) -> None:
+        """A person sent an email task (with their edits): it closes, and emails
+        that take its time of day get their time (§4, §7)."""
+        self._close_task(task_id, SENT, at, subject=subject, body=body)
+
+    def complete_task(self, task_id: int, at: dt.datetime) -> None:
+        self._close_task(task_id, "completed", at)
+
+    def skip_task(self, task_id: int, at: dt.datetime) -> None:
+        self._close_task(task_id, "skipped", at)
+
+    def _close_task(
+        self,
+        task_id: int,
+        status: str,
+        at: dt.datetime,
+        *,
+        subject: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        with self.store.transaction() as connection:
+            row = self._action(connection, task_id, missing=f"no task {task_id}")
+            if not row.is_task:
+                raise EngineError(f"{task_id} is a send, not a task")
+            if row.status != OPEN:
+                raise EngineError(f"task {task_id} is already {row.status}")
+            if status == SENT and row.kind != "email_task":
+                raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
+            values: dict[str, Any] = {"status": status, "closed_at": at}
+            if status == SENT:
+                values.update(sent_at=at, subject=subject, body=body)
+            connection.execute(update(actions).where(actions.c.id == task_id).values(**values))
+            connection.execute(
+                feed.insert().values(
+                    **_event(
+                        at,
+                        row.campaign_id,
+                        row.enrollment_id,
+                        row.person,
+                        "task_closed",
+                        row.step,
+                        f"task `{row.step}` {status}",
+                    )
+                )
+            )
+            if row.kind == "email_task":
+                self._time_waiting_sends(connection, row, at)
+
+    def _time_waiting_sends(self, connection: Connection, task: Any, at: dt.datetime) -> None:
+        """Emails aligned with this task email take the time of day it closed."""
+        where = zone(task.zone) or UTC
+        wall = at.astimezone(where).time().replace(tzinfo=None)
+        waiting = connection.execute(
+            select(actions.c.id, actions.c.due_date).where(
+                actions.c.enrollment_id == task.enrollment_id,
+                actions.c.waits_for == task.step,
+                actions.c.status == PENDING,
+                actions.c.due_at.is_(None),
+            )
+        ).all()
+        for action_id, due_date in waiting:
+            due = max(place(due_date, wall, where).utc, at)  # type: ignore[arg-type]
+            connection.execute(update(actions).where(actions.c.id == action_id).values(due_at=due))
+
+    # ---- events -----------------------------------------------------------------------------
+    def reply(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
+        """A reply from ``person``: the campaign's `on reply` decides (§7)."""
+        self._event_for(person, at, campaign, "reply")
+
+    def bounce(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
+        self._event_for(person, at, campaign, "bounce")
+
+    def remove(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
+        self._event_for(person, at, campaign, "remove")
+
+    def _event_for(self, person: str, at: dt.datetime, campaign: str | None, event: str) -> None:
+        with self.store.transaction() as connection:
+            query = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person).where(
+                func.lower(enrollments.c.person) == person.lower(),
+                enrollments.c.status == "active",
+            )
+            if campaign is not None:
+                query = query.where(enrollments.c.campaign_id == campaign)
+            found = connection.execute(query).all()
+            if not found:
+                raise EngineError(f"{person} is not active in any campaign")
+            for enrollment_id, key, email in found:
+                settings = self._ir(connection, key).settings
+                if event == "reply":
+                    connection.execute(
+                        feed.insert().values(
+                            **_event(
+                                at, key, enrollment_id, email, "reply", None, f"{email} replied"
+                            )
+                        )
+                    )
+                    if settings.on_reply != "continue":
+                        self._end(
+                            connection,
+                            enrollment_id,
+                            at,
+                            "replied",
+                            success=settings.on_reply == "end_success",
+                        )
+                elif event == "bounce":
+                    connection.execute(
+                        feed.insert().values(
+                            **_event(
+                                at, key, enrollment_id, email, "bounce", None, f"{email} bounced"
+                            )
+                        )
+                    )
+                    if settings.on_bounce == "remove":
+                        self._end(connection, enrollment_id, at, "bounced")
+                else:
+                    self._end(connection, enrollment_id, at, "removed")
+
+    def end(self, campaign: str, at: dt.datetime) -> int:
+        """End a campaign for everyone in it; returns how many enrollments ended."""
+        with self.store.transaction() as connection:
+            found = connection.execute(
+                select(campaigns.c.ended_at).where(campaigns.c.id == campaign)
+            ).first()
+            if found is None:
+                raise EngineError(f"no campaign {campaign}")
+            connection.execute(
+                update(campaigns).where(campaigns.c.id == campaign).values(ended_at=at)
+            )
+            active = (
+                connection.execute(
+                    select(enrollments.c.id).where(
+                        enrollments.c.campaign_id == campaign, enrollments.c.status == "active"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            for enrollment_id in active:
+                self._end(connection, enrollment_id, at, "campaign has ended")
+            return len(active)
+
+    def _end(
+        self,
+        connection: Connection,
+        enrollment_id: int,
+        at: dt.datetime,
+        reason: str,
+        *,
+        success: bool = False,
+    ) -> None:
+        """Cancel what is pending, close what is open, end the enrollment."""
+        row = connection.execute(
+            select(enrollments.c.campaign_id, enrollments.c.person).where(
+                enrollments.c.id == enrollment_id
+            )
+        ).one()
+        cancelled = connection.execute(
+            select(actions.c.step, actions.c.is_task)
+            .where(
+                actions.c.enrollment_id == enrollment_id,
+                actions.c.status.in_([PENDING, CLAIMED, OPEN]),
+            )
+            .order_by(actions.c.position)
+        ).all()
+        connection.execute(
+            update(actions)
+            .where(
+                actions.c.enrollment_id == enrollment_id,
+                actions.c.status.in_([PENDING, CLAIMED, OPEN]),
+            )
+            .values(status=CANCELLED, closed_at=at)
+        )
+        connection.execute(
+            update(enrollments)
+            .where(enrollments.c.id == enrollment_id)
+            .values(status="ended", reason=reason, success=success, ended_at=at)
+        )
+        events = [
+            _event(
+                at,
+                row.campaign_id,
+                enrollment_id,
+                row.person,
+                "cancelled",
+                step,
+                f"{'task' if is_task else 'send'} `{step}` cancelled: {reason}",
+            )
+            for step, is_task in cancelled
+        ]
+        events.append(
+            _event(
+                at,
+                row.campaign_id,
+                enrollment_id,
+                row.person,
+                "ended",
+                None,
+                f"enrollment ended: {reason}" + (" (success)" if success else ""),
+            )
+        )
+        connection.execute(feed.insert(), events)
+
+    # ---- reading -------------------------------------------------------------------------------
+    def feed(self, *, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
+        query = (
+            select(
+                feed.c.id,
+                feed.c.at,
+                feed.c.campaign_id,
+                feed.c.person,
+                feed.c.event,
+                feed.c.step,
+                feed.c.message,
+            )
+            .where(feed.c.id > after)
+            .order_by(feed.c.id)
+            .limit(limit)
+        )
+        with self.store.transaction() as connection:
+            return [FeedEntry(*row) for row in connection.execute(query)]
+
+    def campaign(self, key: str) -> Campaign:
+        with self.store.transaction() as connection:
+            return self._ir(connection, key)
+
+    def _ir(self, connection: Connection, key: str) -> Campaign:
+        if key not in self._campaigns:
+            text = connection.execute(
+                select(campaigns.c.ir).where(campaigns.c.id == key)
+            ).scalar_one()
+            self._campaigns[key] = load_ir(text)
+        return self._campaigns[key]
+
+    def _action(self, connection: Connection, action_id: int, *, missing: str | None = None) -> Any:
+        row = connection.execute(
+            select(actions, enrollments.c.campaign_id, enrollments.c.person, enrollments.c.zone)
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(actions.c.id == action_id)
+        ).first()
+        if row is None:
+            raise EngineError(missing or f"no send {action_id}")
+        return row
+
+
+LATE = dt.timedelta(minutes=15)
+
+
+def _refuse_active(
+    people: Iterable[Person | RowProblem | Mapping[str, Any]],
+    active: set[str],
+    problems: list[RowProblem],
+) -> Iterable[Person | RowProblem]:
+    for number, row in enumerate(people, start=1):
+        if isinstance(row, RowProblem):
+            yield row
+            continue
+        person = row if isinstance(row, Person) else Person(number, row)
+        email = str(person.fields.get("email") or "").strip().lower()
+        if email and email in active:
+            problems.append(
+                RowProblem(person.line, f"`{email}` is already active in this campaign")
+            )
+            continue
+        yield person
+
+
+def _event(
+    at: dt.datetime,
+    campaign: str,
+    enrollment: int | None,
+    person: str | None,
+    event: str,
+    step: str | None,
+    message: str,
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "campaign_id": campaign,
+        "enrollment_id": enrollment,
+        "person": person,
+        "event": event,
+        "step": step,
+        "message": message,
+    }

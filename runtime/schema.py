@@ -1,0 +1,145 @@
+"""The engine's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+Instants are stored in UTC: :class:`UTCDateTime` gives back aware datetimes on
+both databases (SQLite keeps no zone, so it is added on the way out).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+UTC = dt.UTC
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("instants must carry a time zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="sha256 of the IR"),
+    Column("name", Text, nullable=False),
+    Column("ir", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(64), ForeignKey("campaigns.id"), nullable=False),
+    Column("person", Text, nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("zone", Text, nullable=False),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, comment="active | ended"),
+    Column("reason", Text, comment="why it ended: replied, bounced, removed, campaign ended"),
+    Column("success", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
+# One active enrollment per person and campaign (SPEC.md §7).
+Index(
+    "one_active_enrollment",
+    enrollments.c.campaign_id,
+    enrollments.c.person,
+    unique=True,
+    sqlite_where=text("status = 'active'"),
+    postgresql_where=text("status = 'active'"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
+    Column("step", Text, nullable=False),
+    Column("position", Integer, nullable=False, comment="campaign order"),
+    Column("day", Integer, nullable=False),
+    Column(
+        "kind", String(16), nullable=False, comment="email | email_task | call | inmail | custom"
+    ),
+    Column("is_task", Boolean, nullable=False),
+    Column("due_at", UTCDateTime, comment="intended send instant; null for tasks and waits"),
+    Column("due_date", Date, nullable=False),
+    Column("thread", Text),
+    Column("waits_for", Text),
+    Column("note", Text),
+    Column(
+        "status",
+        String(16),
+        nullable=False,
+        comment="sends: pending | claimed | sent | failed | cancelled; "
+        "tasks: open | completed | skipped | sent | cancelled",
+    ),
+    Column("claimed_by", Text),
+    Column("lease_until", UTCDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("retry_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("message_id", Text),
+    Column("subject", Text, comment="a person's edited subject of a sent email task"),
+    Column("body", Text, comment="a person's edited body of a sent email task"),
+    Column("closed_at", UTCDateTime),
+    Column("error", Text),
+)
+Index("actions_by_enrollment", actions.c.enrollment_id, actions.c.position)
+Index("actions_due", actions.c.status, actions.c.due_at)
+
+feed = Table(
+    "feed",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("campaign_id", String(64), nullable=False),
+    Column("enrollment_id", Integer),
+    Column("person", Text),
+    Column("event", String(24), nullable=False),
+    Column("step", Text),
+    Column("message", Text, nullable=False),
+)
+Index("feed_by_time", feed.c.at)

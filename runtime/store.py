@@ -1,0 +1,81 @@
+"""Opening the engine's database: SQLite (embedded default, one file, WAL) or
+PostgreSQL (scale-out, several dispatchers). Every change happens inside
+:meth:`Store.transaction`, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cadence.runtime.migrations import migrate
+
+DEFAULT_DB = "cadence.db"
+
+
+def database_url(db: str) -> str:
+    """``--db`` as a SQLAlchemy URL: a path is a SQLite file, a
+    ``postgresql://`` URL uses psycopg 3."""
+    if "://" not in db:
+        return f"sqlite:///{Path(db)}"
+    if db.startswith("postgresql://") or db.startswith("postgres://"):
+        return "postgresql+psycopg://" + db.split("://", 1)[1]
+    return db
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, db: str, *, now: dt.datetime, **engine_options: Any) -> Store:
+        """Open (and create or migrate) the database ``db``."""
+        url = database_url(db)
+        try:
+            parsed = make_url(url)
+        except ArgumentError as error:
+            raise ValueError(f"--db {db!r} is not a database path or URL") from error
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(url, **engine_options)
+            _sqlite_settings(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, **engine_options)
+        store = cls(engine)
+        with store.transaction() as connection:
+            migrate(connection, now)
+        return store
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_settings(engine: Engine) -> None:
+    """WAL (readers never wait for the writer), foreign keys, a busy timeout,
+    and BEGIN IMMEDIATE so two writers queue instead of failing mid-way."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

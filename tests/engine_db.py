@@ -1,0 +1,48 @@
+"""Databases for engine tests: a SQLite file, or a fresh PostgreSQL schema."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+POSTGRES = os.environ.get("CADENCE_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(
+            POSTGRES.replace("postgresql+psycopg", "postgresql"), connect_timeout=3
+        ):
+            return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def database(kind: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A database URL and engine options, dropped afterwards."""
+    if kind == "sqlite":
+        yield str(tmp_path / "cadence.db"), {}
+        return
+    if not postgres_available():
+        if os.environ.get("CADENCE_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES}")
+    import psycopg
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield POSTGRES, {"connect_args": {"options": f"-csearch_path={schema}"}}
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,0 +1,213 @@
+"""The durable engine on real databases: the same tests on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from cadence.compiler import compile_source
+from cadence.compiler.ir import Campaign
+from cadence.runtime.engine import Engine, EngineError
+from cadence.runtime.migrations import LATEST, SchemaError
+from cadence.runtime.schema import schema_version
+from cadence.runtime.store import Store
+from cadence.runtime.store import database_url as database_url_of
+from tests.engine_db import database
+
+T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)  # a Monday
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+
+SOURCE = """campaign "Engine" {
+  timezone "UTC"
+  on reply end
+  on bounce remove
+  day 1 {
+    email intro { send choose subject "Hi" body "Hello {{ first_name }}" }
+    call ring { notes "call" }
+    email second { send at 12:00 subject "Second" body "b" }
+  }
+  day 2 {
+    email personal { send task subject "Personal" body "p" }
+  }
+  day 3 {
+    email aligned { send with previous follow up body "a" }
+  }
+}
+"""
+
+
+def compiled(source: str = SOURCE) -> Campaign:
+    result = compile_source(source, "engine.campaign")
+    assert result.ir is not None, result.diagnostics
+    return result.ir
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, object]]]:
+    with database(request.param, tmp_path) as found:
+        yield found
+
+
+@pytest.fixture
+def engine(database_url: tuple[str, dict[str, object]]) -> Iterator[Engine]:
+    url, options = database_url
+    engine = Engine(Store.open(url, now=T0, **options))
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+PEOPLE = [{"email": "ada@example.com", "first_name": "Ada"},
+          {"email": "bo@example.com", "first_name": "Bo"}]  # fmt: skip
+
+
+def test_enroll_queues_sends_and_opens_tasks(engine: Engine) -> None:
+    report = engine.enroll(compiled(), PEOPLE, T0, now=T0)
+    assert (report.enrolled, report.actions, report.problems) == (2, 10, [])
+    assert [s.step for s in engine.due(T0)] == ["intro", "intro"]
+    tasks = engine.open_tasks()
+    assert [(t.person, t.step) for t in tasks] == [
+        ("ada@example.com", "ring"), ("bo@example.com", "ring"),
+        ("ada@example.com", "personal"), ("bo@example.com", "personal"),
+    ]  # fmt: skip
+    events = [(e.person, e.event, e.step) for e in engine.feed()]
+    assert events[:3] == [("ada@example.com", "enrolled", None),
+                          ("ada@example.com", "task_opened", "ring"),
+                          ("ada@example.com", "task_opened", "personal")]  # fmt: skip
+
+
+def test_a_person_already_active_is_refused(engine: Engine) -> None:
+    ir = compiled()
+    engine.enroll(ir, PEOPLE[:1], T0, now=T0)
+    report = engine.enroll(ir, [{"email": "ADA@example.com", "first_name": "A"}, PEOPLE[1]], T0,
+                           now=T0)  # fmt: skip
+    assert report.enrolled == 1
+    assert [(p.line, p.message) for p in report.problems] == [
+        (1, "`ada@example.com` is already active in this campaign")
+    ]
+
+
+def test_an_open_task_holds_later_sends_until_it_closes(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
+    noon = T0.replace(hour=12)
+    # `second` (12:00) comes after the open call task `ring`: held.
+    assert [s.step for s in engine.due(noon)] == ["intro"]
+    ring = next(t for t in engine.open_tasks() if t.step == "ring")
+    engine.complete_task(ring.id, noon + HOUR)
+    assert [s.step for s in engine.due(noon + HOUR)] == ["intro", "second"]
+
+
+def test_claims_are_leases_and_marking_is_idempotent(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE, T0, now=T0)
+    first = engine.claim(T0, 10, worker="a", lease=dt.timedelta(minutes=5))
+    assert len(first) == 2
+    assert engine.claim(T0, 10, worker="b") == []  # claimed, lease running
+    engine.mark_sent(first[0].action_id, "<m1@x>", T0)
+    engine.mark_sent(first[0].action_id, "<m1@x>", T0)  # again: harmless
+    # The other claim's dispatcher died: after the lease another one takes it.
+    later = T0 + dt.timedelta(minutes=6)
+    taken = engine.claim(later, 10, worker="b")
+    assert [s.action_id for s in taken] == [first[1].action_id]
+    assert taken[0].attempts == 2
+    with pytest.raises(EngineError, match="is sent, not claimed"):
+        engine.mark_failed(first[0].action_id, "boom", later)
+
+
+def test_failed_delivery_is_retried_or_failed_for_good(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
+    send = engine.claim(T0)[0]
+    engine.mark_failed(send.action_id, "421 try later", T0, retry_at=T0 + 2 * HOUR)
+    assert engine.due(T0 + HOUR) == []
+    again = engine.claim(T0 + 2 * HOUR)[0]
+    engine.mark_failed(again.action_id, "550 no such user", T0 + 2 * HOUR)
+    assert engine.due(T0 + DAY) == []
+    messages = [e.message for e in engine.feed() if e.event in ("retry", "failed")]
+    assert messages == [
+        "delivery of `intro` failed: 421 try later, retrying at 2026-01-05 10:00:00Z",
+        "delivery of `intro` failed: 550 no such user",
+    ]
+
+
+def test_sending_a_task_email_times_the_emails_aligned_with_it(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
+    for task in engine.open_tasks():
+        if task.step == "ring":
+            engine.complete_task(task.id, T0)
+    personal = next(t for t in engine.open_tasks() if t.step == "personal")
+    sent_at = dt.datetime(2026, 1, 6, 15, 45, tzinfo=dt.UTC)
+    engine.send_task(personal.id, "Edited subject", "Edited body", sent_at)
+    due = {s.step: s.due_at for s in engine.due(T0 + 5 * DAY)}
+    assert due["aligned"] == dt.datetime(2026, 1, 7, 15, 45, tzinfo=dt.UTC)  # day 3, 15:45
+
+
+def test_task_errors_change_nothing(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
+    with pytest.raises(EngineError, match="no task 9999"):
+        engine.complete_task(9999, T0)
+    ring = next(t for t in engine.open_tasks() if t.step == "ring")
+    with pytest.raises(EngineError, match="only email tasks are sent"):
+        engine.send_task(ring.id, "s", "b", T0)
+    engine.skip_task(ring.id, T0)
+    with pytest.raises(EngineError, match="already skipped"):
+        engine.complete_task(ring.id, T0)
+    before = len(engine.feed())
+    with pytest.raises(EngineError, match="not active"):
+        engine.reply("nobody@example.com", T0)
+    assert len(engine.feed()) == before
+
+
+def test_reply_ends_the_enrollment_and_cancels_what_is_pending(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE, T0, now=T0)
+    engine.reply("ada@example.com", T0 + HOUR)
+    assert {s.person for s in engine.due(T0 + 10 * DAY)} == {"bo@example.com"}
+    assert {t.person for t in engine.open_tasks()} == {"bo@example.com"}
+    ada = [(e.event, e.step, e.message) for e in engine.feed() if e.person == "ada@example.com"]
+    assert ("reply", None, "ada@example.com replied") in ada
+    assert ("cancelled", "intro", "send `intro` cancelled: replied") in ada
+    assert ada[-1] == ("ended", None, "enrollment ended: replied")
+
+
+def test_on_reply_continue_and_bounce_continue_change_nothing(engine: Engine) -> None:
+    ir = compiled(SOURCE.replace("on reply end", "on reply continue")
+                  .replace("on bounce remove", "on bounce continue"))  # fmt: skip
+    engine.enroll(ir, PEOPLE[:1], T0, now=T0)
+    engine.reply("ada@example.com", T0)
+    engine.bounce("ada@example.com", T0)
+    assert [s.step for s in engine.due(T0)] == ["intro"]
+
+
+def test_bounce_removes_and_end_of_campaign_says_so(engine: Engine) -> None:
+    ir = compiled()
+    report = engine.enroll(ir, PEOPLE, T0, now=T0)
+    engine.bounce("bo@example.com", T0)
+    assert engine.end(report.campaign_id, T0 + HOUR) == 1
+    messages = [e.message for e in engine.feed() if e.event in ("cancelled", "ended")]
+    assert "enrollment ended: bounced" in messages
+    assert "send `intro` cancelled: campaign has ended" in messages
+    with pytest.raises(EngineError, match="has ended"):
+        engine.enroll(ir, [{"email": "cy@example.com", "first_name": "Cy"}], T0, now=T0)
+
+
+def test_a_database_of_a_newer_schema_is_refused_untouched(
+    database_url: tuple[str, dict[str, object]],
+) -> None:
+    url, options = database_url
+    store = Store.open(url, now=T0, **options)
+    with store.transaction() as connection:
+        connection.execute(schema_version.insert().values(version=LATEST + 1, applied_at=T0))
+    store.close()
+    with pytest.raises(SchemaError, match=f"schema version {LATEST + 1}.*upgrade cadence"):
+        Store.open(url, now=T0, **options)
+    again = Store(create_engine(database_url_of(url), **options))
+    with again.transaction() as connection:
+        versions = connection.execute(select(schema_version.c.version)).scalars().all()
+    again.close()
+    assert sorted(versions) == [1, LATEST + 1]
