@@ -320,7 +320,9 @@ class Engine:
                 )
         return found
 
-    def mark_sent(self, action_id: int, message_id: str, at: dt.datetime) -> None:
+    def mark_sent(
+        self, action_id: int, message_id: str, at: dt.datetime, *, note: str | None = None
+    ) -> None:
         with self.store.transaction() as connection:
             row = self._action(connection, action_id)
             if row.status == SENT:
@@ -344,7 +346,8 @@ class Engine:
                         "sent",
                         row.step,
                         f"sent `{row.step}`"
-                        + (" (late)" if row.due_at and at - row.due_at > LATE else ""),
+                        + (" (late)" if row.due_at and at - row.due_at > LATE else "")
+                        + (f": {note}" if note else ""),
                     )
                 )
             )

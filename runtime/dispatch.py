@@ -1,0 +1,345 @@
+"""The dispatcher: claims due sends, renders them, delivers them, marks them.
+
+Delivery is over SMTP (the standard library) or into an outbox folder of
+`.eml` files (the embedded default). A send's Message-ID is derived from its
+action id, so a send delivered again after a crash carries the same id; the
+outbox is exactly-once outright (one file per action, written atomically,
+never rewritten). See docs/engine.md for what is guaranteed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import smtplib
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from cadence.compiler.ir import Campaign
+from cadence.runtime.calendar import zone
+from cadence.runtime.engine import DueSend, Engine
+from cadence.runtime.planner import Action
+from cadence.runtime.render import Renderer
+from cadence.runtime.schema import actions, enrollments
+
+MAX_ATTEMPTS = 8
+
+
+class DeliveryError(Exception):
+    """A delivery that did not happen; ``permanent`` ones are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Transport(Protocol):
+    def deliver(self, message: EmailMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SmtpTransport:
+    """One SMTP connection, opened on first use and reopened after an error."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def deliver(self, message: EmailMessage) -> None:
+        try:
+            if self._smtp is None:
+                self._smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            self._smtp.send_message(message)
+        except smtplib.SMTPResponseException as error:
+            self._reset()
+            text = (
+                error.smtp_error.decode(errors="replace")
+                if isinstance(error.smtp_error, bytes)
+                else str(error.smtp_error)
+            )
+            raise DeliveryError(
+                f"{error.smtp_code} {text}", permanent=500 <= error.smtp_code < 600
+            ) from None
+        except smtplib.SMTPRecipientsRefused as error:
+            self._reset()
+            code, reason = next(iter(error.recipients.values()))
+            raise DeliveryError(
+                f"{code} {reason.decode(errors='replace')}", permanent=500 <= code < 600
+            ) from None
+        except (OSError, smtplib.SMTPException) as error:
+            self._reset()
+            raise DeliveryError(
+                f"cannot reach {self.host}:{self.port}: {error}", permanent=False
+            ) from None
+
+    def _reset(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.close()
+            finally:
+                self._smtp = None
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._smtp.quit()
+            self._smtp = None
+
+
+class OutboxTransport:
+    """`.eml` files in a folder, named by Message-ID: written once, atomically."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, message: EmailMessage) -> Path:
+        name = str(message["Message-ID"]).strip("<>").replace("/", "_")
+        return self.folder / f"{name}.eml"
+
+    def deliver(self, message: EmailMessage) -> None:
+        target = self.path_for(message)
+        if target.exists():
+            return  # delivered before a crash: never twice
+        fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(message.as_bytes())
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except BaseException:
+            if os.path.exists(temp):
+                os.unlink(temp)
+            raise
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Throttle:
+    """At most ``count`` sends per ``seconds`` (email connection throttling):
+    a sliding window over the injected clock; ``sleep`` waits for room."""
+
+    count: int
+    seconds: float
+    clock: Callable[[], float]
+    sleep: Callable[[float], None]
+    _sent: list[float] = field(default_factory=list)
+
+    def wait(self) -> None:
+        now = self.clock()
+        self._sent = [t for t in self._sent if now - t < self.seconds]
+        if len(self._sent) >= self.count:
+            self.sleep(self.seconds - (now - self._sent[0]))
+            now = self.clock()
+            self._sent = [t for t in self._sent if now - t < self.seconds]
+        self._sent.append(now)
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str = ""
+    email: str = "cadence@localhost"
+    signature: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2] or "localhost"
+
+    def as_fields(self) -> dict[str, str]:
+        return {"name": self.name, "email": self.email, "signature": self.signature}
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def message_id(send: DueSend, domain: str) -> str:
+    return f"<cadence.{send.campaign_id[:12]}.{send.action_id}@{domain}>"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        transport: Transport,
+        sender: Sender,
+        *,
+        worker: str = "dispatcher",
+        throttle: Throttle | None = None,
+        batch: int = 100,
+        on_progress: Callable[[DispatchReport], None] | None = None,
+    ) -> None:
+        self.engine, self.transport, self.sender = engine, transport, sender
+        self.worker, self.throttle, self.batch = worker, throttle, batch
+        self.on_progress = on_progress
+        self._renderers: dict[str, Renderer] = {}
+
+    def run_once(self, now: dt.datetime) -> DispatchReport:
+        """Deliver everything due at ``now``; returns what happened."""
+        report = DispatchReport()
+        while True:
+            claimed = self.engine.claim(now, self.batch, worker=self.worker)
+            if not claimed:
+                return report
+            for send in claimed:
+                self._deliver(send, now, report)
+            if self.on_progress is not None:
+                self.on_progress(report)
+
+    def _deliver(self, send: DueSend, now: dt.datetime, report: DispatchReport) -> None:
+        try:
+            message, note = self.compose(send, now)
+        except Exception as error:  # a template that cannot render for this person
+            self.engine.mark_failed(send.action_id, f"cannot render: {error}", now)
+            report.failed += 1
+            return
+        if self.throttle is not None:
+            self.throttle.wait()
+        try:
+            self.transport.deliver(message)
+        except DeliveryError as error:
+            if error.permanent or send.attempts >= MAX_ATTEMPTS:
+                self.engine.mark_failed(send.action_id, str(error), now)
+                report.failed += 1
+            else:
+                backoff = dt.timedelta(minutes=min(2 ** (send.attempts - 1), 60))
+                self.engine.mark_failed(send.action_id, str(error), now, retry_at=now + backoff)
+                report.retried += 1
+            return
+        self.engine.mark_sent(send.action_id, str(message["Message-ID"]), now, note=note)
+        report.sent += 1
+
+    def compose(self, send: DueSend, now: dt.datetime) -> tuple[EmailMessage, str | None]:
+        """The email for ``send``: rendered for its person, threaded under the
+        email it replies to when that was sent (quoting its template, §5)."""
+        ir = self.engine.campaign(send.campaign_id)
+        fields, history = self._history(send)
+        renderer = self._renderer(send.campaign_id, ir)
+        sent = {row["step"]: row for row in history if row["status"] == "sent"}
+        replied = sent.get(send.thread or "") if send.thread else None
+        planned = [_as_action(send.person, row) for row in history]
+        if send.thread and replied is None:
+            # The email it replies to was never sent: a new thread, no quote.
+            planned = [a for a in planned if a.step != send.thread]
+            planned = [_without_thread(a) if a.step == send.step else a for a in planned]
+        rendered = renderer.render(fields, planned)
+        if isinstance(rendered, str):
+            raise ValueError(rendered)
+        this = next(a for a in rendered if a.step == send.step)
+        message = EmailMessage()
+        message["From"] = (
+            f"{self.sender.name} <{self.sender.email}>" if self.sender.name else self.sender.email
+        )
+        message["To"] = send.person
+        message["Subject"] = this.subject or ""
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = message_id(send, self.sender.domain)
+        note = None
+        if replied is not None and replied["message_id"]:
+            message["In-Reply-To"] = replied["message_id"]
+            message["References"] = replied["message_id"]
+        elif send.thread:
+            note = f"sent as a new thread: `{send.thread}` was never sent"
+        message.set_content(this.body or "")
+        return message, note
+
+    def _history(self, send: DueSend) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        with self.engine.store.transaction() as connection:
+            fields, zone_name = connection.execute(
+                select(enrollments.c.fields, enrollments.c.zone).where(
+                    enrollments.c.id == send.enrollment_id
+                )
+            ).one()
+            rows = (
+                connection.execute(
+                    select(
+                        actions.c.step,
+                        actions.c.day,
+                        actions.c.kind,
+                        actions.c.due_at,
+                        actions.c.due_date,
+                        actions.c.thread,
+                        actions.c.status,
+                        actions.c.sent_at,
+                        actions.c.message_id,
+                    )
+                    .where(
+                        actions.c.enrollment_id == send.enrollment_id,
+                        actions.c.position <= _position(connection, send),
+                    )
+                    .order_by(actions.c.position)
+                )
+                .mappings()
+                .all()
+            )
+        where = zone(zone_name) or dt.UTC
+        history = [dict(row) for row in rows]
+        for row in history:  # quotes say when, in the person's zone
+            for key in ("due_at", "sent_at"):
+                if row[key] is not None:
+                    row[key] = row[key].astimezone(where)
+        return dict(fields), history
+
+    def _renderer(self, key: str, ir: Campaign) -> Renderer:
+        if key not in self._renderers:
+            self._renderers[key] = Renderer(ir, self.sender.as_fields())
+        return self._renderers[key]
+
+
+def _position(connection: Any, send: DueSend) -> int:
+    return int(
+        connection.execute(
+            select(actions.c.position).where(actions.c.id == send.action_id)
+        ).scalar_one()
+    )
+
+
+def _as_action(person: str, row: dict[str, Any]) -> Action:
+    when = row["sent_at"] or row["due_at"]
+    return Action(
+        person,
+        row["step"],
+        row["day"],
+        row["kind"],
+        when,
+        when,
+        row["due_date"],
+        row["thread"],
+        None,
+        None,
+    )
+
+
+def _without_thread(action: Action) -> Action:
+    return Action(
+        action.person,
+        action.step,
+        action.day,
+        action.kind,
+        action.due,
+        action.local,
+        action.due_date,
+        None,
+        action.waits_for,
+        action.note,
+    )
+
+
+def hostname() -> str:
+    return socket.gethostname() or "localhost"
