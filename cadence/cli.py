@@ -434,3 +434,9 @@ def parse(file: str, format_: str, color: str) -> None:
 
 def main() -> None:
     cli(prog_name="cadence")
+
+
+# The engine's commands (enroll, tasks, task, feed, run, reply, bounce, remove, end).
+from cadence.cli_engine import register  # noqa: E402
+
+register(cli)

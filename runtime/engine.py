@@ -630,6 +630,25 @@ class Engine:
         with self.store.transaction() as connection:
             return [FeedEntry(*row) for row in connection.execute(query)]
 
+    def enrollment_fields(self, enrollment_id: int) -> dict[str, Any]:
+        with self.store.transaction() as connection:
+            fields = connection.execute(
+                select(enrollments.c.fields).where(enrollments.c.id == enrollment_id)
+            ).scalar_one()
+        return dict(fields)
+
+    def find_campaign(self, name_or_id: str) -> str:
+        """A campaign id from its id, a unique prefix of it (6+ characters) or its name."""
+        with self.store.transaction() as connection:
+            rows = connection.execute(select(campaigns.c.id, campaigns.c.name)).all()
+        exact = [key for key, name in rows if name_or_id in (key, name)]
+        prefixed = [key for key, _ in rows if len(name_or_id) >= 6 and key.startswith(name_or_id)]
+        found = exact or prefixed
+        if len(found) != 1:
+            problem = "no campaign" if not found else "more than one campaign"
+            raise EngineError(f"{problem} matches {name_or_id!r}")
+        return str(found[0])
+
     def campaign(self, key: str) -> Campaign:
         with self.store.transaction() as connection:
             return self._ir(connection, key)

@@ -1,0 +1,425 @@
+"""The engine's commands: enroll, the command center (tasks), the live feed,
+events, and the dispatcher (`run`). Registered on the `cadence` group.
+
+Every command takes ``--db`` (default ``./cadence.db``, SQLite; a
+``postgresql://`` URL for PostgreSQL). A refused request (unknown task, a
+closed task, an unknown person, a database of a newer schema) is one line on
+stderr, exit status 2, and nothing changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+DEFAULT_DB = "cadence.db"  # as cadence.runtime.store.DEFAULT_DB, without importing SQLAlchemy
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_USAGE, EXIT_SKIPPED = 2, 3
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"cadence: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _db_option(function: F) -> F:
+    return click.option(
+        "--db",
+        default=DEFAULT_DB,
+        show_default=True,
+        help="SQLite file, or postgresql://user@host/db for PostgreSQL.",
+    )(function)
+
+
+def _at_option(function: F) -> F:
+    return click.option(
+        "--at",
+        "at_text",
+        default="now",
+        show_default=True,
+        help="When it happened (ISO 8601 with offset, or now).",
+    )(function)
+
+
+def _instant(text: str) -> dt.datetime:
+    if text.strip().lower() == "now":
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        _fail(f"{text!r} is not an ISO 8601 time, like 2026-03-02T09:00:00Z")
+    if value.tzinfo is None:
+        _fail(f"{text!r} has no offset: add Z or +01:00")
+    return value
+
+
+@contextmanager
+def _engine(db: str) -> Iterator[Any]:
+    """The engine on ``db``; refusals become one line and exit 2."""
+    from sqlalchemy.exc import OperationalError
+
+    from cadence.runtime.engine import Engine, EngineError
+    from cadence.runtime.migrations import SchemaError
+
+    try:
+        engine = Engine.open(db, now=dt.datetime.now(dt.UTC))
+    except (SchemaError, ValueError) as error:
+        _fail(f"{db}: {error}")
+    except OperationalError as error:
+        _fail(f"cannot open the database {db}: {error.orig}")
+    try:
+        yield engine
+    except EngineError as error:
+        _fail(str(error))
+    finally:
+        engine.close()
+
+
+def register(cli: click.Group) -> None:
+    for command in (enroll, tasks, task, feed, run, reply, bounce, remove, end):
+        cli.add_command(command)
+
+
+@click.command()
+@click.argument("file")
+@click.option("--people", "people_path", required=True, help="CSV or JSON Lines, or - for stdin.")
+@click.option("--start", required=True, help="ISO 8601 (no offset: the campaign's zone) or now.")
+@click.option(
+    "--at",
+    "overrides",
+    multiple=True,
+    metavar="STEP=HH:MM",
+    help="A new send time for a `send at` step.",
+)
+@_db_option
+def enroll(file: str, people_path: str, start: str, overrides: tuple[str, ...], db: str) -> None:
+    """Enroll PEOPLE in the campaign FILE (.campaign or compiled .json).
+
+    Exit status 3 when some rows were skipped (each is listed); the others are enrolled.
+    """
+    from cadence.cli import _load_campaign, _run
+    from cadence.runtime.people import format_of, read_people
+    from cadence.runtime.plan_command import Options
+
+    ir = _load_campaign(_run("text", "auto"), file)
+    if ir is None:
+        sys.exit(1)
+    try:
+        options = Options.parse(ir, start=start, overrides=overrides)
+    except ValueError as error:
+        _fail(str(error))
+    try:
+        stream = (
+            sys.stdin
+            if people_path == "-"
+            else open(  # noqa: SIM115
+                people_path, encoding="utf-8-sig", newline=""
+            )
+        )
+    except OSError as error:
+        _fail(f"{people_path}: {error.strerror or error}")
+    with stream, _engine(db) as engine:
+        rows = read_people(stream, None if people_path == "-" else format_of(people_path))
+        try:
+            report = engine.enroll(
+                ir, rows, options.start, options.overrides, now=dt.datetime.now(dt.UTC)
+            )
+        except ValueError as error:
+            _fail(str(error))
+    label = "<stdin>" if people_path == "-" else people_path
+    for problem in report.problems:
+        click.echo(f"cadence: {label}:{problem.line}: skipped: {problem.message}", err=True)
+    click.echo(
+        f"enrolled {report.enrolled} {'person' if report.enrolled == 1 else 'people'} "
+        f"({report.actions} actions) in campaign {report.campaign_id[:12]} {ir.name!r}",
+        err=True,
+    )
+    sys.exit(EXIT_SKIPPED if report.problems else 0)
+
+
+@click.command()
+@click.option("--person", help="Only this person's tasks.")
+@click.option("--due-before", help="Only tasks due before this date (YYYY-MM-DD).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_db_option
+def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None:
+    """The command center: open tasks, email tasks with their prefilled email."""
+    before = None
+    if due_before:
+        try:
+            before = dt.date.fromisoformat(due_before)
+        except ValueError:
+            _fail(f"--due-before {due_before!r} is not a date like 2026-03-02")
+    with _engine(db) as engine:
+        found = engine.open_tasks(person=person, due_before=before)
+        rows = [_task_view(engine, t) for t in found]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no open tasks", err=True)
+    for row in rows:
+        click.echo(
+            f"#{row['id']}  due {row['due_date']}  {row['person']}  "
+            f"{row['kind'].replace('_', ' ')} `{row['step']}`"
+        )
+        for key in ("to", "subject", "title", "notes", "message"):
+            if row.get(key):
+                click.echo(f"    {key}: {row[key]}")
+        if row.get("body"):
+            click.echo("    body:")
+            for line in str(row["body"]).splitlines():
+                click.echo(f"      {line}")
+
+
+def _task_view(engine: Any, task: Any) -> dict[str, Any]:
+    """A task with what a person needs to act on it, rendered for its person."""
+    from cadence.runtime.render import Renderer
+
+    ir = engine.campaign(task.campaign_id)
+    step = next(s for s in ir.steps if s.id == task.step)
+    renderer = Renderer(ir, {})
+    context = {
+        **engine.enrollment_fields(task.enrollment_id),
+        "sender": renderer.sender,
+        "campaign": renderer.campaign,
+    }
+    view: dict[str, Any] = {
+        "id": task.id,
+        "person": task.person,
+        "campaign": task.campaign_id,
+        "step": task.step,
+        "kind": task.kind,
+        "due_date": task.due_date.isoformat(),
+    }
+    if task.kind == "email_task":
+        view["to"] = task.person
+    for name in ("subject", "body", "title", "notes", "message"):
+        template = renderer.templates.get((step.id, name))
+        if template is not None:
+            view[name] = template.render(context)
+    return view
+
+
+@click.group()
+def task() -> None:
+    """Act on a task of the command center: send, complete or skip it."""
+
+
+@task.command(name="send")
+@click.argument("task_id", type=int)
+@click.option("--subject", help="The subject as sent (default: the prefilled one).")
+@click.option("--body-file", type=click.Path(dir_okay=False), help="The body as sent.")
+@_at_option
+@_db_option
+def task_send(
+    task_id: int, subject: str | None, body_file: str | None, at_text: str, db: str
+) -> None:
+    """Record that a person sent email task TASK_ID (with their edits)."""
+    at = _instant(at_text)
+    body = None
+    if body_file:
+        try:
+            body = Path(body_file).read_text(encoding="utf-8")
+        except OSError as error:
+            _fail(f"{body_file}: {error.strerror or error}")
+    with _engine(db) as engine:
+        found = next((t for t in engine.open_tasks() if t.id == task_id), None)
+        prefilled = _task_view(engine, found) if found is not None else {}
+        engine.send_task(
+            task_id,
+            subject if subject is not None else prefilled.get("subject", ""),
+            body if body is not None else prefilled.get("body", ""),
+            at,
+        )
+    click.echo(f"task {task_id} sent", err=True)
+
+
+@task.command(name="complete")
+@click.argument("task_id", type=int)
+@_at_option
+@_db_option
+def task_complete(task_id: int, at_text: str, db: str) -> None:
+    """Mark task TASK_ID done."""
+    with _engine(db) as engine:
+        engine.complete_task(task_id, _instant(at_text))
+    click.echo(f"task {task_id} completed", err=True)
+
+
+@task.command(name="skip")
+@click.argument("task_id", type=int)
+@_at_option
+@_db_option
+def task_skip(task_id: int, at_text: str, db: str) -> None:
+    """Skip task TASK_ID (later steps go ahead)."""
+    with _engine(db) as engine:
+        engine.skip_task(task_id, _instant(at_text))
+    click.echo(f"task {task_id} skipped", err=True)
+
+
+@click.command()
+@click.option("--follow", is_flag=True, help="Keep printing new entries as they come.")
+@click.option("--after", type=int, default=0, help="Only entries after this id.")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
+@_db_option
+def feed(follow: bool, after: int, fmt: str, db: str) -> None:
+    """The live feed: enrolled, sent, task opened/closed, reply, bounce, cancelled…"""
+    with _engine(db) as engine:
+        while True:
+            entries = engine.feed(after=after)
+            for entry in entries:
+                click.echo(_feed_line(entry, fmt))
+                after = entry.id
+            if not follow:
+                return
+            if not entries:
+                time.sleep(1.0)
+
+
+def _feed_line(entry: Any, fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps(
+            {
+                "id": entry.id,
+                "at": entry.at.isoformat(),
+                "campaign": entry.campaign_id,
+                "person": entry.person,
+                "event": entry.event,
+                "step": entry.step,
+                "message": entry.message,
+            }
+        )
+    who = entry.person or f"campaign {entry.campaign_id[:12]}"
+    return f"{entry.at:%Y-%m-%d %H:%M:%S}Z  {who}  {entry.message}"
+
+
+def _event_command(name: str, help: str) -> click.Command:
+    @click.command(name=name, help=help)
+    @click.argument("person")
+    @click.option("--campaign", help="Only in this campaign (id, id prefix or name).")
+    @_at_option
+    @_db_option
+    def command(person: str, campaign: str | None, at_text: str, db: str) -> None:
+        with _engine(db) as engine:
+            key = engine.find_campaign(campaign) if campaign else None
+            getattr(engine, name)(person, _instant(at_text), key)
+        click.echo(f"{name}: {person}", err=True)
+
+    return command
+
+
+reply = _event_command("reply", "Record a reply from PERSON (the campaign's `on reply` decides).")
+bounce = _event_command(
+    "bounce", "Record a bounce for PERSON (the campaign's `on bounce` decides)."
+)
+remove = _event_command("remove", "Remove PERSON: pending sends cancelled, open tasks closed.")
+
+
+@click.command()
+@click.argument("campaign")
+@_at_option
+@_db_option
+def end(campaign: str, at_text: str, db: str) -> None:
+    """End CAMPAIGN (id, id prefix or name) for everyone in it."""
+    with _engine(db) as engine:
+        ended = engine.end(engine.find_campaign(campaign), _instant(at_text))
+    click.echo(f"campaign ended: {ended} enrollments closed", err=True)
+
+
+@click.command()
+@click.option("--smtp", help="Deliver over SMTP to HOST:PORT.")
+@click.option("--outbox", help="Write .eml files here instead (the default: ./outbox).")
+@click.option("--once", is_flag=True, help="Deliver what is due, then stop.")
+@click.option("--now", "now_text", help="Act as if it were this time (ISO 8601); implies --once.")
+@click.option("--throttle", help="At most N sends per SECONDS, written N/SECONDS (e.g. 30/60).")
+@click.option("--worker", default=None, help="This dispatcher's name in claims (default: host).")
+@click.option("--sender-name", default="")
+@click.option("--sender-email", default="cadence@localhost")
+@click.option("--sender-signature", default="")
+@_db_option
+def run(
+    smtp: str | None,
+    outbox: str | None,
+    once: bool,
+    now_text: str | None,
+    throttle: str | None,
+    worker: str | None,
+    sender_name: str,
+    sender_email: str,
+    sender_signature: str,
+    db: str,
+) -> None:
+    """The dispatcher: claim due sends, render, deliver, mark; retries with backoff."""
+    from cadence.runtime.dispatch import (
+        Dispatcher,
+        OutboxTransport,
+        Sender,
+        SmtpTransport,
+        Throttle,
+        hostname,
+    )
+
+    if smtp and outbox:
+        _fail("choose --smtp or --outbox, not both")
+    transport: Any
+    if smtp:
+        host, _, port = smtp.rpartition(":")
+        if not host or not port.isdigit():
+            _fail(f"--smtp {smtp!r}: write HOST:PORT, like 127.0.0.1:25")
+        transport = SmtpTransport(host, int(port))
+    else:
+        transport = OutboxTransport(outbox or "outbox")
+    limiter = None
+    if throttle:
+        count, _, seconds = throttle.partition("/")
+        if not (count.isdigit() and seconds.replace(".", "", 1).isdigit()) or int(count) < 1:
+            _fail(f"--throttle {throttle!r}: write N/SECONDS, like 30/60")
+        limiter = Throttle(int(count), float(seconds), clock=time.monotonic, sleep=time.sleep)
+    fixed = _instant(now_text) if now_text else None
+    show = sys.stderr.isatty()
+
+    def progress(report: Any) -> None:
+        if show:
+            click.echo(
+                f"\rsent {report.sent}, retrying {report.retried}, failed {report.failed}",
+                err=True,
+                nl=False,
+            )
+
+    with _engine(db) as engine:
+        sender = Sender(sender_name, sender_email, sender_signature)
+        dispatcher = Dispatcher(
+            engine,
+            transport,
+            sender,
+            worker=worker or hostname(),
+            throttle=limiter,
+            on_progress=progress,
+        )
+        try:
+            while True:
+                now = fixed or dt.datetime.now(dt.UTC)
+                report = dispatcher.run_once(now)
+                if show:
+                    click.echo("", err=True)
+                click.echo(
+                    f"{now:%Y-%m-%d %H:%M:%S}Z: sent {report.sent}, retrying "
+                    f"{report.retried}, failed {report.failed}",
+                    err=True,
+                )
+                if once or fixed:
+                    return
+                time.sleep(30)
+        except KeyboardInterrupt:
+            return
+        finally:
+            transport.close()
