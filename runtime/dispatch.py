@@ -10,6 +10,7 @@ never rewritten). See docs/engine.md for what is guaranteed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import smtplib
@@ -234,14 +235,18 @@ class Dispatcher:
         sent = {row["step"]: row for row in history if row["status"] == "sent"}
         replied = sent.get(send.thread or "") if send.thread else None
         planned = [_as_action(send.person, row) for row in history]
+        this = _rendered(renderer, fields, planned, send.step)
         if send.thread and replied is None:
-            # The email it replies to was never sent: a new thread, no quote.
-            planned = [a for a in planned if a.step != send.thread]
-            planned = [_without_thread(a) if a.step == send.step else a for a in planned]
-        rendered = renderer.render(fields, planned)
-        if isinstance(rendered, str):
-            raise ValueError(rendered)
-        this = next(a for a in rendered if a.step == send.step)
+            # The email it replies to was never sent: a new thread, no quote, and
+            # that email's subject as it would have been (without "Re:").
+            alone = [_without_thread(a) if a.step == send.step else a for a in planned]
+            bare = _rendered(renderer, fields, alone, send.step)
+            previous = _rendered(renderer, fields, planned, send.thread)
+            this = dataclasses.replace(bare, subject=bare.subject or previous.subject)
+        elif replied is not None and replied["subject"] and not _own_subject(ir, send.step):
+            # The thread's subject is what the person received: a task email's
+            # edited subject (the quote below still comes from the template, §5).
+            this = dataclasses.replace(this, subject=f"Re: {replied['subject']}")
         message = EmailMessage()
         message["From"] = (
             f"{self.sender.name} <{self.sender.email}>" if self.sender.name else self.sender.email
@@ -278,6 +283,7 @@ class Dispatcher:
                         actions.c.status,
                         actions.c.sent_at,
                         actions.c.message_id,
+                        actions.c.subject,
                     )
                     .where(
                         actions.c.enrollment_id == send.enrollment_id,
@@ -300,6 +306,19 @@ class Dispatcher:
         if key not in self._renderers:
             self._renderers[key] = Renderer(ir, self.sender.as_fields())
         return self._renderers[key]
+
+
+def _rendered(
+    renderer: Renderer, fields: dict[str, Any], planned: list[Action], step: str
+) -> Action:
+    rendered = renderer.render(fields, planned)
+    if isinstance(rendered, str):
+        raise ValueError(rendered)
+    return next(action for action in rendered if action.step == step)
+
+
+def _own_subject(ir: Campaign, step: str) -> bool:
+    return any(s.id == step and s.subject is not None for s in ir.steps)
 
 
 def _position(connection: Any, send: DueSend) -> int:

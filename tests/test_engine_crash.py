@@ -1,0 +1,102 @@
+"""A dispatcher killed with SIGKILL mid-batch, then restarted: every send
+delivered, the one in flight at most once more, with the same Message-ID."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from cadence.compiler import compile_source
+from cadence.runtime.engine import Engine
+from cadence.runtime.schema import actions
+from cadence.runtime.store import Store
+from tests.test_dispatch import free_port
+
+T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+
+
+class KillingInbox:
+    """Accepts mail; on the Nth message kills the dispatcher before answering,
+    so it dies after the server has the message and before it could mark it."""
+
+    def __init__(self, kill_at: int) -> None:
+        self.kill_at, self.pid = kill_at, 0
+        self.ids: list[str] = []
+        self.killed = threading.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.ids.append(str(message["Message-ID"]))
+        if len(self.ids) == self.kill_at and self.pid:
+            os.kill(self.pid, signal.SIGKILL)
+            self.killed.set()
+        return "250 OK"
+
+
+@pytest.mark.slow
+def test_kill_9_mid_batch_then_restart_doubles_nothing_but_the_send_in_flight(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "cadence.db")
+    ir = compile_source(
+        'campaign "crash" { day 1 { email e { send choose subject "s" body "b" } } }',
+        "crash.campaign",
+    ).ir
+    assert ir is not None
+    engine = Engine(Store.open(db, now=T0))
+    engine.enroll(ir, [{"email": f"p{n}@example.com"} for n in range(40)], T0, now=T0)
+    engine.close()
+
+    inbox = KillingInbox(kill_at=15)
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        command = [
+            sys.executable,
+            "-m",
+            "cadence",
+            "run",
+            "--db",
+            db,
+            "--smtp",
+            f"127.0.0.1:{port}",
+            "--worker",
+            "first",
+        ]
+        first = subprocess.Popen([*command, "--now", T0.isoformat()], stderr=subprocess.PIPE)
+        inbox.pid = first.pid
+        first.wait(timeout=120)
+        assert inbox.killed.is_set() and first.returncode == -signal.SIGKILL
+        # After the lease (5 minutes) another dispatcher takes over what was claimed.
+        later = (T0 + dt.timedelta(minutes=6)).isoformat()
+        second = subprocess.run(
+            [*command[:-1], "second", "--now", later], capture_output=True, timeout=120
+        )
+        assert second.returncode == 0, second.stderr
+    finally:
+        controller.stop()
+
+    engine = Engine(Store.open(db, now=T0))
+    with engine.store.transaction() as connection:
+        statuses = dict(
+            connection.execute(
+                select(actions.c.status, func.count()).group_by(actions.c.status)
+            ).all()
+        )
+    engine.close()
+    assert statuses == {"sent": 40}
+    assert len(set(inbox.ids)) == 40  # every send arrived
+    assert len(inbox.ids) - len(set(inbox.ids)) <= 1  # only the one in flight came twice
