@@ -223,7 +223,7 @@ class Dispatcher:
                 self.engine.mark_failed(send.action_id, str(error), now, retry_at=now + backoff)
                 report.retried += 1
             return
-        self.engine.mark_sent(send.action_id, str(message["Message-ID"]), now, note=note)
+        self.engine.mark_sent(send, str(message["Message-ID"]), now, note=note)
         report.sent += 1
 
     def compose(self, send: DueSend, now: dt.datetime) -> tuple[EmailMessage, str | None]:
@@ -265,37 +265,34 @@ class Dispatcher:
         return message, note
 
     def _history(self, send: DueSend) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        with self.engine.store.transaction() as connection:
-            fields, zone_name = connection.execute(
-                select(enrollments.c.fields, enrollments.c.zone).where(
-                    enrollments.c.id == send.enrollment_id
-                )
-            ).one()
-            rows = (
-                connection.execute(
-                    select(
-                        actions.c.step,
-                        actions.c.day,
-                        actions.c.kind,
-                        actions.c.due_at,
-                        actions.c.due_date,
-                        actions.c.thread,
-                        actions.c.status,
-                        actions.c.sent_at,
-                        actions.c.message_id,
-                        actions.c.subject,
-                    )
-                    .where(
-                        actions.c.enrollment_id == send.enrollment_id,
-                        actions.c.position <= _position(connection, send),
-                    )
-                    .order_by(actions.c.position)
-                )
-                .mappings()
-                .all()
+        """The person's fields and zone, and their steps up to this send."""
+        position = (
+            select(actions.c.position).where(actions.c.id == send.action_id).scalar_subquery()
+        )
+        query = (
+            select(
+                enrollments.c.fields,
+                enrollments.c.zone,
+                actions.c.step,
+                actions.c.day,
+                actions.c.kind,
+                actions.c.due_at,
+                actions.c.due_date,
+                actions.c.thread,
+                actions.c.status,
+                actions.c.sent_at,
+                actions.c.message_id,
+                actions.c.subject,
             )
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(actions.c.enrollment_id == send.enrollment_id, actions.c.position <= position)
+            .order_by(actions.c.position)
+        )
+        with self.engine.store.read() as connection:
+            rows = connection.execute(query).mappings().all()
+        fields, zone_name = rows[0]["fields"], rows[0]["zone"]
+        history = [{k: v for k, v in row.items() if k not in ("fields", "zone")} for row in rows]
         where = zone(zone_name) or dt.UTC
-        history = [dict(row) for row in rows]
         for row in history:  # quotes say when, in the person's zone
             for key in ("due_at", "sent_at"):
                 if row[key] is not None:
@@ -319,14 +316,6 @@ def _rendered(
 
 def _own_subject(ir: Campaign, step: str) -> bool:
     return any(s.id == step and s.subject is not None for s in ir.steps)
-
-
-def _position(connection: Any, send: DueSend) -> int:
-    return int(
-        connection.execute(
-            select(actions.c.position).where(actions.c.id == send.action_id)
-        ).scalar_one()
-    )
 
 
 def _as_action(person: str, row: dict[str, Any]) -> Action:

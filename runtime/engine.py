@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
@@ -276,7 +276,7 @@ class Engine:
     def due(self, now: dt.datetime, limit: int = 100) -> list[DueSend]:
         """Sends due at ``now`` (not claimed): their time has come and no
         earlier task of their enrollment is open (§6)."""
-        with self.store.transaction() as connection:
+        with self.store.read() as connection:
             return [DueSend(*row) for row in connection.execute(self._due_query(now, limit))]
 
     def claim(
@@ -321,21 +321,27 @@ class Engine:
         return found
 
     def mark_sent(
-        self, action_id: int, message_id: str, at: dt.datetime, *, note: str | None = None
+        self,
+        send: DueSend | int,
+        message_id: str,
+        at: dt.datetime,
+        *,
+        note: str | None = None,
     ) -> None:
+        """Record a delivery. Given the claimed :class:`DueSend` (as a
+        dispatcher has it) this is one update and one feed row."""
+        action_id = send if isinstance(send, int) else send.action_id
         with self.store.transaction() as connection:
-            row = self._action(connection, action_id)
-            if row.status == SENT:
-                return  # marked already: a retried mark is harmless
-            if row.status != CLAIMED:
-                raise EngineError(f"send {action_id} is {row.status}, not claimed")
-            connection.execute(
-                update(actions)
-                .where(actions.c.id == action_id)
-                .values(
-                    status=SENT, sent_at=at, message_id=message_id, lease_until=None, error=None
-                )
-            )
+            marked = connection.execute(
+                _MARK_SENT, {"b_id": action_id, "b_at": at, "b_message_id": message_id}
+            ).rowcount
+            row: Any = send
+            if not marked or isinstance(send, int):
+                row = self._action(connection, action_id)
+                if not marked and row.status == SENT:
+                    return  # marked already: a retried mark is harmless
+                if not marked:
+                    raise EngineError(f"send {action_id} is {row.status}, not claimed")
             connection.execute(
                 feed.insert().values(
                     **_event(
@@ -406,7 +412,7 @@ class Engine:
             query = query.where(func.lower(enrollments.c.person) == person.lower())
         if due_before is not None:
             query = query.where(actions.c.due_date < due_before)
-        with self.store.transaction() as connection:
+        with self.store.read() as connection:
             return [Task(*row) for row in connection.execute(query)]
 
     def send_task(self, task_id: int, subject: str, body: str, at: dt.datetime) -> None:
@@ -627,11 +633,11 @@ class Engine:
             .order_by(feed.c.id)
             .limit(limit)
         )
-        with self.store.transaction() as connection:
+        with self.store.read() as connection:
             return [FeedEntry(*row) for row in connection.execute(query)]
 
     def enrollment_fields(self, enrollment_id: int) -> dict[str, Any]:
-        with self.store.transaction() as connection:
+        with self.store.read() as connection:
             fields = connection.execute(
                 select(enrollments.c.fields).where(enrollments.c.id == enrollment_id)
             ).scalar_one()
@@ -639,7 +645,7 @@ class Engine:
 
     def find_campaign(self, name_or_id: str) -> str:
         """A campaign id from its id, a unique prefix of it (6+ characters) or its name."""
-        with self.store.transaction() as connection:
+        with self.store.read() as connection:
             rows = connection.execute(select(campaigns.c.id, campaigns.c.name)).all()
         exact = [key for key, name in rows if name_or_id in (key, name)]
         prefixed = [key for key, _ in rows if len(name_or_id) >= 6 and key.startswith(name_or_id)]
@@ -650,7 +656,9 @@ class Engine:
         return str(found[0])
 
     def campaign(self, key: str) -> Campaign:
-        with self.store.transaction() as connection:
+        if key in self._campaigns:  # campaigns never change once stored
+            return self._campaigns[key]
+        with self.store.read() as connection:
             return self._ir(connection, key)
 
     def _ir(self, connection: Connection, key: str) -> Campaign:
@@ -673,6 +681,19 @@ class Engine:
 
 
 LATE = dt.timedelta(minutes=15)
+# Built once: a dispatcher marks every send, and building the statement cost
+# more than running it.
+_MARK_SENT = (
+    update(actions)
+    .where(actions.c.id == bindparam("b_id"), actions.c.status == CLAIMED)
+    .values(
+        status=SENT,
+        sent_at=bindparam("b_at"),
+        message_id=bindparam("b_message_id"),
+        lease_until=None,
+        error=None,
+    )
+)
 
 
 def _refuse_active(

@@ -58,6 +58,18 @@ class Store:
         with self.engine.begin() as connection:
             yield connection
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: on SQLite it does not take the write
+        lock (WAL lets it read beside a writer)."""
+        with self.engine.connect() as connection:
+            connection.info["read_only"] = True
+            try:
+                with connection.begin():
+                    yield connection
+            finally:
+                connection.info.pop("read_only", None)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -78,4 +90,5 @@ def _sqlite_settings(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.info.get("read_only", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,128 @@
+"""Engine speed: enroll 50,000 people in a 6-step campaign into SQLite, then
+dispatch every due send to a local SMTP server (aiosmtpd on loopback).
+
+Goals (issue 5): enroll >= 20k contact-steps/s into SQLite; dispatch limited
+by SMTP, not by the store (the store's share of the time is reported).
+Run: ``python benchmarks/engine.py [--people 50000] [--sends 5000] [--db URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CAMPAIGN = """campaign "Engine benchmark" {
+  timezone "Europe/Stockholm"
+  requires first_name, company
+  day 1 {
+    email intro { send choose subject "Hi {{ first_name }}" body "About {{ company }}" }
+  }
+  day 3 {
+    email bump { send with previous follow up body "Bumping this, {{ first_name }}." }
+    call ring { notes "Call {{ first_name }}" }
+    inmail connect { message "Hi {{ first_name }}" }
+  }
+  day 5 { email idea { send at 09:30 subject "An idea" body "For {{ company }}" } }
+  day 8 { email breakup { send at 14:00 subject "Closing the loop" body "Thanks" } }
+}
+"""
+
+
+class Sink:
+    """An SMTP handler that accepts everything and keeps a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.count += 1
+        return "250 OK"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--people", type=int, default=50_000)
+    parser.add_argument("--sends", type=int, default=5_000, help="how many to dispatch")
+    parser.add_argument("--db", help="database (default: a new SQLite file)")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="cadence-engine-bench-"))
+    os.environ.setdefault("CADENCE_CACHE_DIR", str(folder / "cache"))
+
+    from aiosmtpd.controller import Controller
+
+    from cadence.compiler import compile_source
+    from cadence.runtime.dispatch import Dispatcher, Sender, SmtpTransport
+    from cadence.runtime.engine import Engine
+
+    ir = compile_source(CAMPAIGN, "bench.campaign").ir
+    assert ir is not None
+    start = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    engine = Engine.open(args.db or str(folder / "bench.db"), now=start)
+    people = (
+        {"email": f"p{n}@example.com", "first_name": f"P{n}", "company": "Acme"}
+        for n in range(args.people)
+    )
+    began = time.perf_counter()
+    report = engine.enroll(ir, people, start, now=start)
+    took = time.perf_counter() - began
+    print(
+        f"enroll           {report.actions / took:10,.0f} contact-steps/s ({report.enrolled:,} "
+        f"people, {report.actions:,} actions in {took:.2f} s; goal >= 20,000)"
+    )
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    transport = SmtpTransport("127.0.0.1", port)
+    timed = {"store": 0.0, "smtp": 0.0}
+
+    class Timed:
+        def deliver(self, message: Any) -> None:
+            t = time.perf_counter()
+            transport.deliver(message)
+            timed["smtp"] += time.perf_counter() - t
+
+        def close(self) -> None:
+            transport.close()
+
+    dispatcher = Dispatcher(engine, Timed(), Sender("Bench", "bench@example.com"), batch=200)
+    original_claim, original_mark = engine.claim, engine.mark_sent
+
+    def claim(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        found = original_claim(*a, **k)[: max(0, args.sends - sink.count)]
+        timed["store"] += time.perf_counter() - t
+        return found
+
+    def mark_sent(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        original_mark(*a, **k)
+        timed["store"] += time.perf_counter() - t
+
+    engine.claim, engine.mark_sent = claim, mark_sent  # type: ignore[method-assign]
+    began = time.perf_counter()
+    result = dispatcher.run_once(start)
+    took = time.perf_counter() - began
+    controller.stop()
+    other = took - timed["store"] - timed["smtp"]
+    print(
+        f"dispatch         {result.sent / took:10,.0f} sends/s ({result.sent:,} sends in "
+        f"{took:.2f} s)"
+    )
+    print(f"  time in SMTP   {timed['smtp'] / took:10.0%}")
+    print(f"  time in store  {timed['store'] / took:10.0%} (claim + mark)")
+    print(f"  rendering etc. {other / took:10.0%}")
+    engine.close()
+
+
+if __name__ == "__main__":
+    main()
