@@ -41,13 +41,13 @@ class Store:
         url = database_url(db)
         try:
             parsed = make_url(url)
-        except ArgumentError as error:
-            raise ValueError(f"--db {db!r} is not a database path or URL") from error
-        if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(url, **engine_options)
-            _sqlite_settings(engine)
-        else:
-            engine = create_engine(url, pool_pre_ping=True, **engine_options)
+            if parsed.get_backend_name() == "sqlite":
+                engine = create_engine(url, **engine_options)
+                _sqlite_settings(engine)
+            else:
+                engine = create_engine(url, pool_pre_ping=True, **engine_options)
+        except ArgumentError as error:  # NoSuchModuleError too: an unknown database kind
+            raise ValueError(f"{db!r} is not a SQLite path or a postgresql:// URL") from error
         store = cls(engine)
         with store.transaction() as connection:
             migrate(connection, now)

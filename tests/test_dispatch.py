@@ -24,6 +24,7 @@ from cadence.runtime.dispatch import (
 )
 from cadence.runtime.engine import Engine
 from cadence.runtime.store import Store
+from tests.engine_db import database
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -84,14 +85,15 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = Engine(Store.open(str(tmp_path / "cadence.db"), now=T0))
-    ir = compile_source(SOURCE, "dispatch.campaign").ir
-    assert ir is not None
-    engine.enroll(ir, [{"email": "ada@example.com", "first_name": "Ada"}], T0, now=T0)
-    yield engine
-    engine.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with database(request.param, tmp_path) as (url, options):
+        engine = Engine(Store.open(url, now=T0, **options))
+        ir = compile_source(SOURCE, "dispatch.campaign").ir
+        assert ir is not None
+        engine.enroll(ir, [{"email": "ada@example.com", "first_name": "Ada"}], T0, now=T0)
+        yield engine
+        engine.close()
 
 
 def test_sends_arrive_threaded_with_the_previous_email_quoted(

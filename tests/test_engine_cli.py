@@ -1,0 +1,121 @@
+"""The engine's commands: exit codes, one-line refusals, nothing changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cadence.cli import cli
+from tests.conftest import EXAMPLES
+
+EXAMPLE = str(EXAMPLES / "q1-outbound.campaign")
+PEOPLE = str(EXAMPLES / "people.csv")
+START = "2026-01-05T09:00"
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "cadence.db")
+    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", START, "--db", path)
+    assert result.exit_code == 0, result.stderr
+    assert "enrolled 5 people (35 actions)" in result.stderr
+    return path
+
+
+def test_enrolling_people_already_active_exits_3(db: str) -> None:
+    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", START, "--db", db)
+    assert result.exit_code == 3
+    assert "skipped: `ada@example.com` is already active in this campaign" in result.stderr
+
+
+def test_tasks_show_the_prefilled_email(db: str) -> None:
+    result = run("tasks", "--db", db, "--person", "ada@example.com", "--format", "json")
+    tasks = json.loads(result.stdout)
+    personal = next(t for t in tasks if t["step"] == "personal")
+    assert personal["to"] == "ada@example.com"
+    assert personal["subject"] == "One more idea for Analytical Engines"
+    text = run("tasks", "--db", db, "--due-before", "2026-01-08").stdout
+    assert "call `ring`" in text and "notes: Ask about" in text
+
+
+def test_task_commands_and_their_refusals(db: str, tmp_path: Path) -> None:
+    tasks = json.loads(
+        run("tasks", "--db", db, "--person", "ada@example.com", "--format", "json").stdout
+    )
+    ring = next(t["id"] for t in tasks if t["step"] == "ring")
+    personal = next(t["id"] for t in tasks if t["step"] == "personal")
+    assert run("task", "complete", str(ring), "--db", db).exit_code == 0
+    again = run("task", "complete", str(ring), "--db", db)
+    assert again.exit_code == 2
+    assert again.stderr == f"cadence: error: task {ring} is already completed\n"
+    assert run("task", "skip", "99999", "--db", db).stderr == "cadence: error: no task 99999\n"
+    body = tmp_path / "body.txt"
+    body.write_text("My own words")
+    sent = run(
+        "task",
+        "send",
+        str(personal),
+        "--subject",
+        "Mine",
+        "--body-file",
+        str(body),
+        "--at",
+        "2026-01-14T10:00:00Z",
+        "--db",
+        db,
+    )
+    assert sent.exit_code == 0, sent.stderr
+    feed = run("feed", "--db", db, "--format", "jsonl").stdout.splitlines()
+    assert json.loads(feed[-1])["message"] == "task `personal` sent"
+
+
+def test_run_delivers_to_an_outbox(db: str, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    result = run(
+        "run",
+        "--db",
+        db,
+        "--outbox",
+        str(outbox),
+        "--now",
+        "2026-01-05T15:00:00Z",
+        "--sender-email",
+        "sam@example.com",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "sent 5, retrying 0, failed 0" in result.stderr
+    assert len(list(outbox.glob("*.eml"))) == 5
+    again = run("run", "--db", db, "--outbox", str(outbox), "--now", "2026-01-05T15:00:00Z")
+    assert "sent 0" in again.stderr
+
+
+def test_events_and_end(db: str) -> None:
+    assert run("reply", "nobody@example.com", "--db", db).exit_code == 2
+    assert run("reply", "ada@example.com", "--db", db).exit_code == 0
+    ended = run("end", "Q1 Outbound - VP Engineering", "--db", db)
+    assert ended.exit_code == 0 and "4 enrollments closed" in ended.stderr
+    feed = run("feed", "--db", db).stdout
+    assert "enrollment ended: replied" in feed and "cancelled: campaign has ended" in feed
+    assert run("end", "no such campaign", "--db", db).exit_code == 2
+
+
+def test_a_newer_database_is_refused_untouched(db: str) -> None:
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        connection.execute("INSERT INTO schema_version VALUES (99, '2026-01-01 00:00:00')")
+    result = run("tasks", "--db", db)
+    assert result.exit_code == 2
+    assert "schema version 99" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_bad_database_urls_are_usage_errors(tmp_path: Path) -> None:
+    assert run("feed", "--db", "nonsense://x").exit_code == 2
+    assert run("feed", "--db", str(tmp_path / "missing" / "dir" / "x.db")).exit_code == 2
