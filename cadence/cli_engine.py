@@ -335,28 +335,58 @@ def end(campaign: str, at_text: str, db: str) -> None:
     click.echo(f"campaign ended: {ended} enrollments closed", err=True)
 
 
+def _config(path: str | None) -> dict[str, Any]:
+    """The runtime config (TOML): `db`, `smtp` or `outbox`, `throttle = "30 per 60"`,
+    and a `[sender]` table with `name`, `email`, `signature`."""
+    if path is None:
+        return {}
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            found = tomllib.load(handle)
+    except OSError as error:
+        _fail(f"{path}: {error.strerror or error}")
+    except tomllib.TOMLDecodeError as error:
+        _fail(f"{path}: not TOML: {error}")
+    known = {"db", "smtp", "outbox", "throttle", "sender", "worker"}
+    unknown = sorted(set(found) - known)
+    if unknown:
+        _fail(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    return found
+
+
 @click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Runtime config (TOML): smtp, outbox, throttle, [sender]. Options win.",
+)
 @click.option("--smtp", help="Deliver over SMTP to HOST:PORT.")
 @click.option("--outbox", help="Write .eml files here instead (the default: ./outbox).")
 @click.option("--once", is_flag=True, help="Deliver what is due, then stop.")
 @click.option("--now", "now_text", help="Act as if it were this time (ISO 8601); implies --once.")
-@click.option("--throttle", help="At most N sends per SECONDS, written N/SECONDS (e.g. 30/60).")
+@click.option("--throttle", help="At most N sends per SECONDS: `30 per 60` (or 30/60).")
 @click.option("--worker", default=None, help="This dispatcher's name in claims (default: host).")
-@click.option("--sender-name", default="")
-@click.option("--sender-email", default="cadence@localhost")
-@click.option("--sender-signature", default="")
-@_db_option
+@click.option("--sender-name", default=None)
+@click.option("--sender-email", default=None)
+@click.option("--sender-signature", default=None)
+@click.option(
+    "--db", default=None, help=f"SQLite file or postgresql:// URL (default {DEFAULT_DB})."
+)
 def run(
+    config_path: str | None,
     smtp: str | None,
     outbox: str | None,
     once: bool,
     now_text: str | None,
     throttle: str | None,
     worker: str | None,
-    sender_name: str,
-    sender_email: str,
-    sender_signature: str,
-    db: str,
+    sender_name: str | None,
+    sender_email: str | None,
+    sender_signature: str | None,
+    db: str | None,
 ) -> None:
     """The dispatcher: claim due sends, render, deliver, mark; retries with backoff."""
     from cadence.runtime.dispatch import (
@@ -366,24 +396,32 @@ def run(
         SmtpTransport,
         Throttle,
         hostname,
+        parse_throttle,
     )
 
+    config = _config(config_path)
+    sender_config = config.get("sender", {})
+    smtp = smtp or config.get("smtp")
+    outbox = outbox or config.get("outbox")
+    throttle = throttle or config.get("throttle")
+    db = db or config.get("db") or DEFAULT_DB
     if smtp and outbox:
         _fail("choose --smtp or --outbox, not both")
     transport: Any
     if smtp:
-        host, _, port = smtp.rpartition(":")
+        host, _, port = str(smtp).rpartition(":")
         if not host or not port.isdigit():
-            _fail(f"--smtp {smtp!r}: write HOST:PORT, like 127.0.0.1:25")
+            _fail(f"smtp {smtp!r}: write HOST:PORT, like 127.0.0.1:25")
         transport = SmtpTransport(host, int(port))
     else:
         transport = OutboxTransport(outbox or "outbox")
     limiter = None
     if throttle:
-        count, _, seconds = throttle.partition("/")
-        if not (count.isdigit() and seconds.replace(".", "", 1).isdigit()) or int(count) < 1:
-            _fail(f"--throttle {throttle!r}: write N/SECONDS, like 30/60")
-        limiter = Throttle(int(count), float(seconds), clock=time.monotonic, sleep=time.sleep)
+        try:
+            count, seconds = parse_throttle(str(throttle))
+        except ValueError as error:
+            _fail(str(error))
+        limiter = Throttle(count, seconds, clock=time.monotonic, sleep=time.sleep)
     fixed = _instant(now_text) if now_text else None
     show = sys.stderr.isatty()
 
@@ -395,13 +433,19 @@ def run(
                 nl=False,
             )
 
+    sender = Sender(
+        sender_name if sender_name is not None else str(sender_config.get("name", "")),
+        sender_email or str(sender_config.get("email", "cadence@localhost")),
+        sender_signature
+        if sender_signature is not None
+        else str(sender_config.get("signature", "")),
+    )
     with _engine(db) as engine:
-        sender = Sender(sender_name, sender_email, sender_signature)
         dispatcher = Dispatcher(
             engine,
             transport,
             sender,
-            worker=worker or hostname(),
+            worker=worker or config.get("worker") or hostname(),
             throttle=limiter,
             on_progress=progress,
         )

@@ -149,6 +149,18 @@ class Throttle:
         self._sent.append(now)
 
 
+def parse_throttle(text: str) -> tuple[int, float]:
+    """``30 per 60`` or ``30/60``: at most 30 sends in any 60 seconds."""
+    count, _, seconds = text.replace(" per ", "/").replace(" ", "").partition("/")
+    try:
+        parsed = int(count), float(seconds)
+    except ValueError:
+        raise ValueError(f"throttle {text!r}: write N per SECONDS, like `30 per 60`") from None
+    if parsed[0] < 1 or parsed[1] <= 0:
+        raise ValueError(f"throttle {text!r}: both numbers must be positive")
+    return parsed
+
+
 @dataclass(frozen=True)
 class Sender:
     name: str = ""

@@ -221,19 +221,8 @@ class Engine:
                         "attempts": 0,
                     }
                 )
-                if is_task:
-                    events.append(
-                        _event(
-                            now,
-                            key,
-                            enrollment_id,
-                            email,
-                            "task_opened",
-                            action.step,
-                            f"task opened: {action.kind.replace('_', ' ')} "
-                            f"`{action.step}` due {action.due_date.isoformat()}",
-                        )
-                    )
+                event, message = _announcement(action)
+                events.append(_event(now, key, enrollment_id, email, event, action.step, message))
         connection.execute(actions.insert(), action_rows)
         connection.execute(feed.insert(), events)
         return len(action_rows)
@@ -694,6 +683,16 @@ _MARK_SENT = (
         error=None,
     )
 )
+
+
+def _announcement(action: Action) -> tuple[str, str]:
+    """How the feed announces a new action: a task opened, or a send queued."""
+    if action.kind != "email":
+        kind = action.kind.replace("_", " ")
+        return "task_opened", f"task opened: {kind} `{action.step}` due {action.due_date}"
+    if action.local is not None:
+        return "queued", f"queued `{action.step}` for {action.local:%Y-%m-%d %H:%M %Z}"
+    return "queued", f"queued `{action.step}` on {action.due_date}, after `{action.waits_for}`"
 
 
 def _refuse_active(

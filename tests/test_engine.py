@@ -78,10 +78,15 @@ def test_enroll_queues_sends_and_opens_tasks(engine: Engine) -> None:
         ("ada@example.com", "ring"), ("bo@example.com", "ring"),
         ("ada@example.com", "personal"), ("bo@example.com", "personal"),
     ]  # fmt: skip
-    events = [(e.person, e.event, e.step) for e in engine.feed()]
-    assert events[:3] == [("ada@example.com", "enrolled", None),
-                          ("ada@example.com", "task_opened", "ring"),
-                          ("ada@example.com", "task_opened", "personal")]  # fmt: skip
+    ada = [(e.event, e.step, e.message) for e in engine.feed() if e.person == "ada@example.com"]
+    assert ada == [
+        ("enrolled", None, "enrolled: 3 sends queued, 2 tasks opened"),
+        ("queued", "intro", "queued `intro` for 2026-01-05 08:00 UTC"),
+        ("task_opened", "ring", "task opened: call `ring` due 2026-01-05"),
+        ("queued", "second", "queued `second` for 2026-01-05 12:00 UTC"),
+        ("task_opened", "personal", "task opened: email task `personal` due 2026-01-06"),
+        ("queued", "aligned", "queued `aligned` on 2026-01-07, after `personal`"),
+    ]
 
 
 def test_a_person_already_active_is_refused(engine: Engine) -> None:

@@ -119,3 +119,34 @@ def test_a_newer_database_is_refused_untouched(db: str) -> None:
 def test_bad_database_urls_are_usage_errors(tmp_path: Path) -> None:
     assert run("feed", "--db", "nonsense://x").exit_code == 2
     assert run("feed", "--db", str(tmp_path / "missing" / "dir" / "x.db")).exit_code == 2
+
+
+def test_run_reads_its_runtime_config(db: str, tmp_path: Path) -> None:
+    config = tmp_path / "cadence.toml"
+    outbox = tmp_path / "from-config"
+    config.write_text(
+        f'outbox = "{outbox}"\nthrottle = "100 per 1"\n'
+        '[sender]\nname = "Sam"\nemail = "sam@example.com"\n'
+    )
+    result = run("run", "--config", str(config), "--db", db, "--now", "2026-01-05T15:00:00Z")
+    assert result.exit_code == 0, result.stderr
+    sent = sorted(outbox.glob("*.eml"))
+    assert len(sent) == 5 and b"From: Sam <sam@example.com>" in sent[0].read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('throttle = "fast"', "write N per SECONDS"),
+        ('colour = "blue"', "unknown setting 'colour'"),
+        ("not = [toml", "not TOML"),
+    ],
+)
+def test_bad_runtime_config_is_one_line(
+    db: str, tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(content)
+    result = run("run", "--config", str(config), "--db", db, "--now", "2026-01-05T15:00:00Z")
+    assert result.exit_code == 2 and message in result.stderr
+    assert result.stderr.count("\n") == 1
