@@ -108,7 +108,16 @@ def main() -> None:
         original_mark(*a, **k)
         timed["store"] += time.perf_counter() - t
 
+    original_history = dispatcher._people
+
+    def history(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        found = original_history(*a, **k)
+        timed["store"] += time.perf_counter() - t
+        return found
+
     engine.claim, engine.mark_sent = claim, mark_sent  # type: ignore[method-assign]
+    dispatcher._people = history  # type: ignore[method-assign]
     began = time.perf_counter()
     result = dispatcher.run_once(start)
     took = time.perf_counter() - began
@@ -119,8 +128,8 @@ def main() -> None:
         f"{took:.2f} s)"
     )
     print(f"  time in SMTP   {timed['smtp'] / took:10.0%}")
-    print(f"  time in store  {timed['store'] / took:10.0%} (claim + mark)")
-    print(f"  rendering etc. {other / took:10.0%}")
+    print(f"  time in store  {timed['store'] / took:10.0%} (claim, read the history, mark)")
+    print(f"  rendering etc. {other / took:10.0%} (templates, building the MIME message)")
     engine.close()
 
 

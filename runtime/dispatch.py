@@ -210,14 +210,17 @@ class Dispatcher:
             claimed = self.engine.claim(now, self.batch, worker=self.worker)
             if not claimed:
                 return report
+            people = self._people(claimed)  # one read for the whole batch
             for send in claimed:
-                self._deliver(send, now, report)
+                self._deliver(send, now, report, people[send.enrollment_id])
             if self.on_progress is not None:
                 self.on_progress(report)
 
-    def _deliver(self, send: DueSend, now: dt.datetime, report: DispatchReport) -> None:
+    def _deliver(
+        self, send: DueSend, now: dt.datetime, report: DispatchReport, person: _Person
+    ) -> None:
         try:
-            message, note = self.compose(send, now)
+            message, note = self.compose(send, now, person)
         except Exception as error:  # a template that cannot render for this person
             self.engine.mark_failed(send.action_id, f"cannot render: {error}", now)
             report.failed += 1
@@ -236,13 +239,17 @@ class Dispatcher:
                 report.retried += 1
             return
         self.engine.mark_sent(send, str(message["Message-ID"]), now, note=note)
+        person.sent(send.action_id, str(message["Message-ID"]), now)
         report.sent += 1
 
-    def compose(self, send: DueSend, now: dt.datetime) -> tuple[EmailMessage, str | None]:
+    def compose(
+        self, send: DueSend, now: dt.datetime, person: _Person | None = None
+    ) -> tuple[EmailMessage, str | None]:
         """The email for ``send``: rendered for its person, threaded under the
         email it replies to when that was sent (quoting its template, §5)."""
         ir = self.engine.campaign(send.campaign_id)
-        fields, history = self._history(send)
+        person = person or self._people([send])[send.enrollment_id]
+        fields, history = person.fields, person.history(send.action_id)
         renderer = self._renderer(send.campaign_id, ir)
         sent = {row["step"]: row for row in history if row["status"] == "sent"}
         replied = sent.get(send.thread or "") if send.thread else None
@@ -276,15 +283,14 @@ class Dispatcher:
         message.set_content(this.body or "")
         return message, note
 
-    def _history(self, send: DueSend) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The person's fields and zone, and their steps up to this send."""
-        position = (
-            select(actions.c.position).where(actions.c.id == send.action_id).scalar_subquery()
-        )
+    def _people(self, sends: list[DueSend]) -> dict[int, _Person]:
+        """The fields, zone and steps of every enrollment in ``sends``."""
         query = (
             select(
+                enrollments.c.id.label("enrollment"),
                 enrollments.c.fields,
                 enrollments.c.zone,
+                actions.c.id.label("action"),
                 actions.c.step,
                 actions.c.day,
                 actions.c.kind,
@@ -297,19 +303,18 @@ class Dispatcher:
                 actions.c.subject,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-            .where(actions.c.enrollment_id == send.enrollment_id, actions.c.position <= position)
-            .order_by(actions.c.position)
+            .where(actions.c.enrollment_id.in_({send.enrollment_id for send in sends}))
+            .order_by(enrollments.c.id, actions.c.position)
         )
+        people: dict[int, _Person] = {}
         with self.engine.store.read() as connection:
-            rows = connection.execute(query).mappings().all()
-        fields, zone_name = rows[0]["fields"], rows[0]["zone"]
-        history = [{k: v for k, v in row.items() if k not in ("fields", "zone")} for row in rows]
-        where = zone(zone_name) or dt.UTC
-        for row in history:  # quotes say when, in the person's zone
-            for key in ("due_at", "sent_at"):
-                if row[key] is not None:
-                    row[key] = row[key].astimezone(where)
-        return dict(fields), history
+            for row in connection.execute(query).mappings():
+                person = people.get(row["enrollment"])
+                if person is None:
+                    where = zone(row["zone"]) or dt.UTC
+                    person = people[row["enrollment"]] = _Person(dict(row["fields"]), where)
+                person.add(dict(row))
+        return people
 
     def _renderer(self, key: str, ir: Campaign) -> Renderer:
         if key not in self._renderers:
@@ -324,6 +329,32 @@ def _rendered(
     if isinstance(rendered, str):
         raise ValueError(rendered)
     return next(action for action in rendered if action.step == step)
+
+
+@dataclass
+class _Person:
+    """One enrollment's fields and steps, as a dispatcher batch reads them once."""
+
+    fields: dict[str, Any]
+    zone: Any
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any]) -> None:
+        for key in ("due_at", "sent_at"):  # quotes say when, in the person's zone
+            if row[key] is not None:
+                row[key] = row[key].astimezone(self.zone)
+        self.rows.append({k: v for k, v in row.items() if k not in ("fields", "zone")})
+
+    def history(self, action_id: int) -> list[dict[str, Any]]:
+        """The steps up to and including ``action_id``, in campaign order."""
+        end = next(i for i, row in enumerate(self.rows) if row["action"] == action_id)
+        return self.rows[: end + 1]
+
+    def sent(self, action_id: int, message_id: str, at: dt.datetime) -> None:
+        """Keep the batch's view current: a later send of this person threads under it."""
+        for row in self.rows:
+            if row["action"] == action_id:
+                row.update(status="sent", message_id=message_id, sent_at=at.astimezone(self.zone))
 
 
 def _own_subject(ir: Campaign, step: str) -> bool:

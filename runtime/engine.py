@@ -332,19 +332,18 @@ class Engine:
                 if not marked:
                     raise EngineError(f"send {action_id} is {row.status}, not claimed")
             connection.execute(
-                feed.insert().values(
-                    **_event(
-                        at,
-                        row.campaign_id,
-                        row.enrollment_id,
-                        row.person,
-                        "sent",
-                        row.step,
-                        f"sent `{row.step}`"
-                        + (" (late)" if row.due_at and at - row.due_at > LATE else "")
-                        + (f": {note}" if note else ""),
-                    )
-                )
+                _FEED_INSERT,
+                _event(
+                    at,
+                    row.campaign_id,
+                    row.enrollment_id,
+                    row.person,
+                    "sent",
+                    row.step,
+                    f"sent `{row.step}`"
+                    + (" (late)" if row.due_at and at - row.due_at > LATE else "")
+                    + (f": {note}" if note else ""),
+                ),
             )
 
     def mark_failed(
@@ -670,6 +669,7 @@ class Engine:
 
 
 LATE = dt.timedelta(minutes=15)
+_FEED_INSERT = feed.insert()
 # Built once: a dispatcher marks every send, and building the statement cost
 # more than running it.
 _MARK_SENT = (
