@@ -331,19 +331,13 @@ class Engine:
                     return  # marked already: a retried mark is harmless
                 if not marked:
                     raise EngineError(f"send {action_id} is {row.status}, not claimed")
-            connection.execute(
-                _FEED_INSERT,
-                _event(
-                    at,
-                    row.campaign_id,
-                    row.enrollment_id,
-                    row.person,
-                    "sent",
-                    row.step,
-                    f"sent `{row.step}`"
-                    + (" (late)" if row.due_at and at - row.due_at > LATE else "")
-                    + (f": {note}" if note else ""),
-                ),
+            late = " (late)" if row.due_at and at - row.due_at > LATE else ""
+            _announce(
+                connection,
+                row,
+                at,
+                "sent",
+                f"sent `{row.step}`{late}" + (f": {note}" if note else ""),
             )
 
     def mark_failed(
@@ -363,18 +357,12 @@ class Engine:
             when = (
                 f", retrying at {retry_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if retry_at else ""
             )
-            connection.execute(
-                feed.insert().values(
-                    **_event(
-                        at,
-                        row.campaign_id,
-                        row.enrollment_id,
-                        row.person,
-                        event,
-                        row.step,
-                        f"delivery of `{row.step}` failed: {error}{when}",
-                    )
-                )
+            _announce(
+                connection,
+                row,
+                at,
+                event,
+                f"delivery of `{row.step}` failed: {error}{when}",
             )
 
     # ---- tasks ------------------------------------------------------------------------------
@@ -435,18 +423,12 @@ class Engine:
             if status == SENT:
                 values.update(sent_at=at, subject=subject, body=body)
             connection.execute(update(actions).where(actions.c.id == task_id).values(**values))
-            connection.execute(
-                feed.insert().values(
-                    **_event(
-                        at,
-                        row.campaign_id,
-                        row.enrollment_id,
-                        row.person,
-                        "task_closed",
-                        row.step,
-                        f"task `{row.step}` {status}",
-                    )
-                )
+            _announce(
+                connection,
+                row,
+                at,
+                "task_closed",
+                f"task `{row.step}` {status}",
             )
             if row.kind == "email_task":
                 self._time_waiting_sends(connection, row, at)
@@ -683,6 +665,14 @@ _MARK_SENT = (
         error=None,
     )
 )
+
+
+def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, message: str) -> None:
+    """A feed entry about the action ``row`` (as :meth:`Engine._action` reads it)."""
+    connection.execute(
+        _FEED_INSERT,
+        _event(at, row.campaign_id, row.enrollment_id, row.person, event, row.step, message),
+    )
 
 
 def _announcement(action: Action) -> tuple[str, str]:
