@@ -452,7 +452,7 @@ def run(
         try:
             while True:
                 now = fixed or dt.datetime.now(dt.UTC)
-                report = dispatcher.run_once(now)
+                report = dispatcher.run_once(fixed)  # without --now: the clock, per batch
                 if show:
                     click.echo("", err=True)
                 click.echo(

@@ -16,6 +16,7 @@ import os
 import smtplib
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -27,7 +28,7 @@ from sqlalchemy import select
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.calendar import zone
-from cadence.runtime.engine import DueSend, Engine
+from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
 from cadence.runtime.planner import Action
 from cadence.runtime.render import Renderer
 from cadence.runtime.schema import actions, enrollments
@@ -112,6 +113,14 @@ class OutboxTransport:
         target = self.path_for(message)
         if target.exists():
             return  # delivered before a crash: never twice
+        try:
+            self._write(message, target)
+        except OSError as error:
+            raise DeliveryError(
+                f"cannot write {target}: {error.strerror or error}", permanent=False
+            ) from None
+
+    def _write(self, message: EmailMessage, target: Path) -> None:
         fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
@@ -180,6 +189,7 @@ class DispatchReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    lost: int = 0  # taken over by another dispatcher after this one's lease ran out
 
 
 def message_id(send: DueSend, domain: str) -> str:
@@ -196,25 +206,49 @@ class Dispatcher:
         worker: str = "dispatcher",
         throttle: Throttle | None = None,
         batch: int = 100,
+        lease: dt.timedelta = DEFAULT_LEASE,
         on_progress: Callable[[DispatchReport], None] | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine, self.transport, self.sender = engine, transport, sender
         self.worker, self.throttle, self.batch = worker, throttle, batch
+        self.lease, self.clock, self.monotonic = lease, clock, monotonic
         self.on_progress = on_progress
         self._renderers: dict[str, Renderer] = {}
 
-    def run_once(self, now: dt.datetime) -> DispatchReport:
-        """Deliver everything due at ``now``; returns what happened."""
+    def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
+        """Deliver everything due; returns what happened. ``now`` fixes the
+        time (tests, `--now`); without it each batch reads the clock."""
         report = DispatchReport()
         while True:
-            claimed = self.engine.claim(now, self.batch, worker=self.worker)
+            current = now or self.clock()
+            claimed = self.engine.claim(
+                current, self._batch_size(), worker=self.worker, lease=self.lease
+            )
             if not claimed:
                 return report
             people = self._people(claimed)  # one read for the whole batch
-            for send in claimed:
-                self._deliver(send, now, report, people[send.enrollment_id])
+            started = self.monotonic()
+            for position, send in enumerate(claimed):
+                elapsed = dt.timedelta(seconds=self.monotonic() - started)
+                if elapsed > self.lease / 2:
+                    # A long (throttled) batch keeps its leases: no other
+                    # dispatcher may take over a send this one still holds.
+                    self.engine.renew(claimed[position:], current + elapsed + self.lease)
+                    current, started = current + elapsed, self.monotonic()
+                self._deliver(send, now or self.clock(), report, people[send.enrollment_id])
             if self.on_progress is not None:
                 self.on_progress(report)
+
+    def _batch_size(self) -> int:
+        """No more than a throttle lets through in half a lease."""
+        if self.throttle is None:
+            return self.batch
+        per_half_lease = (
+            self.throttle.count * (self.lease.total_seconds() / 2) / self.throttle.seconds
+        )
+        return max(1, min(self.batch, int(per_half_lease)))
 
     def _deliver(
         self, send: DueSend, now: dt.datetime, report: DispatchReport, person: _Person
@@ -222,25 +256,51 @@ class Dispatcher:
         try:
             message, note = self.compose(send, now, person)
         except Exception as error:  # a template that cannot render for this person
-            self.engine.mark_failed(send.action_id, f"cannot render: {error}", now)
-            report.failed += 1
+            self._mark_failed(send, f"cannot render: {error}", now, None, report)
             return
         if self.throttle is not None:
             self.throttle.wait()
         try:
             self.transport.deliver(message)
-        except DeliveryError as error:
-            if error.permanent or send.attempts >= MAX_ATTEMPTS:
-                self.engine.mark_failed(send.action_id, str(error), now)
-                report.failed += 1
+        except Exception as error:
+            failure = (
+                error
+                if isinstance(error, DeliveryError)
+                else DeliveryError(f"{type(error).__name__}: {error}", permanent=False)
+            )
+            if failure.permanent or send.attempts >= MAX_ATTEMPTS:
+                self._mark_failed(send, str(failure), now, None, report)
             else:
                 backoff = dt.timedelta(minutes=min(2 ** (send.attempts - 1), 60))
-                self.engine.mark_failed(send.action_id, str(error), now, retry_at=now + backoff)
-                report.retried += 1
+                self._mark_failed(send, str(failure), now, now + backoff, report)
             return
-        self.engine.mark_sent(send, str(message["Message-ID"]), now, note=note)
+        try:
+            self.engine.mark_sent(send, str(message["Message-ID"]), now, note=note)
+        except EngineError:
+            # Another dispatcher took the send over after this one's lease ran
+            # out (the documented duplicate); this one goes on with the batch.
+            report.lost += 1
+            return
         person.sent(send.action_id, str(message["Message-ID"]), now)
         report.sent += 1
+
+    def _mark_failed(
+        self,
+        send: DueSend,
+        error: str,
+        now: dt.datetime,
+        retry_at: dt.datetime | None,
+        report: DispatchReport,
+    ) -> None:
+        try:
+            self.engine.mark_failed(send, error, now, retry_at=retry_at)
+        except EngineError:
+            report.lost += 1
+            return
+        if retry_at is None:
+            report.failed += 1
+        else:
+            report.retried += 1
 
     def compose(
         self, send: DueSend, now: dt.datetime, person: _Person | None = None
@@ -278,7 +338,7 @@ class Dispatcher:
         if replied is not None and replied["message_id"]:
             message["In-Reply-To"] = replied["message_id"]
             message["References"] = replied["message_id"]
-        elif send.thread:
+        elif send.thread and replied is None:
             note = f"sent as a new thread: `{send.thread}` was never sent"
         message.set_content(this.body or "")
         return message, note

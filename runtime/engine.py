@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
@@ -62,6 +63,11 @@ class DueSend:
     due_at: dt.datetime
     thread: str | None
     attempts: int
+    worker: str = ""
+
+
+class LostClaim(EngineError):
+    """The send's lease ran out and another dispatcher took it over."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,24 @@ class Engine:
         planner = Planner(ir, start, overrides)
         key = campaign_id(ir)
         report = EnrollReport(key)
+        try:
+            return self._enroll(ir, people, start, planner, key, report, now)
+        except IntegrityError:
+            raise EngineError(
+                "someone else enrolled some of these people at the same moment; nothing was "
+                "enrolled: run it again (people already active will be listed)"
+            ) from None
+
+    def _enroll(
+        self,
+        ir: Campaign,
+        people: Iterable[Person | RowProblem | Mapping[str, Any]],
+        start: dt.datetime,
+        planner: Planner,
+        key: str,
+        report: EnrollReport,
+        now: dt.datetime,
+    ) -> EnrollReport:
         with self.store.transaction() as connection:
             self._store_campaign(connection, key, ir, now)
             active = self._active_people(connection, key)
@@ -230,11 +254,21 @@ class Engine:
     # ---- due sends ------------------------------------------------------------------------
     def _due_query(self, now: dt.datetime, limit: int) -> Select[Any]:
         earlier = actions.alias("earlier")
+        # §6: an earlier task of the enrollment is still open.
         blocked = exists().where(
             earlier.c.enrollment_id == actions.c.enrollment_id,
             earlier.c.position < actions.c.position,
             earlier.c.is_task.is_(True),
             earlier.c.status == OPEN,
+        )
+        # An earlier send of the person is due (or in flight) too: campaign order
+        # first. A follow-up also waits for the email it replies to (§5), due or not.
+        queued = exists().where(
+            earlier.c.enrollment_id == actions.c.enrollment_id,
+            earlier.c.position < actions.c.position,
+            earlier.c.is_task.is_(False),
+            earlier.c.status.in_([PENDING, CLAIMED]),
+            or_(earlier.c.due_at <= now, earlier.c.step == actions.c.thread),
         )
         ready = or_(
             and_(
@@ -257,7 +291,13 @@ class Engine:
                 actions.c.attempts,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-            .where(enrollments.c.status == "active", actions.c.is_task.is_(False), ready, ~blocked)
+            .where(
+                enrollments.c.status == "active",
+                actions.c.is_task.is_(False),
+                ready,
+                ~blocked,
+                ~queued,
+            )
             .order_by(actions.c.due_at, actions.c.enrollment_id, actions.c.position)
             .limit(limit)
         )
@@ -292,8 +332,9 @@ class Engine:
                     row.step,
                     row.due_at,
                     row.thread,
-                    row.attempts + 1,
-                )  # this attempt counts
+                    row.attempts + 1,  # this attempt counts
+                    worker,
+                )
                 for row in connection.execute(query)
             ]
             if found:
@@ -309,6 +350,24 @@ class Engine:
                 )
         return found
 
+    def renew(self, sends: list[DueSend], until: dt.datetime) -> int:
+        """Extend this dispatcher's leases on ``sends`` (a long, throttled batch
+        keeps them); returns how many it still held."""
+        if not sends:
+            return 0
+        with self.store.transaction() as connection:
+            return int(
+                connection.execute(
+                    update(actions)
+                    .where(
+                        actions.c.id.in_([send.action_id for send in sends]),
+                        actions.c.status == CLAIMED,
+                        actions.c.claimed_by == sends[0].worker,
+                    )
+                    .values(lease_until=until)
+                ).rowcount
+            )
+
     def mark_sent(
         self,
         send: DueSend | int,
@@ -320,15 +379,20 @@ class Engine:
         """Record a delivery. Given the claimed :class:`DueSend` (as a
         dispatcher has it) this is one update and one feed row."""
         action_id = send if isinstance(send, int) else send.action_id
+        worker = None if isinstance(send, int) else send.worker
         with self.store.transaction() as connection:
+            statement = _MARK_SENT if worker is None else _MARK_SENT_BY
             marked = connection.execute(
-                _MARK_SENT, {"b_id": action_id, "b_at": at, "b_message_id": message_id}
+                statement,
+                {"b_id": action_id, "b_at": at, "b_message_id": message_id, "b_worker": worker},
             ).rowcount
             row: Any = send
             if not marked or isinstance(send, int):
                 row = self._action(connection, action_id)
                 if not marked and row.status == SENT:
                     return  # marked already: a retried mark is harmless
+                if not marked and row.status == CLAIMED:
+                    raise LostClaim(f"send {action_id} was taken over by {row.claimed_by}")
                 if not marked:
                     raise EngineError(f"send {action_id} is {row.status}, not claimed")
             late = " (late)" if row.due_at and at - row.due_at > LATE else ""
@@ -341,13 +405,32 @@ class Engine:
             )
 
     def mark_failed(
-        self, action_id: int, error: str, at: dt.datetime, *, retry_at: dt.datetime | None = None
+        self,
+        send: DueSend | int,
+        error: str,
+        at: dt.datetime,
+        *,
+        retry_at: dt.datetime | None = None,
     ) -> None:
-        """A delivery failed: retried at ``retry_at``, or failed for good."""
+        """A delivery failed: retried at ``retry_at``, or failed for good. A send
+        of an enrollment that ended meanwhile is cancelled instead."""
+        action_id = send if isinstance(send, int) else send.action_id
         with self.store.transaction() as connection:
-            row = self._action(connection, action_id)
+            row = self._action(connection, action_id, lock=True)
             if row.status != CLAIMED:
                 raise EngineError(f"send {action_id} is {row.status}, not claimed")
+            if not isinstance(send, int) and row.claimed_by != send.worker:
+                raise LostClaim(f"send {action_id} was taken over by {row.claimed_by}")
+            if row.enrollment_status != "active":
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == action_id)
+                    .values(status=CANCELLED, closed_at=at, error=error, lease_until=None)
+                )
+                _announce(
+                    connection, row, at, "cancelled", f"send `{row.step}` cancelled: {row.reason}"
+                )
+                return
             status, event = (PENDING, "retry") if retry_at else (FAILED, "failed")
             connection.execute(
                 update(actions)
@@ -381,7 +464,7 @@ class Engine:
                 actions.c.status,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-            .where(actions.c.is_task.is_(True), actions.c.status == OPEN)
+            .where(actions.c.is_task.is_(True), actions.c.status == OPEN, ~_earlier_open_task())
             .order_by(actions.c.due_date, enrollments.c.person, actions.c.position)
         )
         if person is not None:
@@ -412,11 +495,26 @@ class Engine:
         body: str | None = None,
     ) -> None:
         with self.store.transaction() as connection:
-            row = self._action(connection, task_id, missing=f"no task {task_id}")
+            row = self._action(connection, task_id, missing=f"no task {task_id}", lock=True)
             if not row.is_task:
                 raise EngineError(f"{task_id} is a send, not a task")
             if row.status != OPEN:
                 raise EngineError(f"task {task_id} is already {row.status}")
+            waiting = connection.execute(
+                select(actions.c.id, actions.c.step)
+                .where(
+                    actions.c.enrollment_id == row.enrollment_id,
+                    actions.c.position < row.position,
+                    actions.c.is_task.is_(True),
+                    actions.c.status == OPEN,
+                )
+                .order_by(actions.c.position)
+            ).first()
+            if waiting is not None:
+                raise EngineError(
+                    f"task {task_id} waits for task {waiting.id} (`{waiting.step}`): "
+                    "close that one first (§6)"
+                )
             if status == SENT and row.kind != "email_task":
                 raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
             values: dict[str, Any] = {"status": status, "closed_at": at}
@@ -541,11 +639,12 @@ class Engine:
                 enrollments.c.id == enrollment_id
             )
         ).one()
+        # A claimed send is in flight: it is marked sent, or cancelled if it fails.
         cancelled = connection.execute(
             select(actions.c.step, actions.c.is_task)
             .where(
                 actions.c.enrollment_id == enrollment_id,
-                actions.c.status.in_([PENDING, CLAIMED, OPEN]),
+                actions.c.status.in_([PENDING, OPEN]),
             )
             .order_by(actions.c.position)
         ).all()
@@ -553,7 +652,7 @@ class Engine:
             update(actions)
             .where(
                 actions.c.enrollment_id == enrollment_id,
-                actions.c.status.in_([PENDING, CLAIMED, OPEN]),
+                actions.c.status.in_([PENDING, OPEN]),
             )
             .values(status=CANCELLED, closed_at=at)
         )
@@ -639,12 +738,31 @@ class Engine:
             self._campaigns[key] = load_ir(text)
         return self._campaigns[key]
 
-    def _action(self, connection: Connection, action_id: int, *, missing: str | None = None) -> Any:
-        row = connection.execute(
-            select(actions, enrollments.c.campaign_id, enrollments.c.person, enrollments.c.zone)
+    def _action(
+        self,
+        connection: Connection,
+        action_id: int,
+        *,
+        missing: str | None = None,
+        lock: bool = False,
+    ) -> Any:
+        """An action with its enrollment; ``lock`` holds the row (PostgreSQL) so
+        two requests cannot both act on it."""
+        query = (
+            select(
+                actions,
+                enrollments.c.campaign_id,
+                enrollments.c.person,
+                enrollments.c.zone,
+                enrollments.c.status.label("enrollment_status"),
+                enrollments.c.reason,
+            )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
             .where(actions.c.id == action_id)
-        ).first()
+        )
+        if lock and self.store.dialect == "postgresql":
+            query = query.with_for_update(of=actions)
+        row = connection.execute(query).first()
         if row is None:
             raise EngineError(missing or f"no send {action_id}")
         return row
@@ -654,6 +772,21 @@ LATE = dt.timedelta(minutes=15)
 _FEED_INSERT = feed.insert()
 # Built once: a dispatcher marks every send, and building the statement cost
 # more than running it.
+_MARK_SENT_BY = (
+    update(actions)
+    .where(
+        actions.c.id == bindparam("b_id"),
+        actions.c.status == CLAIMED,
+        actions.c.claimed_by == bindparam("b_worker"),
+    )
+    .values(
+        status=SENT,
+        sent_at=bindparam("b_at"),
+        message_id=bindparam("b_message_id"),
+        lease_until=None,
+        error=None,
+    )
+)
 _MARK_SENT = (
     update(actions)
     .where(actions.c.id == bindparam("b_id"), actions.c.status == CLAIMED)
@@ -665,6 +798,17 @@ _MARK_SENT = (
         error=None,
     )
 )
+
+
+def _earlier_open_task() -> Any:
+    """An earlier task of the same enrollment is still open (§6: it blocks)."""
+    earlier = actions.alias("earlier_task")
+    return exists().where(
+        earlier.c.enrollment_id == actions.c.enrollment_id,
+        earlier.c.position < actions.c.position,
+        earlier.c.is_task.is_(True),
+        earlier.c.status == OPEN,
+    )
 
 
 def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, message: str) -> None:

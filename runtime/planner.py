@@ -154,14 +154,16 @@ class Planner:
         dates = self.days.dates(first, self.day_numbers)
         done: dict[str, _Slot] = {}
         for step in self.ir.steps:
-            slot = self._slot(step, dates[step.day], start, where)
+            slot = self._slot(step, dates[step.day], start, where, done)
             if moved and step.day == 1:
                 slot = _with_note(slot, moved)
             slot = _after_replied(slot, done.get(slot.thread or ""))
             done[slot.step] = slot
             yield slot
 
-    def _slot(self, step: Step, date: dt.date, start: Instant, where: ZoneInfo) -> _Slot:
+    def _slot(
+        self, step: Step, date: dt.date, start: Instant, where: ZoneInfo, done: dict[str, _Slot]
+    ) -> _Slot:
         def make(
             kind: ActionKind,
             instant: Instant | None = None,
@@ -180,6 +182,16 @@ class Planner:
             return make("email_task")
         if timing.kind == "waits_for_task":
             return make("email", None, timing.step, timing.note)
+        anchor = done.get(timing.via[0]) if timing.via else None
+        if anchor is not None and anchor.local is not None:
+            # §4: the time of day at which the email it aligns with is actually
+            # sent (after that email's own passed-time, gap or hold).
+            wall = anchor.local.replace(tzinfo=None).time()
+            instant = place(date, wall, where)
+            if instant.utc < start.utc:
+                passed = f"{wall:%H:%M} had passed at launch: sent at start"
+                return make("email", start, None, timing.note, passed)
+            return make("email", instant, None, timing.note, instant.note)
         if timing.kind == "start":
             if step.day == 1:
                 return make("email", start, None, timing.note)

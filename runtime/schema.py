@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -82,11 +83,12 @@ enrollments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
 )
-# One active enrollment per person and campaign (SPEC.md §7).
+# One active enrollment per person and campaign (SPEC.md §7); emails compare
+# case-insensitively, as the people checker does.
 Index(
     "one_active_enrollment",
     enrollments.c.campaign_id,
-    enrollments.c.person,
+    func.lower(enrollments.c.person),
     unique=True,
     sqlite_where=text("status = 'active'"),
     postgresql_where=text("status = 'active'"),

@@ -13,7 +13,7 @@ from cadence.compiler import compile_source
 from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, EngineError
 from cadence.runtime.migrations import LATEST, SchemaError
-from cadence.runtime.schema import schema_version
+from cadence.runtime.schema import actions, schema_version
 from cadence.runtime.store import Store
 from cadence.runtime.store import database_url as database_url_of
 from tests.engine_db import database
@@ -73,13 +73,15 @@ def test_enroll_queues_sends_and_opens_tasks(engine: Engine) -> None:
     report = engine.enroll(compiled(), PEOPLE, T0, now=T0)
     assert (report.enrolled, report.actions, report.problems) == (2, 10, [])
     assert [s.step for s in engine.due(T0)] == ["intro", "intro"]
+    # `personal` waits behind `ring` (§6): the command center shows what can be done.
     tasks = engine.open_tasks()
     assert [(t.person, t.step) for t in tasks] == [
         ("ada@example.com", "ring"), ("bo@example.com", "ring"),
-        ("ada@example.com", "personal"), ("bo@example.com", "personal"),
     ]  # fmt: skip
+    engine.complete_task(tasks[0].id, T0)
+    assert [t.step for t in engine.open_tasks(person="ada@example.com")] == ["personal"]
     ada = [(e.event, e.step, e.message) for e in engine.feed() if e.person == "ada@example.com"]
-    assert ada == [
+    assert ada[:6] == [
         ("enrolled", None, "enrolled: 3 sends queued, 2 tasks opened"),
         ("queued", "intro", "queued `intro` for 2026-01-05 08:00 UTC"),
         ("task_opened", "ring", "task opened: call `ring` due 2026-01-05"),
@@ -103,11 +105,28 @@ def test_a_person_already_active_is_refused(engine: Engine) -> None:
 def test_an_open_task_holds_later_sends_until_it_closes(engine: Engine) -> None:
     engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
     noon = T0.replace(hour=12)
+    intro = engine.claim(noon)[0]
+    engine.mark_sent(intro, "<m@x>", noon)
     # `second` (12:00) comes after the open call task `ring`: held.
-    assert [s.step for s in engine.due(noon)] == ["intro"]
+    assert engine.due(noon) == []
     ring = next(t for t in engine.open_tasks() if t.step == "ring")
     engine.complete_task(ring.id, noon + HOUR)
-    assert [s.step for s in engine.due(noon + HOUR)] == ["intro", "second"]
+    assert [s.step for s in engine.due(noon + HOUR)] == ["second"]
+
+
+def test_a_persons_due_sends_go_out_in_campaign_order(engine: Engine) -> None:
+    ir = compiled(
+        'campaign "order" { timezone "UTC" day 1 { call c { } } day 2 { '
+        'email a { send at 15:00 subject "a" body "a" } '
+        'email b { send at 09:00 subject "b" body "b" } } }'
+    )
+    engine.enroll(ir, PEOPLE[:1], T0, now=T0)
+    late = T0 + 3 * DAY  # the call task was closed late: both sends are overdue
+    engine.complete_task(engine.open_tasks()[0].id, late)
+    first = engine.claim(late)
+    assert [s.step for s in first] == ["a"]  # not `b`, though its time came first
+    engine.mark_sent(first[0], "<a@x>", late)
+    assert [s.step for s in engine.claim(late)] == ["b"]
 
 
 def test_claims_are_leases_and_marking_is_idempotent(engine: Engine) -> None:
@@ -149,7 +168,8 @@ def test_sending_a_task_email_times_the_emails_aligned_with_it(engine: Engine) -
     personal = next(t for t in engine.open_tasks() if t.step == "personal")
     sent_at = dt.datetime(2026, 1, 6, 15, 45, tzinfo=dt.UTC)
     engine.send_task(personal.id, "Edited subject", "Edited body", sent_at)
-    due = {s.step: s.due_at for s in engine.due(T0 + 5 * DAY)}
+    with engine.store.read() as connection:
+        due = dict(connection.execute(select(actions.c.step, actions.c.due_at)).all())
     assert due["aligned"] == dt.datetime(2026, 1, 7, 15, 45, tzinfo=dt.UTC)  # day 3, 15:45
 
 

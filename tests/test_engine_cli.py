@@ -35,10 +35,23 @@ def test_enrolling_people_already_active_exits_3(db: str) -> None:
     assert "skipped: `ada@example.com` is already active in this campaign" in result.stderr
 
 
-def test_tasks_show_the_prefilled_email(db: str) -> None:
+def open_tasks(db: str) -> list[dict[str, object]]:
     result = run("tasks", "--db", db, "--person", "ada@example.com", "--format", "json")
-    tasks = json.loads(result.stdout)
-    personal = next(t for t in tasks if t["step"] == "personal")
+    found: list[dict[str, object]] = json.loads(result.stdout)
+    return found
+
+
+def close_until(db: str, step: str) -> dict[str, object]:
+    """Complete Ada's tasks in order (§6) until ``step`` is the one to do."""
+    while True:
+        first = open_tasks(db)[0]
+        if first["step"] == step:
+            return first
+        assert run("task", "complete", str(first["id"]), "--db", db).exit_code == 0
+
+
+def test_tasks_show_the_prefilled_email(db: str) -> None:
+    personal = close_until(db, "personal")
     assert personal["to"] == "ada@example.com"
     assert personal["subject"] == "One more idea for Analytical Engines"
     text = run("tasks", "--db", db, "--due-before", "2026-01-08").stdout
@@ -50,8 +63,11 @@ def test_task_commands_and_their_refusals(db: str, tmp_path: Path) -> None:
         run("tasks", "--db", db, "--person", "ada@example.com", "--format", "json").stdout
     )
     ring = next(t["id"] for t in tasks if t["step"] == "ring")
-    personal = next(t["id"] for t in tasks if t["step"] == "personal")
+    assert all(t["step"] != "personal" for t in tasks)  # it waits behind `ring` (§6)
+    blocked = run("task", "skip", str(ring + 1), "--db", db)  # `connect`, after `ring`
+    assert blocked.exit_code == 2 and "close that one first" in blocked.stderr
     assert run("task", "complete", str(ring), "--db", db).exit_code == 0
+    personal = close_until(db, "personal")["id"]
     again = run("task", "complete", str(ring), "--db", db)
     assert again.exit_code == 2
     assert again.stderr == f"cadence: error: task {ring} is already completed\n"

@@ -28,8 +28,9 @@ def email(name: str, option: str, extra: str = "") -> str:
     return f'email {name} {{ {option} subject "S {name}" body "B {name}" {extra} }}\n'
 
 
-def rows(ir: Campaign, start: dt.datetime, people: list[dict[str, str]] | None = None,
-         **kw: object) -> dict[str, Action]:  # fmt: skip
+def rows(
+    ir: Campaign, start: dt.datetime, people: list[dict[str, str]] | None = None, **kw: object
+) -> dict[str, Action]:
     found = list(plan(ir, people or [{"email": "a@example.com"}], start, **kw))  # type: ignore[arg-type]
     return {a.step: a for a in found}
 
@@ -61,15 +62,18 @@ def test_spec_example_for_one_person() -> None:
 
 
 def test_days_are_calendar_days_without_skip_weekends() -> None:
-    ir = campaign("day 1 {" + email("a", "send choose") + "} day 3 {"
-                  + email("b", "send at 08:00") + "}")  # fmt: skip
+    ir = campaign(
+        "day 1 {" + email("a", "send choose") + "} day 3 {" + email("b", "send at 08:00") + "}"
+    )
     found = rows(ir, dt.datetime(2026, 1, 2, 10, tzinfo=NY))  # Friday
     assert found["b"].due_date == dt.date(2026, 1, 4)  # Sunday counts
 
 
 def test_start_on_a_weekend_moves_to_monday_at_the_same_time() -> None:
-    ir = campaign("day 1 {" + email("a", "send choose") + "} day 2 { call c { } }",
-                  'timezone "America/New_York"\nskip weekends')  # fmt: skip
+    ir = campaign(
+        "day 1 {" + email("a", "send choose") + "} day 2 { call c { } }",
+        'timezone "America/New_York"\nskip weekends',
+    )
     found = rows(ir, dt.datetime(2026, 1, 3, 11, 15, tzinfo=NY))  # Saturday
     assert local(found["a"]) == "Mon 2026-01-05 11:15 -0500"
     assert (
@@ -79,9 +83,10 @@ def test_start_on_a_weekend_moves_to_monday_at_the_same_time() -> None:
 
 
 def test_holidays_do_not_count_and_move_the_start() -> None:
-    ir = campaign("day 1 {" + email("a", "send choose") + "} day 2 {"
-                  + email("b", "send at 09:00") + "}",
-                  'timezone "America/New_York"\nskip weekends\nskip holidays "US"')  # fmt: skip
+    ir = campaign(
+        "day 1 {" + email("a", "send choose") + "} day 2 {" + email("b", "send at 09:00") + "}",
+        'timezone "America/New_York"\nskip weekends\nskip holidays "US"',
+    )
     # Friday 16 Jan 2026; Monday 19th is Martin Luther King Jr. Day.
     found = rows(ir, dt.datetime(2026, 1, 16, 10, tzinfo=NY))
     assert found["b"].due_date == dt.date(2026, 1, 20)
@@ -114,16 +119,19 @@ def test_fall_back_takes_the_first_of_two_times() -> None:
 
 
 def test_time_of_day_is_kept_across_a_dst_change() -> None:
-    ir = campaign("day 1 {" + email("a", "send choose") + "} day 4 {"
-                  + email("b", "send with previous") + "}")  # fmt: skip
+    ir = campaign(
+        "day 1 {" + email("a", "send choose") + "} day 4 {" + email("b", "send with previous") + "}"
+    )
     found = rows(ir, dt.datetime(2026, 3, 6, 9, tzinfo=NY))
     assert local(found["a"]) == "Fri 2026-03-06 09:00 -0500"
     assert local(found["b"]) == "Mon 2026-03-09 09:00 -0400"
 
 
 def test_recipient_zones_with_missing_and_invalid_zones() -> None:
-    ir = campaign("day 1 { call c { } } day 2 {" + email("a", "send at 09:00") + "}",
-                  'timezone recipient else "Europe/London"')  # fmt: skip
+    ir = campaign(
+        "day 1 { call c { } } day 2 {" + email("a", "send at 09:00") + "}",
+        'timezone recipient else "Europe/London"',
+    )
     people = [
         {"email": "tokyo@example.com", "timezone": "Asia/Tokyo"},
         {"email": "none@example.com"},
@@ -155,8 +163,9 @@ def test_same_day_rule_and_chains_through_several_days() -> None:
 
 
 def test_anchor_on_a_task_email_waits() -> None:
-    ir = campaign("day 1 {" + email("t", "send task") + "} day 2 {"
-                  + email("w", "send with previous") + "}")  # fmt: skip
+    ir = campaign(
+        "day 1 {" + email("t", "send task") + "} day 2 {" + email("w", "send with previous") + "}"
+    )
     found = rows(ir, dt.datetime(2026, 1, 5, 9, tzinfo=NY))
     assert found["t"].kind == "email_task" and found["t"].due is None
     assert found["w"].kind == "email" and found["w"].due is None
@@ -165,19 +174,33 @@ def test_anchor_on_a_task_email_waits() -> None:
 
 
 def test_launch_override_moves_the_step_and_everything_aligned_with_it() -> None:
-    ir = campaign("day 1 {" + email("a", "send at 09:00") + "} day 2 {"
-                  + email("b", "send with previous") + "}")  # fmt: skip
+    ir = campaign(
+        "day 1 {"
+        + email("a", "send at 09:00")
+        + "} day 2 {"
+        + email("b", "send with previous")
+        + "}"
+    )
     found = rows(ir, dt.datetime(2026, 1, 5, 7, tzinfo=NY), overrides={"a": dt.time(10, 15)})
     assert local(found["a"]) == "Mon 2026-01-05 10:15 -0500"
     assert local(found["b"]) == "Tue 2026-01-06 10:15 -0500"
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("nope", "no step `nope`"), ("b", "step `b` is not sent at a fixed time"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("nope", "no step `nope`"),
+        ("b", "step `b` is not sent at a fixed time"),
+    ],
+)
 def test_bad_overrides_are_refused(override: str, message: str) -> None:
-    ir = campaign("day 1 {" + email("a", "send at 09:00") + "} day 2 {"
-                  + email("b", "send with previous") + "}")  # fmt: skip
+    ir = campaign(
+        "day 1 {"
+        + email("a", "send at 09:00")
+        + "} day 2 {"
+        + email("b", "send with previous")
+        + "}"
+    )
     with pytest.raises(PlanError, match=message):
         rows(ir, dt.datetime(2026, 1, 5, tzinfo=NY), overrides={override: dt.time(9)})
 
@@ -189,9 +212,14 @@ def test_a_naive_start_is_refused_by_the_api() -> None:
 
 
 def test_a_reply_is_held_until_the_email_it_replies_to() -> None:
-    ir = campaign("day 1 {" + email("a", "send choose") + "} day 2 {"
-                  + email("b", "send at 14:00") + email("c", "send at 09:00", "follow up")
-                  + "}")  # fmt: skip
+    ir = campaign(
+        "day 1 {"
+        + email("a", "send choose")
+        + "} day 2 {"
+        + email("b", "send at 14:00")
+        + email("c", "send at 09:00", "follow up")
+        + "}"
+    )
     found = rows(ir, dt.datetime(2026, 1, 5, 8, tzinfo=NY))
     assert found["c"].due == found["b"].due
     assert "held until `b` is sent" in (found["c"].note or "")
@@ -200,12 +228,18 @@ def test_a_reply_is_held_until_the_email_it_replies_to() -> None:
 def test_people_who_cannot_be_planned_are_reported_and_skipped() -> None:
     ir = compile_file(EXAMPLES / "q1-outbound.campaign").ir
     assert ir is not None
-    people = [ADA, {"first_name": "NoMail", "company": "X"}, {**ADA, "email": "not-an-email"},
-              {"email": "b@example.com", "first_name": "B"}, {**ADA, "email": "ADA@example.com"},
-              RowProblem(6, "not JSON")]  # fmt: skip
+    people = [
+        ADA,
+        {"first_name": "NoMail", "company": "X"},
+        {**ADA, "email": "not-an-email"},
+        {"email": "b@example.com", "first_name": "B"},
+        {**ADA, "email": "ADA@example.com"},
+        RowProblem(6, "not JSON"),
+    ]
     problems: list[RowProblem] = []
-    found = list(plan(ir, people, dt.datetime(2026, 1, 5, 9, tzinfo=NY),
-                      on_problem=problems.append))  # fmt: skip
+    found = list(
+        plan(ir, people, dt.datetime(2026, 1, 5, 9, tzinfo=NY), on_problem=problems.append)
+    )
     assert {a.person for a in found} == {"ada@example.com"}
     assert [(p.line, p.message) for p in problems] == [
         (2, "no email"),
@@ -222,8 +256,10 @@ def test_rendering_subjects_bodies_and_follow_up_quotes() -> None:
     ir = compile_file(EXAMPLES / "q1-outbound.campaign").ir
     assert ir is not None
     sender = {"name": "Sam", "email": "sam@example.com", "signature": "-- Sam"}
-    found = {a.step: a for a in plan(ir, [ADA], dt.datetime(2026, 1, 2, 10, tzinfo=NY),
-                                     render=True, sender=sender)}  # fmt: skip
+    found = {
+        a.step: a
+        for a in plan(ir, [ADA], dt.datetime(2026, 1, 2, 10, tzinfo=NY), render=True, sender=sender)
+    }
     assert found["intro"].subject == "Quick question, Ada"
     assert found["intro"].body == "Hi Ada,\n\nHow does Acme handle ...?"
     bump = found["bump"]
@@ -244,3 +280,27 @@ def test_without_render_nothing_is_rendered() -> None:
     assert ir is not None
     found = list(plan(ir, [ADA], dt.datetime(2026, 1, 2, 10, tzinfo=NY)))
     assert all(a.subject is None and a.body is None for a in found)
+
+
+def test_with_previous_follows_the_time_its_email_is_actually_sent() -> None:
+    ir = campaign(
+        "day 1 {"
+        + email("a", "send at 08:00")
+        + "} day 2 { call c { } } day 3 {"
+        + email("b", "send with previous")
+        + "}"
+    )
+    # 08:00 had passed at the 10:15 start, so `a` goes at 10:15: `b` follows that.
+    found = rows(ir, dt.datetime(2026, 1, 5, 10, 15, tzinfo=NY))
+    assert local(found["a"]) == "Mon 2026-01-05 10:15 -0500"
+    assert local(found["b"]) == "Wed 2026-01-07 10:15 -0500"
+    gap = campaign(
+        "day 1 { call c { } } day 2 {"
+        + email("a", "send at 02:30")
+        + "} day 3 {"
+        + email("b", "send with previous")
+        + "}"
+    )
+    found = rows(gap, dt.datetime(2026, 3, 7, 9, tzinfo=NY))  # `a` on 8 March, in the gap
+    assert local(found["a"]) == "Sun 2026-03-08 03:30 -0400"
+    assert local(found["b"]) == "Mon 2026-03-09 03:30 -0400"
