@@ -160,12 +160,18 @@ class Engine:
             enrolled += len(batch)
         return EnrollReport(key, enrolled, planned, report.problems)
 
+    def _campaign_row(self, key: str) -> Select[Any]:
+        query = select(campaigns.c.ended_at).where(campaigns.c.id == key)
+        if self.store.dialect == "postgresql":
+            query = query.with_for_update()
+        return query
+
     def _store_campaign(
         self, connection: Connection, key: str, ir: Campaign, now: dt.datetime
     ) -> None:
-        found = connection.execute(
-            select(campaigns.c.ended_at).where(campaigns.c.id == key)
-        ).first()
+        # Locked (PostgreSQL) so an `end` of the campaign waits for this enrollment
+        # and then ends it too, instead of missing it.
+        found = connection.execute(self._campaign_row(key)).first()
         if found is None:
             connection.execute(
                 campaigns.insert().values(id=key, name=ir.name, ir=dump_ir(ir), created_at=now)
@@ -603,9 +609,7 @@ class Engine:
     def end(self, campaign: str, at: dt.datetime) -> int:
         """End a campaign for everyone in it; returns how many enrollments ended."""
         with self.store.transaction() as connection:
-            found = connection.execute(
-                select(campaigns.c.ended_at).where(campaigns.c.id == campaign)
-            ).first()
+            found = connection.execute(self._campaign_row(campaign)).first()
             if found is None:
                 raise EngineError(f"no campaign {campaign}")
             connection.execute(
