@@ -260,13 +260,7 @@ class Engine:
     # ---- due sends ------------------------------------------------------------------------
     def _due_query(self, now: dt.datetime, limit: int) -> Select[Any]:
         earlier = actions.alias("earlier")
-        # §6: an earlier task of the enrollment is still open.
-        blocked = exists().where(
-            earlier.c.enrollment_id == actions.c.enrollment_id,
-            earlier.c.position < actions.c.position,
-            earlier.c.is_task.is_(True),
-            earlier.c.status == OPEN,
-        )
+        blocked = _earlier_open_task()  # §6
         # An earlier send of the person is due (or in flight) too: campaign order
         # first. A follow-up also waits for the email it replies to (§5), due or not.
         queued = exists().where(
