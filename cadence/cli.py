@@ -24,7 +24,7 @@ import click
 from cadence import __version__
 from cadence.diagnostics import Diagnostic, has_errors
 from cadence.reporting import FORMATS, Format, render, summary
-from cadence.source import Source, decode_source
+from cadence.source import Source, decode_source, read_limited
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 TEXT_LIMIT = 50  # diagnostics shown per file in text; machines get them all
@@ -47,7 +47,7 @@ class _Run:
     def read(self, path: str) -> Source | None:
         """Read a file (``-`` is stdin); an unreadable one is reported, exit 2."""
         try:
-            data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+            data = read_limited(path, sys.stdin.buffer if path == "-" else None)
         except OSError as error:
             reason = error.strerror or str(error)
             click.echo(f"cadence: error: cannot read {path}: {reason}", err=True)
@@ -276,9 +276,9 @@ def plan_(
     except OSError as error:
         if error.errno == errno.EPIPE:
             raise  # the reader closed the pipe (`| head`): click exits quietly
-        _usage_error(
-            f"{getattr(error, 'filename', None) or people_path}: {error.strerror or error}"
-        )
+        if getattr(error, "filename", None):
+            _usage_error(f"{error.filename}: {error.strerror or error}")
+        _usage_error(f"cannot write the plan: {error.strerror or error}")
     for problem in report.problems:
         click.echo(
             f"cadence: {report.people_label}:{problem.line}: skipped: {problem.message}", err=True
@@ -396,7 +396,19 @@ def _unified_diff(path: str, before: str, after: str) -> str:
 
 
 def _write(run: _Run, path: Path, text: str) -> bool:
-    """Replace ``path`` atomically: a crash leaves the old file or the new one."""
+    """Replace ``path`` atomically: a crash leaves the old file or the new one.
+    A symlink is written through (its target replaced); a device or pipe is
+    written to directly, never replaced."""
+    path = path.resolve() if path.is_symlink() else path
+    if path.exists() and not path.is_file():
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:
+            click.echo(f"cadence: error: cannot write {path}: {error.strerror or error}", err=True)
+            run.fail(EXIT_USAGE)
+            return False
+        return True
     try:
         mode = path.stat().st_mode if path.exists() else 0o644
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -433,7 +445,14 @@ def parse(file: str, format_: str, color: str) -> None:
 
 
 def main() -> None:
-    cli(prog_name="cadence")
+    try:
+        cli(prog_name="cadence")
+    except OSError as error:  # writing the output failed (a full disk, a closed device)
+        if error.errno == errno.EPIPE:
+            sys.exit(1)
+        where = getattr(error, "filename", None) or "the output"
+        click.echo(f"cadence: error: cannot write {where}: {error.strerror or error}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 # The engine's commands (enroll, tasks, task, feed, run, reply, bounce, remove, end).

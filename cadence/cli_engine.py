@@ -65,7 +65,7 @@ def _instant(text: str) -> dt.datetime:
 @contextmanager
 def _engine(db: str) -> Iterator[Any]:
     """The engine on ``db``; refusals become one line and exit 2."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DatabaseError, OperationalError
 
     from cadence.runtime.engine import Engine, EngineError
     from cadence.runtime.migrations import SchemaError
@@ -74,7 +74,7 @@ def _engine(db: str) -> Iterator[Any]:
         engine = Engine.open(db, now=dt.datetime.now(dt.UTC))
     except (SchemaError, ValueError) as error:
         _fail(f"{db}: {error}")
-    except OperationalError as error:
+    except (OperationalError, DatabaseError) as error:
         _fail(f"cannot open the database {db}: {error.orig}")
     try:
         yield engine
@@ -216,7 +216,7 @@ def task() -> None:
 
 
 @task.command(name="send")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=click.IntRange(1, 2**62))
 @click.option("--subject", help="The subject as sent (default: the prefilled one).")
 @click.option("--body-file", type=click.Path(dir_okay=False), help="The body as sent.")
 @_at_option
@@ -230,6 +230,8 @@ def task_send(
     if body_file:
         try:
             body = Path(body_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            _fail(f"{body_file}: not UTF-8 text")
         except OSError as error:
             _fail(f"{body_file}: {error.strerror or error}")
     with _engine(db) as engine:
@@ -245,7 +247,7 @@ def task_send(
 
 
 @task.command(name="complete")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=click.IntRange(1, 2**62))
 @_at_option
 @_db_option
 def task_complete(task_id: int, at_text: str, db: str) -> None:
@@ -256,7 +258,7 @@ def task_complete(task_id: int, at_text: str, db: str) -> None:
 
 
 @task.command(name="skip")
-@click.argument("task_id", type=int)
+@click.argument("task_id", type=click.IntRange(1, 2**62))
 @_at_option
 @_db_option
 def task_skip(task_id: int, at_text: str, db: str) -> None:
@@ -347,7 +349,7 @@ def _config(path: str | None) -> dict[str, Any]:
             found = tomllib.load(handle)
     except OSError as error:
         _fail(f"{path}: {error.strerror or error}")
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         _fail(f"{path}: not TOML: {error}")
     known = {"db", "smtp", "outbox", "throttle", "sender", "worker"}
     unknown = sorted(set(found) - known)
@@ -414,7 +416,10 @@ def run(
             _fail(f"smtp {smtp!r}: write HOST:PORT, like 127.0.0.1:25")
         transport = SmtpTransport(host, int(port))
     else:
-        transport = OutboxTransport(outbox or "outbox")
+        try:
+            transport = OutboxTransport(outbox or "outbox")
+        except OSError as error:
+            _fail(f"outbox {outbox or 'outbox'}: {error.strerror or error}")
     limiter = None
     if throttle:
         try:

@@ -103,6 +103,7 @@ C022 = _code(
 )
 C023 = _code("C023", "step-cycle", ERROR, "steps that align with each other in a cycle")
 C024 = _code("C024", "day-zero", ERROR, "a day number below 1")
+C026 = _code("C026", "day-too-far", ERROR, "a day number beyond what a campaign can reach")
 C025 = _code("C025", "no-steps", ERROR, "a campaign without any step")
 # Compile: templates.
 C030 = _code("C030", "template-syntax", ERROR, "a Jinja syntax error in a template")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from cadence import codes
 from cadence.diagnostics import Diagnostic
@@ -43,17 +44,24 @@ class Source:
 
 def read_source(path: str | Path) -> Source:
     """Read and decode ``path``. Raises :class:`OSError` when it cannot be read."""
-    data = Path(path).read_bytes()
-    return decode_source(data, str(path))
+    return decode_source(read_limited(path), str(path))
+
+
+def read_limited(path: str | Path, stream: BinaryIO | None = None) -> bytes:
+    """The bytes of ``path`` (or ``stream``), never more than one past the size
+    limit: `/dev/zero` or a huge file cannot exhaust memory."""
+    if stream is not None:
+        return stream.read(MAX_SOURCE_BYTES + 1)
+    with open(path, "rb") as handle:
+        return handle.read(MAX_SOURCE_BYTES + 1)
 
 
 def decode_source(data: bytes, path: str) -> Source:
     """Decode UTF-8 bytes (an optional BOM is dropped); bad bytes become a diagnostic."""
     digest = hashlib.sha256(data).hexdigest()
     if len(data) > MAX_SOURCE_BYTES:
-        size = len(data) / (1024 * 1024)
         limit = MAX_SOURCE_BYTES // (1024 * 1024)
-        message = f"the file is {size:.1f} MiB; a campaign file may be at most {limit} MiB"
+        message = f"the file is larger than {limit} MiB, the most a campaign file may be"
         return Source(path, None, (codes.P002.at(point(path, 1, 1, 0), message),), digest)
     try:
         text = data.decode("utf-8")

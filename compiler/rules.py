@@ -28,6 +28,7 @@ class Context:
     graph: StepGraph
 
 
+MAX_DAY = 3650
 Rule = Callable[[Context], Iterator[Diagnostic]]
 T = TypeVar("T")
 RULES: list[Rule] = []
@@ -86,6 +87,12 @@ def days_in_order(context: Context) -> Iterator[Diagnostic]:
     for day in days:
         if day.number < 1:
             yield codes.C024.at(day.number_span, f"day {day.number}: days count from 1")
+        if day.number > MAX_DAY:
+            yield codes.C026.at(
+                day.number_span,
+                f"day {day.number} is more than {MAX_DAY} days into the campaign",
+                help="a campaign spans ten years at most",
+            )
         if not day.steps:
             yield codes.C011.at(
                 day.span, f"day {day.number} has no steps", help="add a step or remove the day"

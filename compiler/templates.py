@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from cadence import codes
+from cadence import codes, templating
 from cadence.compiler import ir
 from cadence.diagnostics import Diagnostic
 from cadence.grammar import ast
@@ -29,7 +29,7 @@ TEXT_PROPERTIES = ("subject", "body", "notes", "message", "title")
 
 def environment() -> SandboxedEnvironment:
     """The environment templates are checked (and later rendered) in."""
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+    return templating.environment()
 
 
 @dataclass
@@ -140,8 +140,16 @@ class _Analysis:
 
 
 # Constructs that bind names; without them every name a template reads is free.
-_BINDERS = (nodes.For, nodes.Assign, nodes.AssignBlock, nodes.Macro, nodes.CallBlock,
-            nodes.With, nodes.Import, nodes.FromImport)  # fmt: skip
+_BINDERS = (
+    nodes.For,
+    nodes.Assign,
+    nodes.AssignBlock,
+    nodes.Macro,
+    nodes.CallBlock,
+    nodes.With,
+    nodes.Import,
+    nodes.FromImport,
+)
 
 
 def _analyse(env: SandboxedEnvironment, template: str) -> _Analysis | TemplateSyntaxError:
@@ -149,8 +157,16 @@ def _analyse(env: SandboxedEnvironment, template: str) -> _Analysis | TemplateSy
         return _Analysis({}, [])  # no Jinja syntax at all: plain text
     try:
         tree = env.parse(template)
-    except TemplateSyntaxError as error:
+        env.compile(tree)  # unknown filters and tests are found here
+    except TemplateSyntaxError as error:  # TemplateAssertionError too
         return error
+    loading = next(
+        tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)), None
+    )
+    if loading is not None:
+        return TemplateSyntaxError(
+            "templates cannot include, extend or import other templates", loading.lineno
+        )
     if any(True for _ in tree.find_all(_BINDERS)):
         free = meta.find_undeclared_variables(tree) - set(env.globals)
     else:

@@ -75,10 +75,34 @@ def _sniff(lines: Iterator[str]) -> tuple[Iterable[str], PeopleFormat]:
     return [], "csv"
 
 
+class PeopleError(ValueError):
+    """A people file that cannot be read at all (no `email` column)."""
+
+
+csv.field_size_limit(16 * 1024 * 1024)  # a long note is fine; a runaway quote is not
+
+
 def _read_csv(lines: Iterable[str]) -> Iterator[Person | RowProblem]:
     reader = csv.DictReader(lines)
-    for row in reader:
+    try:
+        header = [name.strip() for name in reader.fieldnames or []]
+    except csv.Error as error:
+        raise PeopleError(f"the people file is not CSV: {error}") from None
+    email = next((name for name in header if name.lower() == "email"), None)
+    if header and email is None:
+        shown = ", ".join(header[:6]) + (", …" if len(header) > 6 else "")
+        raise PeopleError(f"the people file has no `email` column (its header: {shown})")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # a quote that never closes, a huge field
+            yield RowProblem(reader.line_num, f"not CSV: {error}")
+            return
         fields = {key.strip(): value for key, value in row.items() if isinstance(key, str)}
+        if email != "email" and email is not None:
+            fields["email"] = fields.pop(email, None)
         yield Person(reader.line_num, fields)
 
 
@@ -88,6 +112,9 @@ def _read_jsonl(lines: Iterable[str]) -> Iterator[Person | RowProblem]:
             continue
         try:
             value = json.loads(line)
+        except RecursionError:
+            yield RowProblem(number, "not JSON: nested too deeply")
+            continue
         except ValueError as error:
             yield RowProblem(number, f"not JSON: {getattr(error, 'msg', error)}")
             continue

@@ -56,6 +56,8 @@ def parse_start(text: str, ir: Campaign, now: dt.datetime | None = None) -> dt.d
             f"--start {text!r} is not an ISO 8601 time, like 2026-03-02T09:00 or "
             "2026-03-02T09:00:00+01:00"
         ) from None
+    if not 1900 <= value.year <= 9000:
+        raise PlanError(f"--start {text!r}: campaigns start between the years 1900 and 9000")
     if value.tzinfo is None:
         where = zone(ir.settings.timezone)
         if where is None:
@@ -140,6 +142,13 @@ def _counted(actions: Iterator[Action], report: PlanReport) -> Iterator[Action]:
 
 
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """A new file appears whole or not at all; a symlink is written through and
+    a device or pipe written to directly."""
+    path = path.resolve() if path.is_symlink() else path
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as out:
+            write(out)
+        return
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:

@@ -96,6 +96,8 @@ class Planner:
         if start.tzinfo is None or start.utcoffset() is None:
             raise PlanError("the start instant needs a time zone (or use the campaign's)")
         self.ir = ir
+        if not 1900 <= start.year <= 9000:
+            raise PlanError("campaigns start between the years 1900 and 9000")
         self.start = start.astimezone(UTC)
         self.overrides = dict(overrides or {})
         self._check_overrides()
@@ -137,7 +139,10 @@ class Planner:
         """Every step's timing for people in ``where`` (computed once per zone)."""
         found = self._slots.get(where.key)
         if found is None:
-            found = self._slots[where.key] = tuple(self._zone_slots(where))
+            try:
+                found = self._slots[where.key] = tuple(self._zone_slots(where))
+            except OverflowError:
+                raise PlanError("the campaign's days run past the year 9999") from None
         return found
 
     def _zone_slots(self, where: ZoneInfo) -> Iterator[_Slot]:

@@ -12,11 +12,11 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import Template, TemplateError
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.planner import Action
+from cadence.templating import environment
 
 SENDER_FIELDS = ("name", "email", "signature")
 # What a task shows in the subject and body columns.
@@ -26,9 +26,7 @@ _BODY = {"email": "body", "call": "notes", "inmail": "message", "custom": "notes
 
 class Renderer:
     def __init__(self, ir: Campaign, sender: Mapping[str, str]) -> None:
-        env = SandboxedEnvironment(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
+        env = environment()
         self.sender = {name: str(sender.get(name, "")) for name in SENDER_FIELDS}
         self.campaign = {"name": ir.name}
         self.templates: dict[tuple[str, str], Template] = {}
@@ -50,7 +48,14 @@ class Renderer:
                 rendered = dataclasses.replace(action, subject=subject, body=body)
                 done[action.step] = rendered
                 out.append(rendered)
-        except TemplateError as error:
+        except (
+            TemplateError,
+            ArithmeticError,
+            RecursionError,
+            TypeError,
+            ValueError,
+            MemoryError,
+        ) as error:
             return f"cannot render step `{action.step}`: {error}"
         return out
 

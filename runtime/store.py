@@ -46,6 +46,8 @@ class Store:
                 _sqlite_settings(engine)
             else:
                 engine = create_engine(url, pool_pre_ping=True, **engine_options)
+        except ImportError as error:  # a database kind whose driver is not installed
+            raise ValueError("cadence works with SQLite and PostgreSQL databases") from error
         except ArgumentError as error:  # NoSuchModuleError too: an unknown database kind
             raise ValueError(f"{db!r} is not a SQLite path or a postgresql:// URL") from error
         store = cls(engine)

@@ -304,3 +304,19 @@ def test_with_previous_follows_the_time_its_email_is_actually_sent() -> None:
     found = rows(gap, dt.datetime(2026, 3, 7, 9, tzinfo=NY))  # `a` on 8 March, in the gap
     assert local(found["a"]) == "Sun 2026-03-08 03:30 -0400"
     assert local(found["b"]) == "Mon 2026-03-09 03:30 -0400"
+
+
+def test_a_template_that_would_exhaust_the_machine_skips_the_person() -> None:
+    ir = campaign('day 1 { email a { send choose subject "s" body "{{ \'x\' * 10000000000 }}" } }')
+    problems: list[RowProblem] = []
+    found = list(
+        plan(
+            ir,
+            [{"email": "a@example.com"}],
+            dt.datetime(2026, 1, 5, 9, tzinfo=NY),
+            render=True,
+            on_problem=problems.append,
+        )
+    )
+    assert found == []
+    assert "cannot render step `a`" in problems[0].message
