@@ -118,6 +118,8 @@ def load_ir(text: str | bytes) -> Campaign:
         data: Any = json.loads(text)
     except ValueError as error:
         raise IRError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise IRError("not JSON a campaign could be: nested too deeply") from None
     if not isinstance(data, dict):
         raise IRError("not a compiled campaign: the JSON is not an object")
     version = data.get("schema_version")
@@ -127,11 +129,55 @@ def load_ir(text: str | bytes) -> Campaign:
             f"this cadence reads version {SCHEMA_VERSION}: compile the campaign again"
         )
     try:
-        return Campaign.model_validate(data)
+        campaign = Campaign.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise IRError(f"invalid IR at {where}: {first['msg']}") from None
+    check_ir(campaign)
+    return campaign
+
+
+MAX_DAY = 3650
+
+
+def check_ir(campaign: Campaign) -> None:
+    """The rules the compiler guarantees, checked again on an IR read from a
+    file (it may have been edited by hand): the runtime relies on them."""
+    import zoneinfo
+
+    seen: dict[str, Step] = {}
+    for index, step in enumerate(campaign.steps):
+        where = f"step `{step.id}`"
+        if step.id in seen:
+            raise IRError(f"invalid IR: two steps are named `{step.id}`")
+        if not 1 <= step.day <= MAX_DAY:
+            raise IRError(f"invalid IR: {where} is on day {step.day} (days run 1 to {MAX_DAY})")
+        if step.index != index:
+            raise IRError(f"invalid IR: {where} has index {step.index}, not {index}")
+        if step.kind == "email" and step.timing is None:
+            raise IRError(f"invalid IR: email {where} has no timing")
+        referenced = [step.reply_to] if step.reply_to else []
+        if step.timing is not None:
+            referenced += [name for name in (step.timing.step, *step.timing.via) if name]
+        for name in referenced:
+            if name not in seen and name != step.id:
+                raise IRError(f"invalid IR: {where} refers to `{name}`, no step before it")
+        if step.reply_to and (step.reply_to == step.id or seen[step.reply_to].kind != "email"):
+            raise IRError(
+                f"invalid IR: {where} replies to `{step.reply_to}`, not an email before it"
+            )
+        seen[step.id] = step
+    settings = campaign.settings
+    try:
+        zoneinfo.ZoneInfo(settings.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise IRError(f"invalid IR: {settings.timezone!r} is not a time zone") from None
+    if settings.holidays is not None:
+        import holidays
+
+        if settings.holidays not in holidays.list_supported_countries():
+            raise IRError(f"invalid IR: no holidays are known for {settings.holidays!r}")
 
 
 def json_schema() -> dict[str, Any]:

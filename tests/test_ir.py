@@ -34,8 +34,14 @@ def test_ir_records_source_and_compiler() -> None:
     assert data["compiler"].startswith("cadence ")
     assert len(data["source"]["sha256"]) == 64
     assert [s["id"] for s in data["steps"]] == [
-        "intro", "bump", "ring", "connect", "research", "breakup", "personal",
-    ]  # fmt: skip
+        "intro",
+        "bump",
+        "ring",
+        "connect",
+        "research",
+        "breakup",
+        "personal",
+    ]
     bump = data["steps"][1]
     assert bump["body"]["origin"] == "file"
     assert "Bumping this to the top" in bump["body"]["source"]
@@ -80,3 +86,27 @@ def test_runtime_loads_the_ir_without_importing_lark(tmp_path: Path) -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["steps"][0].update(day=0), "is on day 0"),
+        (lambda d: d["steps"][1].update(id="intro"), "two steps are named `intro`"),
+        (lambda d: d["steps"][1].update(reply_to="ghost"), "refers to `ghost`"),
+        (lambda d: d["steps"][1].update(reply_to="bump"), "replies to `bump`"),
+        (lambda d: d["steps"][0].update(timing=None), "has no timing"),
+        (lambda d: d["settings"].update(timezone="Mars/Base"), "is not a time zone"),
+        (lambda d: d["settings"].update(holidays="XX"), "no holidays are known"),
+    ],
+)
+def test_hand_edited_ir_breaking_the_compilers_rules_is_refused(edit: object, message: str) -> None:
+    data = json.loads(example_ir_text())
+    edit(data)  # type: ignore[operator]
+    with pytest.raises(IRError, match=message):
+        load_ir(json.dumps(data))
+
+
+def test_deeply_nested_json_is_refused() -> None:
+    with pytest.raises(IRError, match="nested too deeply"):
+        load_ir("[" * 100_000)
