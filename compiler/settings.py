@@ -95,7 +95,7 @@ def _closest(value: str, names: frozenset[str]) -> str | None:
 
 @cache
 def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules", "Factory"}
 
 
 @cache

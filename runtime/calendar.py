@@ -15,13 +15,15 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.UTC
+# Names that mean "whatever this machine is set to": never a person's or campaign's zone.
+HOST_DEPENDENT = frozenset({"localtime", "posixrules", "Factory"})
 SATURDAY = 5
 
 
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo | None:
     """The zone named ``name``, or ``None`` when there is no such IANA zone."""
-    if not name or name != name.strip():
+    if not name or name != name.strip() or name in HOST_DEPENDENT:
         return None
     try:
         return ZoneInfo(name)

@@ -13,6 +13,7 @@ The plan is the projection that assumes every task is closed on its due day
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -76,9 +77,9 @@ class _Slot:
 
 def parse_time(text: str) -> dt.time:
     """``HH:MM`` on a 24-hour clock."""
-    hours, sep, minutes = text.partition(":")
-    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+    if not re.fullmatch(r"[0-9]{1,2}:[0-9]{2}", text):
         raise PlanError(f"`{text}` is not a time: write HH:MM, like 09:30")
+    hours, _, minutes = text.partition(":")
     if int(hours) > 23 or int(minutes) > 59:
         raise PlanError(f"`{text}` is not a time of day (00:00 to 23:59)")
     return dt.time(int(hours), int(minutes))
