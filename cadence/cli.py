@@ -13,7 +13,6 @@ import difflib
 import errno
 import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,9 @@ import click
 
 from cadence import __version__
 from cadence.diagnostics import Diagnostic, has_errors
+from cadence.files import write_atomically
 from cadence.reporting import FORMATS, Format, render, summary
-from cadence.source import Source, decode_source, read_limited
+from cadence.source import BOM, Source, decode_source, read_limited
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 TEXT_LIMIT = 50  # diagnostics shown per file in text; machines get them all
@@ -377,12 +377,8 @@ def fmt(files: tuple[str, ...], check_only: bool, diff: bool, format_: str, colo
 
 
 def _original(source: Source) -> str:
-    """The file as it is on disk, so a BOM counts as a change."""
-    text = source.text or ""
-    path = Path(source.path)
-    if path.is_file() and path.read_bytes().startswith(b"\xef\xbb\xbf"):
-        return "\ufeff" + text
-    return text
+    """The file as it was read, so a BOM counts as a change."""
+    return BOM + (source.text or "") if source.had_bom else source.text or ""
 
 
 def _unified_diff(path: str, before: str, after: str) -> str:
@@ -396,30 +392,9 @@ def _unified_diff(path: str, before: str, after: str) -> str:
 
 
 def _write(run: _Run, path: Path, text: str) -> bool:
-    """Replace ``path`` atomically: a crash leaves the old file or the new one.
-    A symlink is written through (its target replaced); a device or pipe is
-    written to directly, never replaced."""
-    path = path.resolve() if path.is_symlink() else path
-    if path.exists() and not path.is_file():
-        try:
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as error:
-            click.echo(f"cadence: error: cannot write {path}: {error.strerror or error}", err=True)
-            run.fail(EXIT_USAGE)
-            return False
-        return True
+    """Write ``path`` atomically (see :func:`cadence.files.write_atomically`)."""
     try:
-        mode = path.stat().st_mode if path.exists() else 0o644
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-            os.chmod(temp, mode & 0o7777)
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        write_atomically(path, lambda out: out.write(text.encode("utf-8")))
     except OSError as error:
         click.echo(f"cadence: error: cannot write {path}: {error.strerror or error}", err=True)
         run.fail(EXIT_USAGE)

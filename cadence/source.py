@@ -29,6 +29,7 @@ class Source:
     text: str | None
     diagnostics: tuple[Diagnostic, ...] = ()
     sha256: str = ""
+    had_bom: bool = False
     _lines: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def line(self, number: int) -> str:
@@ -73,9 +74,10 @@ def decode_source(data: bytes, path: str) -> Source:
 def source_from_text(text: str, path: str, sha256: str | None = None) -> Source:
     """A source from text already decoded (``sha256`` defaults to its UTF-8 bytes')."""
     digest = sha256 or hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    if text.startswith(BOM):
+    had_bom = text.startswith(BOM)
+    if had_bom:
         text = text[len(BOM) :]
-    return Source(path, text, (), digest)
+    return Source(path, text, (), digest, had_bom)
 
 
 def _not_utf8(data: bytes, error: UnicodeDecodeError, path: str) -> Diagnostic:

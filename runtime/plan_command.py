@@ -4,15 +4,13 @@ the CLI stays a thin layer, and this stays free of click."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from cadence.compiler.ir import Campaign
+from cadence.files import write_atomically
 from cadence.runtime.calendar import UTC, zone
 from cadence.runtime.people import RowProblem, format_of, read_people
 from cadence.runtime.planner import Action, PlanError, parse_time, plan
@@ -125,7 +123,7 @@ def run_plan(
             write_plan(actions, sys.stdout.buffer, plan_format, rendered=render)
             sys.stdout.buffer.flush()
         else:
-            _write_atomically(
+            write_atomically(
                 Path(output), lambda out: write_plan(actions, out, plan_format, rendered=render)
             )
     return report
@@ -139,21 +137,3 @@ def _counted(actions: Iterator[Action], report: PlanReport) -> Iterator[Action]:
             report.people += 1
         report.actions += 1
         yield action
-
-
-def _write_atomically(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """A new file appears whole or not at all; a symlink is written through and
-    a device or pipe written to directly."""
-    path = path.resolve() if path.is_symlink() else path
-    if path.exists() and not path.is_file():
-        with open(path, "wb") as out:
-            write(out)
-        return
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb", buffering=1024 * 1024) as out:
-            write(out)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
