@@ -138,7 +138,9 @@ def load_ir(text: str | bytes) -> Campaign:
     return campaign
 
 
-MAX_DAY = 3650
+MAX_DAY = 3650  # a campaign spans ten years at most
+# Names that mean "whatever this machine is set to": never a campaign's or person's zone.
+HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 def check_ir(campaign: Campaign) -> None:
@@ -170,6 +172,8 @@ def check_ir(campaign: Campaign) -> None:
         seen[step.id] = step
     settings = campaign.settings
     try:
+        if settings.timezone in HOST_DEPENDENT_ZONES:
+            raise ValueError(settings.timezone)
         zoneinfo.ZoneInfo(settings.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise IRError(f"invalid IR: {settings.timezone!r} is not a time zone") from None

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from cadence import codes
 from cadence.compiler.graph import StepGraph, same_time_cycle
-from cadence.compiler.ir import Timing
+from cadence.compiler.ir import MAX_DAY, Timing
 from cadence.compiler.steps import Alignment, StepRef, send_option
 from cadence.diagnostics import Diagnostic, Related
 from cadence.grammar import ast
@@ -28,7 +28,6 @@ class Context:
     graph: StepGraph
 
 
-MAX_DAY = 3650
 Rule = Callable[[Context], Iterator[Diagnostic]]
 T = TypeVar("T")
 RULES: list[Rule] = []

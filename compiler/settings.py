@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from functools import cache
 
 from cadence import codes
-from cadence.compiler.ir import Settings
+from cadence.compiler.ir import HOST_DEPENDENT_ZONES, Settings
 from cadence.compiler.rules import repeats
 from cadence.diagnostics import Diagnostic, Related
 from cadence.grammar import ast
@@ -95,7 +95,7 @@ def _closest(value: str, names: frozenset[str]) -> str | None:
 
 @cache
 def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules", "Factory"}
+    return frozenset(zoneinfo.available_timezones()) - HOST_DEPENDENT_ZONES
 
 
 @cache

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cadence.compiler.ir import HOST_DEPENDENT_ZONES
+
 UTC = dt.UTC
-# Names that mean "whatever this machine is set to": never a person's or campaign's zone.
-HOST_DEPENDENT = frozenset({"localtime", "posixrules", "Factory"})
 SATURDAY = 5
 
 
 @lru_cache(maxsize=1024)
 def zone(name: str) -> ZoneInfo | None:
     """The zone named ``name``, or ``None`` when there is no such IANA zone."""
-    if not name or name != name.strip() or name in HOST_DEPENDENT:
+    if not name or name != name.strip() or name in HOST_DEPENDENT_ZONES:
         return None
     try:
         return ZoneInfo(name)
