@@ -246,26 +246,21 @@ def task_send(
     click.echo(f"task {task_id} sent", err=True)
 
 
-@task.command(name="complete")
-@click.argument("task_id", type=click.IntRange(1, 2**62))
-@_at_option
-@_db_option
-def task_complete(task_id: int, at_text: str, db: str) -> None:
-    """Mark task TASK_ID done."""
-    with _engine(db) as engine:
-        engine.complete_task(task_id, _instant(at_text))
-    click.echo(f"task {task_id} completed", err=True)
+def _close_command(name: str, done: str, help: str) -> click.Command:
+    @task.command(name=name, help=help)
+    @click.argument("task_id", type=click.IntRange(1, 2**62))
+    @_at_option
+    @_db_option
+    def command(task_id: int, at_text: str, db: str) -> None:
+        with _engine(db) as engine:
+            getattr(engine, f"{name}_task")(task_id, _instant(at_text))
+        click.echo(f"task {task_id} {done}", err=True)
+
+    return command
 
 
-@task.command(name="skip")
-@click.argument("task_id", type=click.IntRange(1, 2**62))
-@_at_option
-@_db_option
-def task_skip(task_id: int, at_text: str, db: str) -> None:
-    """Skip task TASK_ID (later steps go ahead)."""
-    with _engine(db) as engine:
-        engine.skip_task(task_id, _instant(at_text))
-    click.echo(f"task {task_id} skipped", err=True)
+task_complete = _close_command("complete", "completed", "Mark task TASK_ID done.")
+task_skip = _close_command("skip", "skipped", "Skip task TASK_ID (later steps go ahead).")
 
 
 @click.command()
