@@ -110,6 +110,15 @@ def _diagnostic_options(function: Any) -> Any:
     )(function)
 
 
+def _templates_root_option(function: Any) -> Any:
+    return click.option(
+        "--templates-root",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="The folder template files may come from (default: the campaign file's folder).",
+    )(function)
+
+
 def _run(format_: str, color: str) -> _Run:
     return _Run(cast(Format, format_), _use_color(color))
 
@@ -123,7 +132,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @_diagnostic_options
-def check(files: tuple[str, ...], format_: str, color: str) -> None:
+@_templates_root_option
+def check(files: tuple[str, ...], format_: str, color: str, templates_root: str | None) -> None:
     """Report every problem in FILES (exit 1 when any is an error)."""
     from cadence.compiler.compile import compile_parsed
     from cadence.grammar import parse_source
@@ -132,7 +142,7 @@ def check(files: tuple[str, ...], format_: str, color: str) -> None:
     for path in files:
         source = run.read(path)
         if source is not None:
-            result = compile_parsed(parse_source(source))
+            result = compile_parsed(parse_source(source), templates_root=templates_root)
             run.report(result.diagnostics, dict(result.sources))
     run.finish()
 
@@ -142,7 +152,10 @@ def check(files: tuple[str, ...], format_: str, color: str) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the IR here (atomically) instead of stdout.")  # fmt: skip
 @_diagnostic_options
-def compile_(file: str, output: str | None, format_: str, color: str) -> None:
+@_templates_root_option
+def compile_(
+    file: str, output: str | None, format_: str, color: str, templates_root: str | None
+) -> None:
     """Compile FILE to its IR (JSON); nothing is written when it has errors."""
     from cadence.compiler.compile import compile_parsed
     from cadence.compiler.ir import dump_ir
@@ -151,7 +164,7 @@ def compile_(file: str, output: str | None, format_: str, color: str) -> None:
     run = _run(format_, color)
     source = run.read(file)
     if source is not None:
-        result = compile_parsed(parse_source(source))
+        result = compile_parsed(parse_source(source), templates_root=templates_root)
         run.report(result.diagnostics, dict(result.sources))
         if result.ok and result.ir is not None:
             text = dump_ir(result.ir)
@@ -168,7 +181,8 @@ def compile_(file: str, output: str | None, format_: str, color: str) -> None:
               default="dot", show_default=True, help="How the graph is written.")  # fmt: skip
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto",
               help="Colour in text messages.")  # fmt: skip
-def graph(file: str, graph_format: str, color: str) -> None:
+@_templates_root_option
+def graph(file: str, graph_format: str, color: str, templates_root: str | None) -> None:
     """Print the step graph of FILE: steps, and next / same_time / reply_to edges."""
     from cadence.compiler.compile import compile_parsed
     from cadence.compiler.render_graph import render_graph
@@ -177,7 +191,7 @@ def graph(file: str, graph_format: str, color: str) -> None:
     run = _run("text", color)
     source = run.read(file)
     if source is not None:
-        result = compile_parsed(parse_source(source))
+        result = compile_parsed(parse_source(source), templates_root=templates_root)
         run.report(result.diagnostics, dict(result.sources))
         if result.graph is not None:
             name = result.ir.name if result.ir is not None else Path(file).stem
@@ -232,6 +246,7 @@ EXIT_SKIPPED = 3  # `plan`: some people were skipped, the others planned
     default="auto",
     help="Colour in text messages.",
 )
+@_templates_root_option
 def plan_(
     file: str,
     people_path: str,
@@ -244,6 +259,7 @@ def plan_(
     sender_email: str,
     sender_signature: str,
     color: str,
+    templates_root: str | None,
 ) -> None:
     """Expand FILE (.campaign or compiled .json) for PEOPLE into timed sends and tasks.
 
@@ -254,7 +270,7 @@ def plan_(
     from cadence.runtime import plan_command
 
     run = _run("text", color)
-    ir = _load_campaign(run, file)
+    ir = _load_campaign(run, file, templates_root)
     if ir is None:
         run.finish(quiet=True)
     try:
@@ -292,7 +308,7 @@ def _usage_error(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
-def _load_campaign(run: _Run, file: str) -> Any:
+def _load_campaign(run: _Run, file: str, templates_root: str | None = None) -> Any:
     """A compiled campaign from a `.campaign` (compiled now) or an IR `.json`."""
     from cadence.compiler.ir import IRError, load_ir
 
@@ -309,7 +325,7 @@ def _load_campaign(run: _Run, file: str) -> Any:
     source = run.read(file)
     if source is None:
         return None
-    result = compile_parsed(parse_source(source))
+    result = compile_parsed(parse_source(source), templates_root=templates_root)
     run.report([d for d in result.diagnostics if d.is_error], dict(result.sources))
     return result.ir if result.ok else None
 

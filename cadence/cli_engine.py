@@ -100,8 +100,21 @@ def register(cli: click.Group) -> None:
     metavar="STEP=HH:MM",
     help="A new send time for a `send at` step.",
 )
+@click.option(
+    "--templates-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The folder template files may come from (default: the campaign file's folder).",
+)
 @_db_option
-def enroll(file: str, people_path: str, start: str, overrides: tuple[str, ...], db: str) -> None:
+def enroll(
+    file: str,
+    people_path: str,
+    start: str,
+    overrides: tuple[str, ...],
+    templates_root: str | None,
+    db: str,
+) -> None:
     """Enroll PEOPLE in the campaign FILE (.campaign or compiled .json).
 
     Exit status 3 when some rows were skipped (each is listed); the others are enrolled.
@@ -110,7 +123,7 @@ def enroll(file: str, people_path: str, start: str, overrides: tuple[str, ...], 
     from cadence.runtime.people import format_of, read_people
     from cadence.runtime.plan_command import Options
 
-    ir = _load_campaign(_run("text", "auto"), file)
+    ir = _load_campaign(_run("text", "auto"), file, templates_root)
     if ir is None:
         sys.exit(1)
     try:
@@ -172,7 +185,7 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
             f"#{row['id']}  due {row['due_date']}  {row['person']}  "
             f"{row['kind'].replace('_', ' ')} `{row['step']}`"
         )
-        for key in ("to", "subject", "title", "notes", "message"):
+        for key in ("to", "subject", "title", "notes", "message", "problem"):
             if row.get(key):
                 click.echo(f"    {key}: {row[key]}")
         if row.get("body"):
@@ -184,15 +197,9 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
 def _task_view(engine: Any, task: Any) -> dict[str, Any]:
     """A task with what a person needs to act on it, rendered for its person."""
     from cadence.runtime.render import Renderer
+    from cadence.templating import RenderError
 
-    ir = engine.campaign(task.campaign_id)
-    step = next(s for s in ir.steps if s.id == task.step)
-    renderer = Renderer(ir, {})
-    context = {
-        **engine.enrollment_fields(task.enrollment_id),
-        "sender": renderer.sender,
-        "campaign": renderer.campaign,
-    }
+    renderer = Renderer(engine.campaign(task.campaign_id), {})
     view: dict[str, Any] = {
         "id": task.id,
         "person": task.person,
@@ -203,10 +210,10 @@ def _task_view(engine: Any, task: Any) -> dict[str, Any]:
     }
     if task.kind == "email_task":
         view["to"] = task.person
-    for name in ("subject", "body", "title", "notes", "message"):
-        template = renderer.templates.get((step.id, name))
-        if template is not None:
-            view[name] = template.render(context)
+    try:
+        view.update(renderer.texts(task.step, engine.enrollment_fields(task.enrollment_id)))
+    except RenderError as error:
+        view["problem"] = f"cannot render: {error}"
     return view
 
 
@@ -440,6 +447,10 @@ def run(
         if sender_signature is not None
         else str(sender_config.get("signature", "")),
     )
+    try:
+        sender.address  # noqa: B018 - refused before any send is claimed
+    except ValueError as error:
+        _fail(str(error))
     with _engine(db) as engine:
         dispatcher = Dispatcher(
             engine,

@@ -108,3 +108,6 @@ C025 = _code("C025", "no-steps", ERROR, "a campaign without any step")
 # Compile: templates.
 C030 = _code("C030", "template-syntax", ERROR, "a Jinja syntax error in a template")
 C031 = _code("C031", "unknown-template-name", ERROR, "a name a template may not use")
+C032 = _code(
+    "C032", "template-outside-folder", ERROR, "a template path that leads out of its folder"
+)

@@ -44,25 +44,34 @@ class CompileResult:
         return self.ir is not None and not has_errors(self.diagnostics)
 
 
-def compile_file(path: str | Path) -> CompileResult:
-    """Compile a file. Raises :class:`OSError` when it cannot be read at all."""
+def compile_file(path: str | Path, *, templates_root: str | Path | None = None) -> CompileResult:
+    """Compile a file. Raises :class:`OSError` when it cannot be read at all.
+
+    Template files must lie in the campaign's folder (or below it), or in
+    ``templates_root`` when given."""
     source = read_source(path)
     with gc_paused():
-        return compile_parsed(parse_source(source))
+        return compile_parsed(parse_source(source), templates_root=templates_root)
 
 
-def compile_source(text: str, path: str = "<string>") -> CompileResult:
+def compile_source(
+    text: str, path: str = "<string>", *, templates_root: str | Path | None = None
+) -> CompileResult:
     """Compile text; template paths are relative to ``path``'s folder."""
     with gc_paused():
-        return compile_parsed(parse_source(source_from_text(text, path)))
+        return compile_parsed(
+            parse_source(source_from_text(text, path)), templates_root=templates_root
+        )
 
 
-def compile_parsed(parsed: ParseResult) -> CompileResult:
+def compile_parsed(
+    parsed: ParseResult, *, templates_root: str | Path | None = None
+) -> CompileResult:
     with gc_paused():
-        return _compile(parsed)
+        return _compile(parsed, Path(templates_root) if templates_root is not None else None)
 
 
-def _compile(parsed: ParseResult) -> CompileResult:
+def _compile(parsed: ParseResult, templates_root: Path | None) -> CompileResult:
     source = parsed.source
     sources = {source.path: source}
     if not parsed.ok or parsed.campaign is None:
@@ -76,7 +85,7 @@ def _compile(parsed: ParseResult) -> CompileResult:
 
     context = Context(campaign, refs, aligned, timings, graph)
     found = [*check_settings(campaign), *check_rules(context)]
-    checker = TemplateChecker(source, settings.requires)
+    checker = TemplateChecker(source, settings.requires, root=templates_root)
     texts = {ref.index: _templates(checker, ref) for ref in refs}
     sources.update(checker.sources)
     diagnostics = tuple(sort_diagnostics([*found, *checker.diagnostics]))

@@ -170,6 +170,7 @@ def check_ir(campaign: Campaign) -> None:
                 f"invalid IR: {where} replies to `{step.reply_to}`, not an email before it"
             )
         seen[step.id] = step
+    _check_templates(campaign)
     settings = campaign.settings
     try:
         if settings.timezone in HOST_DEPENDENT_ZONES:
@@ -182,6 +183,38 @@ def check_ir(campaign: Campaign) -> None:
 
         if settings.holidays not in holidays.list_supported_countries():
             raise IRError(f"invalid IR: no holidays are known for {settings.holidays!r}")
+
+
+TEXTS = ("subject", "body", "notes", "message", "title")
+
+
+def _check_templates(campaign: Campaign) -> None:
+    """Templates as the compiler checks them: they parse, stay within the
+    sandbox's limits, load nothing, and read only names a person provides."""
+    from jinja2 import TemplateSyntaxError
+
+    from cadence import templating
+
+    env = templating.environment()
+    allowed = {*campaign.person_fields, *templating.STANDARD_FIELDS, *templating.OBJECTS}
+    analysed: dict[str, templating.Analysis | TemplateSyntaxError] = {}
+    for step in campaign.steps:
+        for name in TEXTS:
+            template = getattr(step, name)
+            if template is None:
+                continue
+            where = f"invalid IR: the {name} of step `{step.id}`"
+            if template.source not in analysed:
+                analysed[template.source] = templating.analyse(env, template.source)
+            analysis = analysed[template.source]
+            if isinstance(analysis, TemplateSyntaxError):
+                raise IRError(f"{where}: line {analysis.lineno}: {analysis.message}")
+            unknown = sorted(set(analysis.names) - allowed)
+            if unknown:
+                raise IRError(f"{where} uses `{unknown[0]}`, which is not in person_fields")
+            for owner, attribute, _line in analysis.attributes:
+                if attribute not in templating.OBJECTS[owner]:
+                    raise IRError(f"{where} uses `{owner}.{attribute}`, which does not exist")
 
 
 def json_schema() -> dict[str, Any]:

@@ -7,29 +7,29 @@ template file a `template "path"` names.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jinja2 import TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateSyntaxError
 
 from cadence import codes, templating
 from cadence.compiler import ir
 from cadence.diagnostics import Diagnostic
 from cadence.grammar import ast
-from cadence.source import Source, read_source
+from cadence.source import Source, decode_source
 from cadence.span import Span, point
 
-STANDARD_FIELDS = ("email", "first_name", "last_name", "company", "timezone")
-OBJECTS = {"sender": ("name", "email", "signature"), "campaign": ("name",)}
+STANDARD_FIELDS, OBJECTS = templating.STANDARD_FIELDS, templating.OBJECTS
 TEXT_PROPERTIES = ("subject", "body", "notes", "message", "title")
 
 
-def environment() -> SandboxedEnvironment:
-    """The environment templates are checked (and later rendered) in."""
-    return templating.environment()
+MAX_TEMPLATE_BYTES = 1024 * 1024
+"""A template file is an email, not a book: larger files are refused."""
 
 
 @dataclass
@@ -41,10 +41,12 @@ class TemplateChecker:
     sources: dict[str, Source] = field(default_factory=dict)
     used_fields: set[str] = field(default_factory=set)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    root: Path | None = None
+    """Where template files may be (``--templates-root``); the campaign's folder by default."""
 
     def __post_init__(self) -> None:
-        self.env = environment()
-        self._analysed: dict[str, _Analysis | TemplateSyntaxError] = {}
+        self.env = templating.environment()
+        self._analysed: dict[str, templating.Analysis | TemplateSyntaxError] = {}
         self.allowed = {*self.requires, *STANDARD_FIELDS, *OBJECTS}
         self.base = Path(self.source.path).parent
 
@@ -58,8 +60,20 @@ class TemplateChecker:
 
     def _file(self, text: ast.Text) -> ir.Template | None:
         path = self.base / text.value
+        root = self.root if self.root is not None else self.base
         try:
-            loaded = read_source(path)
+            loaded = _read_template(path, root)
+        except _Outside:
+            where = "the templates root" if self.root is not None else "the campaign's folder"
+            self.diagnostics.append(
+                codes.C032.at(
+                    text.span,
+                    f'template "{text.value}" is outside {where}',
+                    help="keep templates in the campaign's folder or below it, or name the "
+                    "folder that holds them with --templates-root",
+                )
+            )
+            return None
         except OSError as error:
             reason = error.strerror or str(error)
             self.diagnostics.append(
@@ -97,10 +111,10 @@ class TemplateChecker:
         for owner, attribute, line in analysis.attributes:
             self._check_attribute(owner, attribute, line, place)
 
-    def _analyse(self, template: str) -> _Analysis | TemplateSyntaxError:
+    def _analyse(self, template: str) -> templating.Analysis | TemplateSyntaxError:
         """Parse once per distinct text: campaigns repeat greetings and signatures."""
         if template not in self._analysed:
-            self._analysed[template] = _analyse(self.env, template)
+            self._analysed[template] = templating.analyse(self.env, template)
         return self._analysed[template]
 
     def _unknown_name(self, name: str, line: int, place: _Place) -> Diagnostic:
@@ -130,59 +144,31 @@ class TemplateChecker:
         )
 
 
-@dataclass(frozen=True)
-class _Analysis:
-    """What a template uses: free names (with the first line of each) and
-    attributes of `sender` and `campaign`."""
-
-    names: dict[str, int]
-    attributes: list[tuple[str, str, int]]
+class _Outside(Exception):
+    """A template path that leads out of the folder templates may come from."""
 
 
-# Constructs that bind names; without them every name a template reads is free.
-_BINDERS = (
-    nodes.For,
-    nodes.Assign,
-    nodes.AssignBlock,
-    nodes.Macro,
-    nodes.CallBlock,
-    nodes.With,
-    nodes.Import,
-    nodes.FromImport,
-)
-
-
-def _analyse(env: SandboxedEnvironment, template: str) -> _Analysis | TemplateSyntaxError:
-    if "{" not in template:
-        return _Analysis({}, [])  # no Jinja syntax at all: plain text
-    try:
-        tree = env.parse(template)
-        env.compile(tree)  # unknown filters and tests are found here
-    except TemplateSyntaxError as error:  # TemplateAssertionError too
-        return error
-    loading = next(
-        tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)), None
-    )
-    if loading is not None:
-        return TemplateSyntaxError(
-            "templates cannot include, extend or import other templates", loading.lineno
-        )
-    if any(True for _ in tree.find_all(_BINDERS)):
-        free = meta.find_undeclared_variables(tree) - set(env.globals)
-    else:
-        free = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"} - set(env.globals)
-    names = {name: _first_line(tree, name) for name in sorted(free)}
-    attributes = [
-        (node.node.name, node.attr, node.lineno)
-        for node in tree.find_all(nodes.Getattr)
-        if isinstance(node.node, nodes.Name) and node.node.name in OBJECTS
-    ]
-    return _Analysis(names, attributes)
-
-
-def _first_line(tree: nodes.Template, name: str) -> int:
-    lines = [node.lineno for node in tree.find_all(nodes.Name) if node.name == name]
-    return min(lines, default=1)
+def _read_template(path: Path, root: Path) -> Source:
+    """Read a template file that lies inside ``root`` (symlinks followed) and
+    is a regular file of at most :data:`MAX_TEMPLATE_BYTES`; raises
+    :class:`_Outside` or :class:`OSError`. The campaign file is untrusted: its
+    paths must not reach `/etc/passwd`, `/proc/self/environ` or a FIFO."""
+    if "\x00" in str(path):
+        raise OSError(errno.EINVAL, "the path holds a NUL character")
+    # Where it leads is checked before whether it exists, so a campaign
+    # cannot probe for files outside the folder.
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise _Outside(str(path))
+    # O_NONBLOCK: opening a FIFO must not wait for a writer.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = handle.read(MAX_TEMPLATE_BYTES + 1)
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
+    return decode_source(data, str(path))
 
 
 class _Place:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from cadence.compiler.ir import Campaign
+from cadence.runtime.addresses import sender_address
 from cadence.runtime.calendar import zone
 from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
 from cadence.runtime.planner import Action
@@ -180,6 +182,12 @@ class Sender:
     def domain(self) -> str:
         return self.email.rpartition("@")[2] or "localhost"
 
+    @property
+    def address(self) -> Address:
+        """The From header's address; :class:`AddressError` for one that a
+        header cannot hold (a line break in the name, a bad address)."""
+        return sender_address(self.name, self.email)
+
     def as_fields(self) -> dict[str, str]:
         return {"name": self.name, "email": self.email, "signature": self.signature}
 
@@ -215,6 +223,7 @@ class Dispatcher:
         self.worker, self.throttle, self.batch = worker, throttle, batch
         self.lease, self.clock, self.monotonic = lease, clock, monotonic
         self.on_progress = on_progress
+        self._from = sender.address  # refused here, before any send is claimed
         self._renderers: dict[str, Renderer] = {}
 
     def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
@@ -327,10 +336,8 @@ class Dispatcher:
             # edited subject (the quote below still comes from the template, §5).
             this = dataclasses.replace(this, subject=f"Re: {replied['subject']}")
         message = EmailMessage()
-        message["From"] = (
-            f"{self.sender.name} <{self.sender.email}>" if self.sender.name else self.sender.email
-        )
-        message["To"] = send.person
+        message["From"] = self._from
+        message["To"] = Address(addr_spec=send.person)
         message["Subject"] = this.subject or ""
         message["Date"] = format_datetime(now)
         message["Message-ID"] = message_id(send, self.sender.domain)
@@ -385,10 +392,16 @@ class Dispatcher:
 def _rendered(
     renderer: Renderer, fields: dict[str, Any], planned: list[Action], step: str
 ) -> Action:
-    rendered = renderer.render(fields, planned)
+    """``step`` rendered, with the emails it replies to (for its quote): only
+    the thread, so a send never fails for another step's template."""
+    by_step = {action.step: action for action in planned}
+    chain = [by_step[step]]
+    while chain[-1].thread and chain[-1].thread in by_step:
+        chain.append(by_step[chain[-1].thread])
+    rendered = renderer.render(fields, chain[::-1])
     if isinstance(rendered, str):
         raise ValueError(rendered)
-    return next(action for action in rendered if action.step == step)
+    return rendered[-1]
 
 
 @dataclass

@@ -13,14 +13,14 @@ import csv
 import hashlib
 import itertools
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cadence.runtime.addresses import AddressChecker, AddressError, has_control
+
 PeopleFormat = Literal["csv", "jsonl"]
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,30 +126,57 @@ def _read_jsonl(lines: Iterable[str]) -> Iterator[Person | RowProblem]:
 
 @dataclass
 class PeopleChecker:
-    """Checks rows against what the campaign needs; remembers emails seen."""
+    """Checks rows against what the campaign needs; remembers emails seen.
+
+    ``header_fields`` are the fields that reach a mail header (those a subject
+    uses): a line break or control character in one is refused here, at
+    enroll and plan time, rather than failing at delivery."""
 
     required: Iterable[str]
+    header_fields: Iterable[str] = ()
     _seen: set[bytes] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.required = [name for name in self.required if name != "email"]
+        self.header_fields = sorted(set(self.header_fields) - {"email"})
+        self._addresses = AddressChecker()
 
     def problems(self, person: Person) -> list[str]:
+        return self.check(person)[1]
+
+    def check(self, person: Person) -> tuple[Person, list[str]]:
+        """The person with their address normalised, and what is wrong with the row."""
         fields = person.fields
         email = fields.get("email")
         if email is None or str(email).strip() == "":
-            return ["no email"]
+            return person, ["no email"]
         email = str(email).strip()
-        if not EMAIL.fullmatch(email):
-            return [f"`{email}` is not an email address"]
+        try:
+            normalised = self._addresses.normalise(email)
+        except AddressError as error:
+            return person, [f"`{_shown(email)}` is not an email address: {error}"]
+        if normalised != fields["email"]:
+            person = Person(person.line, {**fields, "email": normalised})
         found = []
         for name in self.required:
             value = fields.get(name)
             if value is None or (isinstance(value, str) and not value.strip()):
                 found.append(f"missing field `{name}`")
-        digest = hashlib.blake2b(email.lower().encode(), digest_size=16).digest()
+        for name in self.header_fields:
+            value = fields.get(name)
+            if isinstance(value, str) and has_control(value):
+                found.append(
+                    f"field `{name}` holds a line break or control character, and a subject uses it"
+                )
+        digest = hashlib.blake2b(normalised.lower().encode(), digest_size=16).digest()
         if digest in self._seen:
-            found.append(f"`{email}` is listed twice")
+            found.append(f"`{normalised}` is listed twice")
         elif not found:
             self._seen.add(digest)
-        return found
+        return person, found
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """A value as it may be shown in one line of a message."""
+    shown = text.encode("unicode_escape").decode("ascii") if has_control(text) else text
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

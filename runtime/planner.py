@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from cadence.compiler.ir import Campaign, Step
 from cadence.runtime.calendar import UTC, BusinessDays, Instant, place, zone
 from cadence.runtime.people import PeopleChecker, Person, RowProblem
+from cadence.templating import names_used
 
 if TYPE_CHECKING:
     from cadence.runtime.render import Renderer
@@ -109,6 +110,7 @@ class Planner:
         self.default_zone = default
         self.days = BusinessDays(settings.skip_weekends, settings.holidays)
         self.day_numbers = sorted({step.day for step in ir.steps})
+        self.header_fields = names_used(s.subject.source for s in ir.steps if s.subject)
         self._slots: dict[str, tuple[_Slot, ...]] = {}
 
     def _check_overrides(self) -> None:
@@ -323,13 +325,13 @@ def plan_people(
 ) -> Iterator[tuple[Person, ZoneInfo, list[Action]]]:
     """Each person the campaign can take, with their zone and actions; the
     others go to ``on_problem`` (or raise :class:`PersonError`)."""
-    checker = PeopleChecker(planner.ir.person_fields)
+    checker = PeopleChecker(planner.ir.person_fields, planner.header_fields)
     for number, row in enumerate(people, start=1):
         if isinstance(row, RowProblem):
             _report(on_problem, row)
             continue
         person = row if isinstance(row, Person) else Person(number, row)
-        problems = checker.problems(person)
+        person, problems = checker.check(person)
         if problems:
             _report(on_problem, RowProblem(person.line, "; ".join(problems)))
             continue

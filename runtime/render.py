@@ -12,52 +12,64 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import Template, TemplateError
+from jinja2 import Template
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.planner import Action
-from cadence.templating import environment
+from cadence.templating import RenderError, environment, render
 
 SENDER_FIELDS = ("name", "email", "signature")
+TEXTS = ("subject", "body", "notes", "message", "title")
 # What a task shows in the subject and body columns.
 _SUBJECT = {"email": "subject", "custom": "title"}
 _BODY = {"email": "body", "call": "notes", "inmail": "message", "custom": "notes"}
 
 
 class Renderer:
+    """Renders one campaign's texts. Each template is compiled on first use,
+    once; one that cannot be compiled fails only the steps that use it."""
+
     def __init__(self, ir: Campaign, sender: Mapping[str, str]) -> None:
-        env = environment()
+        self.env = environment()
         self.sender = {name: str(sender.get(name, "")) for name in SENDER_FIELDS}
         self.campaign = {"name": ir.name}
-        self.templates: dict[tuple[str, str], Template] = {}
+        self.sources: dict[tuple[str, str], str] = {}
+        self.templates: dict[tuple[str, str], Template | RenderError] = {}
         self.kinds = {step.id: step.kind for step in ir.steps}
         for step in ir.steps:
-            for name in ("subject", "body", "notes", "message", "title"):
+            for name in TEXTS:
                 text = getattr(step, name)
                 if text is not None:
-                    self.templates[(step.id, name)] = env.from_string(text.source)
+                    self.sources[(step.id, name)] = text.source
+
+    def context(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {**fields, "sender": self.sender, "campaign": self.campaign}
 
     def render(self, fields: Mapping[str, Any], actions: list[Action]) -> list[Action] | str:
         """The actions with subject and body, or what went wrong."""
-        context = {**fields, "sender": self.sender, "campaign": self.campaign}
+        context = self.context(fields)
         done: dict[str, Action] = {}
         out = []
-        try:
-            for action in actions:
+        for action in actions:
+            try:
                 subject, body = self._texts(action, context, done)
-                rendered = dataclasses.replace(action, subject=subject, body=body)
-                done[action.step] = rendered
-                out.append(rendered)
-        except (
-            TemplateError,
-            ArithmeticError,
-            RecursionError,
-            TypeError,
-            ValueError,
-            MemoryError,
-        ) as error:
-            return f"cannot render step `{action.step}`: {error}"
+            except RenderError as error:
+                return f"cannot render step `{action.step}`: {error}"
+            rendered = dataclasses.replace(action, subject=subject, body=body)
+            done[action.step] = rendered
+            out.append(rendered)
         return out
+
+    def texts(self, step: str, fields: Mapping[str, Any]) -> dict[str, str]:
+        """Every text of ``step`` (subject, body, notes, message, title) for a
+        person, as the command center shows a task; raises :class:`RenderError`."""
+        context = self.context(fields)
+        found = {}
+        for name in TEXTS:
+            text = self._render(step, name, context)
+            if text is not None:
+                found[name] = text
+        return found
 
     def _texts(
         self, action: Action, context: dict[str, Any], done: dict[str, Action]
@@ -70,11 +82,31 @@ class Renderer:
             if subject is None and previous.subject is not None:
                 subject = _reply_subject(previous.subject)
             body = _with_quote(body or "", previous, self.sender)
+        if subject is not None and _has_line_break(subject):
+            raise RenderError("the subject would span lines (a field holds a line break)")
         return subject, body
 
     def _render(self, step: str, name: str | None, context: dict[str, Any]) -> str | None:
-        template = self.templates.get((step, name)) if name else None
-        return template.render(context) if template is not None else None
+        if name is None or (step, name) not in self.sources:
+            return None
+        return render(self._template((step, name)), context)
+
+    def _template(self, key: tuple[str, str]) -> Template:
+        found = self.templates.get(key)
+        if found is None:
+            try:
+                found = self.env.from_string(self.sources[key])
+            except Exception as error:  # an IR edited by hand past load_ir's checks
+                found = RenderError(f"its {key[1]} template cannot be compiled: {error}")
+            self.templates[key] = found
+        if isinstance(found, RenderError):
+            raise found
+        return found
+
+
+def _has_line_break(text: str) -> bool:
+    """Anything Python or a mail reader would start a new line at."""
+    return len(text.splitlines()) > 1 or text.endswith(("\n", "\r"))
 
 
 def _reply_subject(subject: str) -> str:

@@ -48,7 +48,8 @@ def test_checker_finds_each_problem() -> None:
     ]
     assert checker.problems(Person(3, {"email": " ", "company": "Y"})) == ["no email"]
     assert checker.problems(Person(4, {"email": "x@y", "company": "Y"})) == [
-        "`x@y` is not an email address"
+        "`x@y` is not an email address: The part after the @-sign is not valid. "
+        "It should have a period."
     ]
     assert checker.problems(Person(5, {"email": "c@example.com", "company": ""})) == [
         "missing field `company`"

@@ -243,7 +243,7 @@ def test_people_who_cannot_be_planned_are_reported_and_skipped() -> None:
     assert {a.person for a in found} == {"ada@example.com"}
     assert [(p.line, p.message) for p in problems] == [
         (2, "no email"),
-        (3, "`not-an-email` is not an email address"),
+        (3, "`not-an-email` is not an email address: An email address must have an @-sign."),
         (4, "missing field `company`"),
         (5, "`ADA@example.com` is listed twice"),
         (6, "not JSON"),

@@ -1,0 +1,83 @@
+"""What may reach a mail header: people's addresses, display names, subjects.
+
+People files are untrusted input. An address is checked by `email-validator`
+(syntax only, no network) and kept in its normalised form; a value that would
+put a line break into a header (CR, LF, NEL, U+2028 and the rest of what
+:meth:`str.splitlines` splits at) is refused where it enters, not at delivery.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+
+from email_validator import EmailNotValidError, validate_email
+
+# The common shape of an address (ASCII dot-atom local part, lower-case
+# domain): for it the normalised form is the address itself once its domain
+# has been accepted, so only the first address of each domain pays for the
+# full check. Anything else goes through email-validator whole.
+_PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_PLAIN_DOMAIN = re.compile(r"[a-z0-9.-]+")
+_MAX_LOCAL, _MAX_ADDRESS = 64, 254
+
+
+class AddressError(ValueError):
+    """Not an address mail can be sent to; the message says why."""
+
+
+class AddressChecker:
+    """Checks and normalises people's addresses, remembering the domains it
+    has accepted (a people file names few domains, many times)."""
+
+    def __init__(self) -> None:
+        self._domains: set[str] = set()
+
+    def normalise(self, text: str) -> str:
+        """The address in normal form; raises :class:`AddressError`."""
+        local, at, domain = text.rpartition("@")
+        if (
+            at
+            and domain in self._domains
+            and len(local) <= _MAX_LOCAL
+            and len(text) <= _MAX_ADDRESS
+            and _PLAIN.fullmatch(local)
+        ):
+            return text
+        try:
+            result = validate_email(text, check_deliverability=False)
+        except EmailNotValidError as error:
+            raise AddressError(str(error)) from None
+        normalised = str(result.normalized)
+        if _PLAIN.fullmatch(result.local_part) and _PLAIN_DOMAIN.fullmatch(result.domain):
+            self._domains.add(result.domain)
+        return normalised
+
+
+def has_line_break(text: str) -> bool:
+    """Whether ``text`` holds anything a header or a mail reader would break a line at."""
+    return bool(text) and text.splitlines() != [text]
+
+
+def has_control(text: str) -> bool:
+    """Line breaks, NUL, escape and the other C0/C1 control characters."""
+    return any(unicodedata.category(char) == "Cc" for char in text)
+
+
+def sender_address(name: str, email: str) -> Address:
+    """The From address; raises :class:`AddressError` for a name or address
+    that cannot be put in a header as it is (run-wide settings are checked
+    before any send is claimed)."""
+    if has_control(name):
+        raise AddressError(f"the sender name {name!r} holds a control character or line break")
+    if has_control(email) or any(char.isspace() for char in email):
+        raise AddressError(f"the sender address {email!r} holds a space or control character")
+    try:
+        address = Address(display_name=name, addr_spec=email)
+    except (HeaderParseError, ValueError, IndexError) as error:
+        raise AddressError(f"the sender address {email!r} is not an address: {error}") from None
+    if not address.username or not address.domain:
+        raise AddressError(f"the sender address {email!r} is not an address: write NAME@DOMAIN")
+    return address
