@@ -232,6 +232,12 @@ EXIT_SKIPPED = 3  # `plan`: some people were skipped, the others planned
 )
 @click.option("--render", is_flag=True, help="Also render each subject and body.")
 @click.option(
+    "--csv-safe/--no-csv-safe",
+    default=True,
+    show_default=True,
+    help="CSV: put a ' before cells that start with = + - @ (a spreadsheet would run them).",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
@@ -254,6 +260,7 @@ def plan_(
     overrides: tuple[str, ...],
     plan_format: str | None,
     render: bool,
+    csv_safe: bool,
     output: str | None,
     sender_name: str,
     sender_email: str,
@@ -286,7 +293,9 @@ def plan_(
         _usage_error(str(error))
     chosen = plan_format or ("table" if output is None and sys.stdout.isatty() else "jsonl")
     try:
-        report = plan_command.run_plan(ir, people_path, options, chosen, render, output)
+        report = plan_command.run_plan(
+            ir, people_path, options, chosen, render, output, csv_safe=csv_safe
+        )
     except ValueError as error:  # PlanError: caught before any row is written
         _usage_error(str(error))
     except OSError as error:

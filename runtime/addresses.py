@@ -61,9 +61,13 @@ def has_line_break(text: str) -> bool:
     return bool(text) and text.splitlines() != [text]
 
 
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
 def has_control(text: str) -> bool:
-    """Line breaks, NUL, escape and the other C0/C1 control characters."""
-    return any(unicodedata.category(char) == "Cc" for char in text)
+    """Line breaks of every kind (U+2028 too), NUL, escape and the other C0/C1
+    control characters: nothing a header may hold."""
+    return any(unicodedata.category(char) in _UNSAFE_CATEGORIES for char in text)
 
 
 def sender_address(name: str, email: str) -> Address:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from cadence.compiler.ir import Campaign
 from cadence.files import write_atomically
@@ -96,6 +97,8 @@ def run_plan(
     format: str,
     render: bool,
     output: str | None,
+    *,
+    csv_safe: bool = True,
 ) -> PlanReport:
     """Read people, plan, write rows (atomically to ``output`` when given)."""
     label = "<stdin>" if people_path == "-" else people_path
@@ -119,13 +122,15 @@ def run_plan(
             report,
         )
         plan_format: PlanFormat = format  # type: ignore[assignment]
+
+        def write(out: IO[bytes]) -> None:
+            write_plan(actions, out, plan_format, rendered=render, csv_safe=csv_safe)
+
         if output is None:
-            write_plan(actions, sys.stdout.buffer, plan_format, rendered=render)
+            write(sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
-            write_atomically(
-                Path(output), lambda out: write_plan(actions, out, plan_format, rendered=render)
-            )
+            write_atomically(Path(output), write)
     return report
 
 

@@ -32,10 +32,18 @@ RENDERED = ("subject", "body")
 
 
 def write_plan(
-    actions: Iterable[Action], out: IO[bytes], format: PlanFormat, *, rendered: bool = False
+    actions: Iterable[Action],
+    out: IO[bytes],
+    format: PlanFormat,
+    *,
+    rendered: bool = False,
+    csv_safe: bool = True,
 ) -> int:
-    """Write ``actions``; returns how many were written."""
-    writer = {"jsonl": _jsonl, "csv": _csv, "table": _table, "ics": _ics}[format]
+    """Write ``actions``; returns how many were written. ``csv_safe`` (CSV
+    only) keeps spreadsheets from reading a cell as a formula."""
+    if format == "csv":
+        return _csv(actions, out, rendered, safe=csv_safe)
+    writer = {"jsonl": _jsonl, "table": _table, "ics": _ics}[format]
     return writer(actions, out, rendered)
 
 
@@ -89,14 +97,24 @@ class _TextOut:
         return len(text)
 
 
-def _csv(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
+# What a spreadsheet starts a formula with (OWASP, "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralised(cell: str) -> str:
+    """A cell a spreadsheet shows as text: a leading `'` before a formula start."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def _csv(actions: Iterable[Action], out: IO[bytes], rendered: bool, *, safe: bool) -> int:
     columns = FIELDS + (RENDERED if rendered else ())
     writer = csv.writer(_TextOut(out), lineterminator="\n")
     writer.writerow(columns)
     count = 0
     for action in actions:
         row = _row(action, rendered)
-        writer.writerow([_iso(row[name]) for name in columns])
+        cells = [_iso(row[name]) for name in columns]
+        writer.writerow([_neutralised(cell) for cell in cells] if safe else cells)
         count += 1
     return count
 
@@ -164,8 +182,22 @@ def _ics(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
     return count
 
 
+_ICS_ESCAPES = {"\\": "\\\\", ";": "\\;", ",": "\\,"}
+_LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
 def _ics_text(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+    """RFC 5545 TEXT: escapes, any line break (a bare CR too) as ``\\n``, and
+    no other control characters (the format allows none but tab)."""
+    out = []
+    for char in value.replace("\r\n", "\n"):
+        if char in _ICS_ESCAPES:
+            out.append(_ICS_ESCAPES[char])
+        elif char in _LINE_BREAKS:
+            out.append("\\n")
+        elif char == "\t" or char.isprintable():
+            out.append(char)
+    return "".join(out)
 
 
 def _fold(line: str) -> str:

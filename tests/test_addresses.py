@@ -1,0 +1,200 @@
+"""People files are untrusted: addresses are validated and normalised, nothing
+that reaches a header may break a line, and exported plans cannot run in a
+spreadsheet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cadence.cli import cli
+from cadence.compiler import compile_source
+from cadence.runtime.addresses import AddressChecker, AddressError, sender_address
+from cadence.runtime.dispatch import Dispatcher, OutboxTransport, Sender
+from cadence.runtime.engine import Engine
+from cadence.runtime.store import Store
+
+T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+SOURCE = """campaign "Headers" {
+  requires first_name, notes
+  day 1 {
+    email a { send at 09:00 subject "Hi {{ first_name }}" body "{{ notes }}" }
+  }
+}
+"""
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def full_check(text: str) -> str | None:
+    try:
+        return str(validate_email(text, check_deliverability=False).normalized)
+    except EmailNotValidError:
+        return None
+
+
+LOCAL = st.text(alphabet="abcXYZ09.+-_=!'\"(),<> @é", min_size=0, max_size=12)
+DOMAIN = st.sampled_from(
+    ["example.com", "Example.COM", "x.io", "exämple.com", "a..b.com", "localhost", "x.test",
+     "-bad.com", "sub.example.co.uk", "1.2.3.4", "[127.0.0.1]", "EXAMPLE.com."]
+)  # fmt: skip
+
+
+@given(st.lists(st.tuples(LOCAL, DOMAIN), min_size=1, max_size=30))
+def test_the_fast_path_agrees_with_email_validator(pairs: list[tuple[str, str]]) -> None:
+    checker = AddressChecker()  # one checker: later addresses take the remembered-domain path
+    for local, domain in pairs:
+        text = f"{local}@{domain}"
+        expected = full_check(text)
+        try:
+            found: str | None = checker.normalise(text)
+        except AddressError:
+            found = None
+        assert found == expected, text
+
+
+@pytest.mark.parametrize("length", [64, 65, 240, 250])
+def test_long_addresses_agree_with_email_validator(length: int) -> None:
+    checker = AddressChecker()
+    checker.normalise("ada@example.com")  # example.com is now on the fast path
+    text = "a" * length + "@example.com"
+    try:
+        found: str | None = checker.normalise(text)
+    except AddressError:
+        found = None
+    assert found == full_check(text)
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("comma,victim@example.com", "invalid characters"),
+        ('"x"<evil@x.io>', "display name and angle brackets"),
+        ('=HYPERLINK("http://x")@x.io', "invalid characters"),
+        ("ada@example.com\r\nBcc: x@evil.io", "invalid characters"),
+        ("ada@localhost", "should have a period"),
+    ],
+)
+def test_hostile_addresses_are_refused_rows(address: str, reason: str, tmp_path: Path) -> None:
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        '{"email": "ok@example.com", "first_name": "Ok", "notes": "n"}\n'
+        + f'{{"email": {_json(address)}, "first_name": "X", "notes": "n"}}\n',
+        encoding="utf-8",
+    )
+    campaign = tmp_path / "c.campaign"
+    campaign.write_text(SOURCE)
+    planned = run("plan", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z")
+    assert planned.exit_code == 3
+    assert "people.jsonl:2: skipped:" in planned.stderr and reason in planned.stderr
+    assert "Traceback" not in planned.stderr
+    db = str(tmp_path / "c.db")
+    enrolled = run(
+        "enroll", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z",
+        "--db", db,
+    )  # fmt: skip
+    assert enrolled.exit_code == 3 and reason in enrolled.stderr
+    assert "enrolled 1 person" in enrolled.stderr
+
+
+def _json(text: str) -> str:
+    import json
+
+    return json.dumps(text)
+
+
+@pytest.mark.parametrize("breaker", ["\r", "\n", "\u2028", "\x85", "\x00", "\x1b"])
+def test_a_field_a_subject_uses_may_not_break_a_header(breaker: str) -> None:
+    ir = compile_source(SOURCE, "c.campaign").ir
+    assert ir is not None
+    engine = Engine(Store.open("sqlite://", now=T0))
+    rows = [
+        {"email": "ada@example.com", "first_name": f"Ada{breaker}Bcc: x@evil.io", "notes": "n"},
+        {"email": "bo@example.com", "first_name": "Bo", "notes": f"line one{breaker}line two"},
+    ]
+    report = engine.enroll(ir, rows, T0, now=T0)
+    assert report.enrolled == 1  # a line break in the body's field is fine
+    assert [p.line for p in report.problems] == [1]
+    assert "`first_name` holds a line break or control character" in report.problems[0].message
+
+
+def test_addresses_are_stored_normalised(tmp_path: Path) -> None:
+    ir = compile_source(SOURCE, "c.campaign").ir
+    assert ir is not None
+    engine = Engine(Store.open(str(tmp_path / "c.db"), now=T0))
+    engine.enroll(ir, [{"email": "Ada@Example.COM", "first_name": "Ada", "notes": "n"}], T0, now=T0)
+    assert [send.person for send in engine.due(T0 + dt.timedelta(hours=2))] == ["Ada@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [("Sam\nBcc: x@evil.io", "sam@example.com"), ("Sam", "sam@example.com\r\nBcc: x@evil.io"),
+     ("Sam", "not an address"), ("Sam", "sam@"), ("Sam\x00", "sam@example.com")],
+)  # fmt: skip
+def test_a_bad_sender_is_refused_before_anything_is_claimed(
+    name: str, address: str, tmp_path: Path
+) -> None:
+    with pytest.raises(AddressError):
+        sender_address(name, address)
+    db = str(tmp_path / "c.db")
+    campaign = tmp_path / "c.campaign"
+    campaign.write_text(SOURCE)
+    people = tmp_path / "p.csv"
+    people.write_text("email,first_name,notes\nada@example.com,Ada,n\n")
+    assert run("enroll", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z",
+               "--db", db).exit_code == 0  # fmt: skip
+    result = run(
+        "run", "--db", db, "--outbox", str(tmp_path / "out"), "--now", "2026-01-05T10:00:00Z",
+        "--sender-name", name, "--sender-email", address,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "sender" in result.stderr
+    engine = Engine(Store.open(db, now=T0))
+    assert len(engine.due(T0 + dt.timedelta(hours=2))) == 1  # still pending, not claimed
+
+
+@pytest.mark.parametrize("name", ["Doe, Jane", "Zoë Åström", 'Sam "the man" O\'Neil', ""])
+def test_display_names_are_encoded_as_headers_require(name: str, tmp_path: Path) -> None:
+    ir = compile_source(SOURCE, "c.campaign").ir
+    assert ir is not None
+    engine = Engine(Store.open(str(tmp_path / "c.db"), now=T0))
+    engine.enroll(ir, [{"email": "ada@example.com", "first_name": "Ada", "notes": "n"}], T0, now=T0)
+    outbox = OutboxTransport(tmp_path / "out")
+    report = Dispatcher(engine, outbox, Sender(name, "sam@example.com")).run_once(
+        T0 + dt.timedelta(hours=2)
+    )
+    assert report.sent == 1
+    (path,) = (tmp_path / "out").glob("*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    sender = message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (name, "sam@example.com")
+    assert message["To"].addresses[0].addr_spec == "ada@example.com"
+
+
+def test_csv_cells_cannot_run_as_formulas(tmp_path: Path) -> None:
+    campaign = tmp_path / "c.campaign"
+    campaign.write_text(SOURCE)
+    people = tmp_path / "p.csv"
+    people.write_text('email,first_name,notes\n=1+2@x.io,"=cmd|calc",@SUM(A1)\n')
+    args = ["plan", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z",
+            "--format", "csv", "--render"]  # fmt: skip
+    safe = run(*args).stdout.splitlines()[1]
+    assert safe.startswith("'=1+2@x.io,") and safe.endswith(",Hi =cmd|calc,'@SUM(A1)")
+    raw = run(*args, "--no-csv-safe").stdout.splitlines()[1]
+    assert raw.startswith("=1+2@x.io,") and raw.endswith(",Hi =cmd|calc,@SUM(A1)")
+
+
+def test_ics_escapes_every_kind_of_line_break(tmp_path: Path) -> None:
+    from cadence.runtime.writers import _ics_text
+
+    assert _ics_text("a\rb\r\nc\nd\u2028e\x00f;g,h\\") == "a\\nb\\nc\\nd\\ne" + "f\\;g\\,h\\\\"
