@@ -9,6 +9,7 @@ stderr, exit status 2, and nothing changed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -59,6 +60,8 @@ def _instant(text: str) -> dt.datetime:
         _fail(f"{text!r} is not an ISO 8601 time, like 2026-03-02T09:00:00Z")
     if value.tzinfo is None:
         _fail(f"{text!r} has no offset: add Z or +01:00")
+    if not 1900 <= value.year <= 9000:
+        _fail(f"{text!r}: times lie between the years 1900 and 9000")
     return value
 
 
@@ -120,7 +123,7 @@ def enroll(
     Exit status 3 when some rows were skipped (each is listed); the others are enrolled.
     """
     from cadence.cli import _load_campaign, _run
-    from cadence.runtime.people import format_of, read_people
+    from cadence.runtime.people import PeopleError, format_of, open_people, read_people
     from cadence.runtime.plan_command import Options
 
     ir = _load_campaign(_run("text", "auto"), file, templates_root)
@@ -130,22 +133,19 @@ def enroll(
         options = Options.parse(ir, start=start, overrides=overrides)
     except ValueError as error:
         _fail(str(error))
-    try:
-        stream = (
-            sys.stdin
-            if people_path == "-"
-            else open(  # noqa: SIM115
-                people_path, encoding="utf-8-sig", newline=""
-            )
-        )
-    except OSError as error:
-        _fail(f"{people_path}: {error.strerror or error}")
-    with stream, _engine(db) as engine:
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = stack.enter_context(open_people(people_path))
+        except OSError as error:
+            _fail(f"{people_path}: {error.strerror or error}")
+        engine = stack.enter_context(_engine(db))
         rows = read_people(stream, None if people_path == "-" else format_of(people_path))
         try:
             report = engine.enroll(
                 ir, rows, options.start, options.overrides, now=dt.datetime.now(dt.UTC)
             )
+        except PeopleError as error:
+            _fail(f"{people_path}: {error}")
         except ValueError as error:
             _fail(str(error))
     label = "<stdin>" if people_path == "-" else people_path
@@ -272,7 +272,9 @@ task_skip = _close_command("skip", "skipped", "Skip task TASK_ID (later steps go
 
 @click.command()
 @click.option("--follow", is_flag=True, help="Keep printing new entries as they come.")
-@click.option("--after", type=int, default=0, help="Only entries after this id.")
+@click.option(
+    "--after", type=click.IntRange(0, 2**63 - 1), default=0, help="Only entries after this id."
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
 @_db_option
 def feed(follow: bool, after: int, fmt: str, db: str) -> None:
@@ -339,25 +341,16 @@ def end(campaign: str, at_text: str, db: str) -> None:
     click.echo(f"campaign ended: {ended} enrollments closed", err=True)
 
 
-def _config(path: str | None) -> dict[str, Any]:
-    """The runtime config (TOML): `db`, `smtp` or `outbox`, `throttle = "30 per 60"`,
-    and a `[sender]` table with `name`, `email`, `signature`."""
-    if path is None:
-        return {}
-    import tomllib
+def _config(path: str | None) -> Any:
+    """The runtime config (TOML; see cadence.runtime.config); refusals are one line."""
+    from cadence.runtime.config import ConfigError, RuntimeConfig, load_config
 
+    if path is None:
+        return RuntimeConfig()
     try:
-        with open(path, "rb") as handle:
-            found = tomllib.load(handle)
-    except OSError as error:
-        _fail(f"{path}: {error.strerror or error}")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        _fail(f"{path}: not TOML: {error}")
-    known = {"db", "smtp", "outbox", "throttle", "sender", "worker"}
-    unknown = sorted(set(found) - known)
-    if unknown:
-        _fail(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
-    return found
+        return load_config(path)
+    except ConfigError as error:
+        _fail(str(error))
 
 
 @click.command()
@@ -404,19 +397,18 @@ def run(
     )
 
     config = _config(config_path)
-    sender_config = config.get("sender", {})
-    smtp = smtp or config.get("smtp")
-    outbox = outbox or config.get("outbox")
-    throttle = throttle or config.get("throttle")
-    db = db or config.get("db") or DEFAULT_DB
+    smtp = smtp or config.smtp
+    outbox = outbox or config.outbox
+    throttle = throttle or config.throttle
+    db = db or config.db or DEFAULT_DB
     if smtp and outbox:
         _fail("choose --smtp or --outbox, not both")
     transport: Any
     if smtp:
-        host, _, port = str(smtp).rpartition(":")
-        if not host or not port.isdigit():
-            _fail(f"smtp {smtp!r}: write HOST:PORT, like 127.0.0.1:25")
-        transport = SmtpTransport(host, int(port))
+        host, _, port = smtp.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            _fail(f"smtp {smtp!r}: write HOST:PORT with a port from 1 to 65535, like 127.0.0.1:25")
+        transport = SmtpTransport(host.strip("[]"), int(port))
     else:
         try:
             transport = OutboxTransport(outbox or "outbox")
@@ -425,7 +417,7 @@ def run(
     limiter = None
     if throttle:
         try:
-            count, seconds = parse_throttle(str(throttle))
+            count, seconds = parse_throttle(throttle)
         except ValueError as error:
             _fail(str(error))
         limiter = Throttle(count, seconds, clock=time.monotonic, sleep=time.sleep)
@@ -441,11 +433,9 @@ def run(
             )
 
     sender = Sender(
-        sender_name if sender_name is not None else str(sender_config.get("name", "")),
-        sender_email or str(sender_config.get("email", "cadence@localhost")),
-        sender_signature
-        if sender_signature is not None
-        else str(sender_config.get("signature", "")),
+        sender_name if sender_name is not None else config.sender.name,
+        sender_email or config.sender.email,
+        sender_signature if sender_signature is not None else config.sender.signature,
     )
     try:
         sender.address  # noqa: B018 - refused before any send is claimed
@@ -456,7 +446,7 @@ def run(
             engine,
             transport,
             sender,
-            worker=worker or config.get("worker") or hostname(),
+            worker=worker or config.worker or hostname(),
             throttle=limiter,
             on_progress=progress,
         )

@@ -160,6 +160,10 @@ class Throttle:
         self._sent.append(now)
 
 
+MAX_THROTTLE_COUNT = 1_000_000
+MAX_THROTTLE_SECONDS = 366 * 24 * 3600.0
+
+
 def parse_throttle(text: str) -> tuple[int, float]:
     """``30 per 60`` or ``30/60``: at most 30 sends in any 60 seconds."""
     count, _, seconds = text.replace(" per ", "/").replace(" ", "").partition("/")
@@ -167,8 +171,11 @@ def parse_throttle(text: str) -> tuple[int, float]:
         parsed = int(count), float(seconds)
     except ValueError:
         raise ValueError(f"throttle {text!r}: write N per SECONDS, like `30 per 60`") from None
-    if parsed[0] < 1 or parsed[1] <= 0:
-        raise ValueError(f"throttle {text!r}: both numbers must be positive")
+    if not 1 <= parsed[0] <= MAX_THROTTLE_COUNT:
+        raise ValueError(f"throttle {text!r}: N must be from 1 to {MAX_THROTTLE_COUNT:,}")
+    # Not `> 0`: NaN passes that, and 1e-320 divides into infinity.
+    if not 0.001 <= parsed[1] <= MAX_THROTTLE_SECONDS:
+        raise ValueError(f"throttle {text!r}: SECONDS must be from 0.001 to a year")
     return parsed
 
 

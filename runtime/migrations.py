@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from cadence.runtime import schema
 
@@ -28,25 +28,51 @@ LATEST = MIGRATIONS[-1][0]
 
 
 class SchemaError(RuntimeError):
-    """The database was written by a newer cadence."""
+    """The database was written by a newer cadence, or is not cadence's."""
+
+
+# Any number will do, as long as every cadence uses the same one.
+MIGRATION_LOCK = 0x63616465  # "cade"
 
 
 def current_version(connection: Connection) -> int:
-    if not inspect(connection).has_table("schema_version"):
+    """The database's schema version (0: new); raises :class:`SchemaError` for
+    one this cadence cannot use. Only reads."""
+    inspector = inspect(connection)
+    if not inspector.has_table("schema_version"):
+        ours = sorted(
+            name for name in schema.metadata.tables if name != "schema_version"
+            if inspector.has_table(name)
+        )  # fmt: skip
+        if ours:
+            raise SchemaError(
+                f"not a cadence database: it has tables named {', '.join(ours)} that cadence "
+                "did not make; use another database"
+            )
         return 0
     found = connection.execute(select(schema.schema_version.c.version)).scalars().all()
-    return max(found, default=0)
-
-
-def migrate(connection: Connection, now: dt.datetime) -> int:
-    """Apply every migration the database lacks; returns the version reached."""
-    schema.schema_version.create(connection, checkfirst=True)
-    version = current_version(connection)
+    version = max(found, default=0)
     if version > LATEST:
         raise SchemaError(
             f"the database has schema version {version}; this cadence knows up to {LATEST}: "
             "upgrade cadence"
         )
+    return version
+
+
+def lock_for_migration(connection: Connection) -> None:
+    """Let one process at a time migrate (PostgreSQL: a transaction-scoped
+    advisory lock; SQLite's writer lock already does this). Without it, two
+    commands on a new database create the same tables at once and one fails."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
+def migrate(connection: Connection, now: dt.datetime) -> int:
+    """Apply every migration the database lacks; returns the version reached.
+    Call it in a write transaction, after :func:`lock_for_migration`."""
+    version = current_version(connection)
+    schema.schema_version.create(connection, checkfirst=True)
     for number, _title, apply in MIGRATIONS:
         if number > version:
             apply(connection)

@@ -9,11 +9,14 @@ duplicate check: 16 bytes of digest per distinct email.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import itertools
 import json
+import sys
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -53,17 +56,57 @@ def format_of(path: str) -> PeopleFormat | None:
     return None
 
 
+class Utf8Lines:
+    """The lines of a binary stream as text. A line that is not UTF-8 is kept
+    (with replacement characters, so line numbers stay right) and remembered:
+    its row becomes a problem naming the line and byte, never a traceback.
+    A UTF-8 byte order mark at the start is dropped."""
+
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = iter(stream)
+        self.number = 0
+        self.bad: dict[int, str] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._stream)
+        self.number += 1
+        if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            self.bad[self.number] = (
+                f"not UTF-8 text: byte {error.start + 1} of the line is 0x{raw[error.start]:02x}"
+            )
+            return raw.decode("utf-8", errors="replace")
+
+
+@contextmanager
+def open_people(path: str) -> Iterator[Utf8Lines]:
+    """The lines of the people file ``path`` (``-``: standard input); raises
+    :class:`OSError` when it cannot be opened."""
+    if path == "-":
+        yield Utf8Lines(sys.stdin.buffer)
+        return
+    with open(path, "rb") as handle:
+        yield Utf8Lines(handle)
+
+
 def read_people(
     stream: Iterable[str], format: PeopleFormat | None = None
 ) -> Iterator[Person | RowProblem]:
-    """Rows of ``stream`` (lines of text); without ``format``, JSON Lines when
-    the first non-blank line starts with ``{``, else CSV."""
+    """Rows of ``stream`` (lines of text, or :class:`Utf8Lines`); without
+    ``format``, JSON Lines when the first non-blank line starts with ``{``, else CSV."""
+    bad = stream.bad if isinstance(stream, Utf8Lines) else {}
     lines: Iterable[str] = stream
     if format is None:
         lines, format = _sniff(iter(stream))
     if format == "jsonl":
-        return _read_jsonl(lines)
-    return _read_csv(lines)
+        return _read_jsonl(lines, bad)
+    return _read_csv(lines, bad)
 
 
 def _sniff(lines: Iterator[str]) -> tuple[Iterable[str], PeopleFormat]:
@@ -82,17 +125,22 @@ class PeopleError(ValueError):
 csv.field_size_limit(16 * 1024 * 1024)  # a long note is fine; a runaway quote is not
 
 
-def _read_csv(lines: Iterable[str]) -> Iterator[Person | RowProblem]:
+def _read_csv(lines: Iterable[str], bad: Mapping[int, str]) -> Iterator[Person | RowProblem]:
     reader = csv.DictReader(lines)
     try:
         header = [name.strip() for name in reader.fieldnames or []]
     except csv.Error as error:
         raise PeopleError(f"the people file is not CSV: {error}") from None
+    if bad:
+        first = min(bad)
+        if first <= reader.line_num:
+            raise PeopleError(f"line {first} (the header): {bad[first]}")
     email = next((name for name in header if name.lower() == "email"), None)
     if header and email is None:
         shown = ", ".join(header[:6]) + (", …" if len(header) > 6 else "")
         raise PeopleError(f"the people file has no `email` column (its header: {shown})")
     while True:
+        first_line = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -100,14 +148,21 @@ def _read_csv(lines: Iterable[str]) -> Iterator[Person | RowProblem]:
         except csv.Error as error:  # a quote that never closes, a huge field
             yield RowProblem(reader.line_num, f"not CSV: {error}")
             return
+        broken = next((n for n in range(first_line, reader.line_num + 1) if n in bad), None)
+        if broken is not None:
+            yield RowProblem(reader.line_num, bad[broken])
+            continue
         fields = {key.strip(): value for key, value in row.items() if isinstance(key, str)}
         if email != "email" and email is not None:
             fields["email"] = fields.pop(email, None)
         yield Person(reader.line_num, fields)
 
 
-def _read_jsonl(lines: Iterable[str]) -> Iterator[Person | RowProblem]:
+def _read_jsonl(lines: Iterable[str], bad: Mapping[int, str]) -> Iterator[Person | RowProblem]:
     for number, line in enumerate(lines, start=1):
+        if number in bad:
+            yield RowProblem(number, bad[number])
+            continue
         if not line.strip():
             continue
         try:

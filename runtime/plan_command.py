@@ -13,7 +13,13 @@ from typing import IO
 from cadence.compiler.ir import Campaign
 from cadence.files import write_atomically
 from cadence.runtime.calendar import UTC, zone
-from cadence.runtime.people import RowProblem, format_of, read_people
+from cadence.runtime.people import (
+    PeopleError,
+    RowProblem,
+    format_of,
+    open_people,
+    read_people,
+)
 from cadence.runtime.planner import Action, PlanError, parse_time, plan
 from cadence.runtime.writers import PlanFormat, write_plan
 
@@ -103,34 +109,33 @@ def run_plan(
     """Read people, plan, write rows (atomically to ``output`` when given)."""
     label = "<stdin>" if people_path == "-" else people_path
     report = PlanReport(label)
-    if people_path == "-":
-        stream = sys.stdin
-    else:
-        stream = open(people_path, encoding="utf-8-sig", newline="")  # noqa: SIM115
-    with stream:
-        rows = read_people(stream, None if people_path == "-" else format_of(people_path))
-        actions = _counted(
-            plan(
-                ir,
-                rows,
-                options.start,
-                options.overrides,
-                render=render,
-                sender=options.sender,
-                on_problem=report.problems.append,
-            ),
-            report,
-        )
-        plan_format: PlanFormat = format  # type: ignore[assignment]
+    try:
+        with open_people(people_path) as stream:
+            rows = read_people(stream, None if people_path == "-" else format_of(people_path))
+            actions = _counted(
+                plan(
+                    ir,
+                    rows,
+                    options.start,
+                    options.overrides,
+                    render=render,
+                    sender=options.sender,
+                    on_problem=report.problems.append,
+                ),
+                report,
+            )
+            plan_format: PlanFormat = format  # type: ignore[assignment]
 
-        def write(out: IO[bytes]) -> None:
-            write_plan(actions, out, plan_format, rendered=render, csv_safe=csv_safe)
+            def write(out: IO[bytes]) -> None:
+                write_plan(actions, out, plan_format, rendered=render, csv_safe=csv_safe)
 
-        if output is None:
-            write(sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        else:
-            write_atomically(Path(output), write)
+            if output is None:
+                write(sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            else:
+                write_atomically(Path(output), write)
+    except PeopleError as error:  # the file as a whole: say which file
+        raise PeopleError(f"{label}: {error}") from None
     return report
 
 

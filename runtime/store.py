@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from cadence.runtime.migrations import migrate
+from cadence.runtime.migrations import LATEST, current_version, lock_for_migration, migrate
 
 DEFAULT_DB = "cadence.db"
 
@@ -51,9 +51,23 @@ class Store:
         except ArgumentError as error:  # NoSuchModuleError too: an unknown database kind
             raise ValueError(f"{db!r} is not a SQLite path or a postgresql:// URL") from error
         store = cls(engine)
-        with store.transaction() as connection:
-            migrate(connection, now)
+        try:
+            store._migrate(now)
+        except BaseException:
+            engine.dispose()
+            raise
         return store
+
+    def _migrate(self, now: dt.datetime) -> None:
+        """Bring the schema up to date. The check only reads, so opening a
+        current database never waits for a writer (a long enroll, a
+        dispatcher); only a database that needs migrating takes the lock."""
+        with self.read() as connection:
+            if current_version(connection) == LATEST:
+                return
+        with self.transaction() as connection:
+            lock_for_migration(connection)
+            migrate(connection, now)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
