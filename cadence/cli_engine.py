@@ -88,7 +88,7 @@ def _engine(db: str) -> Iterator[Any]:
 
 
 def register(cli: click.Group) -> None:
-    for command in (enroll, tasks, task, feed, run, reply, bounce, remove, end):
+    for command in (enroll, tasks, task, feed, run, reply, bounce, remove, end, retry):
         cli.add_command(command)
 
 
@@ -151,9 +151,10 @@ def enroll(
     label = "<stdin>" if people_path == "-" else people_path
     for problem in report.problems:
         click.echo(f"cadence: {label}:{problem.line}: skipped: {problem.message}", err=True)
+    already = f"; {report.already} already enrolled with this start" if report.already else ""
     click.echo(
         f"enrolled {report.enrolled} {'person' if report.enrolled == 1 else 'people'} "
-        f"({report.actions} actions) in campaign {report.campaign_id[:12]} {ir.name!r}",
+        f"({report.actions} actions) in campaign {report.campaign_id[:12]} {ir.name!r}{already}",
         err=True,
     )
     sys.exit(EXIT_SKIPPED if report.problems else 0)
@@ -339,6 +340,41 @@ def end(campaign: str, at_text: str, db: str) -> None:
     with _engine(db) as engine:
         ended = engine.end(engine.find_campaign(campaign), _instant(at_text))
     click.echo(f"campaign ended: {ended} enrollments closed", err=True)
+
+
+@click.command()
+@click.option("--campaign", help="Only this campaign's sends (id, id prefix or name).")
+@click.option("--person", help="Only this person's sends.")
+@click.option("--since", "since_text", help="Only sends due at or after this time (ISO 8601).")
+@click.option("--by", default=None, help="Who asks, for the feed (default: the login name).")
+@_at_option
+@_db_option
+def retry(
+    campaign: str | None,
+    person: str | None,
+    since_text: str | None,
+    by: str | None,
+    at_text: str,
+    db: str,
+) -> None:
+    """Queue failed sends again (of people still active); the feed says who did it."""
+    since = _instant(since_text) if since_text else None
+    who = by or _login_name()
+    with _engine(db) as engine:
+        key = engine.find_campaign(campaign) if campaign else None
+        count = engine.retry_failed(
+            _instant(at_text), by=who, campaign=key, person=person, since=since
+        )
+    click.echo(f"queued {count} failed send{'s' * (count != 1)} again", err=True)
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in a bare container
+        return "someone"
 
 
 def _config(path: str | None) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import smtplib
 import socket
@@ -22,10 +23,12 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.addresses import sender_address
@@ -36,14 +39,21 @@ from cadence.runtime.render import Renderer
 from cadence.runtime.schema import actions, enrollments
 
 MAX_ATTEMPTS = 8
+CLAIM_ATTEMPTS = 5  # a claim that cannot reach the database gives up (nothing was sent)
+MAX_STORE_DELAY = 30.0  # seconds between tries of a store that is busy or away
+T = TypeVar("T")
+log = logging.getLogger("cadence.dispatch")
 
 
 class DeliveryError(Exception):
-    """A delivery that did not happen; ``permanent`` ones are not retried."""
+    """A delivery that did not happen; ``permanent`` ones are not retried.
+    ``maybe_delivered``: the server went silent after the whole message was
+    sent, so it may have been delivered (a retry carries the same Message-ID)."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, maybe_delivered: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.maybe_delivered = maybe_delivered
 
 
 class Transport(Protocol):
@@ -52,18 +62,53 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+# RFC 5321 §4.5.3.2: a client waits up to 10 minutes for the reply to the end
+# of the message (servers scan it then); connecting is not worth as long.
+CONNECT_TIMEOUT = 30.0
+REPLY_TIMEOUT = 600.0
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, noting when the whole message has been sent: a
+    failure after that point may follow a delivery."""
+
+    message_sent = False
+
+    def send(self, s: Any) -> None:
+        super().send(s)
+        tail = s[-5:]
+        if (tail.encode() if isinstance(tail, str) else bytes(tail)) == b"\r\n.\r\n":
+            self.message_sent = True  # the end of DATA: the server has it all
+
+
 class SmtpTransport:
     """One SMTP connection, opened on first use and reopened after an error."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = REPLY_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self._smtp: smtplib.SMTP | None = None
+        self.connect_timeout = connect_timeout
+        self._smtp: _SMTP | None = None
+
+    def _connection(self) -> _SMTP:
+        if self._smtp is None:
+            self._smtp = _SMTP(self.host, self.port, timeout=self.connect_timeout)
+            if self._smtp.sock is not None:
+                self._smtp.sock.settimeout(self.timeout)
+        self._smtp.message_sent = False
+        return self._smtp
 
     def deliver(self, message: EmailMessage) -> None:
+        smtp = None
         try:
-            if self._smtp is None:
-                self._smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            self._smtp.send_message(message)
+            smtp = self._connection()
+            smtp.send_message(message)
         except smtplib.SMTPResponseException as error:
             self._reset()
             text = (
@@ -82,8 +127,16 @@ class SmtpTransport:
             ) from None
         except (OSError, smtplib.SMTPException) as error:
             self._reset()
+            if smtp is not None and smtp.message_sent:
+                raise DeliveryError(
+                    f"{self.host}:{self.port} did not answer after the message was sent "
+                    f"({error or type(error).__name__}): it may have been delivered",
+                    permanent=False,
+                    maybe_delivered=True,
+                ) from None
             raise DeliveryError(
-                f"cannot reach {self.host}:{self.port}: {error}", permanent=False
+                f"cannot reach {self.host}:{self.port}: {error or type(error).__name__}",
+                permanent=False,
             ) from None
 
     def _reset(self) -> None:
@@ -101,15 +154,29 @@ class SmtpTransport:
 
 
 class OutboxTransport:
-    """`.eml` files in a folder, named by Message-ID: written once, atomically."""
+    """`.eml` files in a folder, named by Message-ID: written once, atomically
+    (a temporary file, fsynced, renamed, and the folder fsynced), so a file
+    that is there was delivered whole, and a crash leaves no half file."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_leftovers()
 
-    def path_for(self, message: EmailMessage) -> Path:
-        name = str(message["Message-ID"]).strip("<>").replace("/", "_")
+    def _remove_leftovers(self) -> None:
+        """Temporary files of a dispatcher killed mid-write: never delivered."""
+        for leftover in self.folder.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    def path_for(self, message: EmailMessage | str) -> Path:
+        message_id = message if isinstance(message, str) else str(message["Message-ID"])
+        name = message_id.strip("<>").replace("/", "_")
         return self.folder / f"{name}.eml"
+
+    def delivered(self, message_id: str) -> bool:
+        """Whether the message with this Message-ID was delivered."""
+        return self.path_for(message_id).exists()
 
     def deliver(self, message: EmailMessage) -> None:
         target = self.path_for(message)
@@ -134,9 +201,18 @@ class OutboxTransport:
             if os.path.exists(temp):
                 os.unlink(temp)
             raise
+        _fsync_folder(self.folder)  # the rename itself survives a power cut
 
     def close(self) -> None:
         pass
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @dataclass
@@ -205,6 +281,7 @@ class DispatchReport:
     retried: int = 0
     failed: int = 0
     lost: int = 0  # taken over by another dispatcher after this one's lease ran out
+    cancelled: int = 0  # the person stopped being active after the send was claimed
 
 
 def message_id(send: DueSend, domain: str) -> str:
@@ -225,10 +302,12 @@ class Dispatcher:
         on_progress: Callable[[DispatchReport], None] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.engine, self.transport, self.sender = engine, transport, sender
         self.worker, self.throttle, self.batch = worker, throttle, batch
         self.lease, self.clock, self.monotonic = lease, clock, monotonic
+        self.sleep = sleep
         self.on_progress = on_progress
         self._from = sender.address  # refused here, before any send is claimed
         self._renderers: dict[str, Renderer] = {}
@@ -237,11 +316,10 @@ class Dispatcher:
         """Deliver everything due; returns what happened. ``now`` fixes the
         time (tests, `--now`); without it each batch reads the clock."""
         report = DispatchReport()
+        self._resolve_unconfirmed(now or self.clock())
         while True:
             current = now or self.clock()
-            claimed = self.engine.claim(
-                current, self._batch_size(), worker=self.worker, lease=self.lease
-            )
+            claimed = self._stored("claim due sends", partial(self._claim, current))
             if not claimed:
                 return report
             people = self._people(claimed)  # one read for the whole batch
@@ -256,6 +334,9 @@ class Dispatcher:
                 self._deliver(send, now or self.clock(), report, people[send.enrollment_id])
             if self.on_progress is not None:
                 self.on_progress(report)
+
+    def _claim(self, now: dt.datetime) -> list[DueSend]:
+        return self.engine.claim(now, self._batch_size(), worker=self.worker, lease=self.lease)
 
     def _batch_size(self) -> int:
         """No more than a throttle lets through in half a lease."""
@@ -277,6 +358,14 @@ class Dispatcher:
         if self.throttle is not None:
             self.throttle.wait()
         try:
+            # The person may have replied, or the campaign ended, since the claim.
+            if not self._stored("check a send", lambda: self.engine.confirm(send, now)):
+                report.cancelled += 1
+                return
+        except EngineError:  # taken over by another dispatcher
+            report.lost += 1
+            return
+        try:
             self.transport.deliver(message)
         except Exception as error:
             failure = (
@@ -290,14 +379,21 @@ class Dispatcher:
                 backoff = dt.timedelta(minutes=min(2 ** (send.attempts - 1), 60))
                 self._mark_failed(send, str(failure), now, now + backoff, report)
             return
+        sent_id = str(message["Message-ID"])
         try:
-            self.engine.mark_sent(send, str(message["Message-ID"]), now, note=note)
+            # Delivered: the mark must not be lost to a busy or restarting
+            # database while this process lives, or the send would go twice.
+            self._stored(
+                f"record that {sent_id} was sent",
+                lambda: self.engine.mark_sent(send, sent_id, now, note=note),
+                attempts=None,
+            )
         except EngineError:
             # Another dispatcher took the send over after this one's lease ran
             # out (the documented duplicate); this one goes on with the batch.
             report.lost += 1
             return
-        person.sent(send.action_id, str(message["Message-ID"]), now)
+        person.sent(send.action_id, sent_id, now)
         report.sent += 1
 
     def _mark_failed(
@@ -309,7 +405,11 @@ class Dispatcher:
         report: DispatchReport,
     ) -> None:
         try:
-            self.engine.mark_failed(send, error, now, retry_at=retry_at)
+            self._stored(
+                "record a failed delivery",
+                lambda: self.engine.mark_failed(send, error, now, retry_at=retry_at),
+                attempts=None,
+            )
         except EngineError:
             report.lost += 1
             return
@@ -317,6 +417,36 @@ class Dispatcher:
             report.failed += 1
         else:
             report.retried += 1
+
+    def _stored(
+        self, what: str, action: Callable[[], T], *, attempts: int | None = CLAIM_ATTEMPTS
+    ) -> T:
+        """``action`` on the store, tried again while the database is busy or
+        unreachable: ``attempts`` times, or for as long as this process lives
+        (``None``). Refusals (:class:`EngineError`) are not retried."""
+        delay, tried = 0.1, 0
+        while True:
+            try:
+                return action()
+            except (OperationalError, InterfaceError) as error:
+                tried += 1
+                if attempts is not None and tried >= attempts:
+                    raise
+                reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+                log.warning("cannot %s (%s); trying again in %.1f s", what, reason, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, MAX_STORE_DELAY)
+
+    def _resolve_unconfirmed(self, now: dt.datetime) -> None:
+        """Sends a stopped dispatcher may have delivered, looked up where the
+        transport can tell (the outbox): sent, or cancelled."""
+        delivered = getattr(self.transport, "delivered", None)
+        if delivered is None:
+            return
+        for send in self.engine.unconfirmed():
+            found = bool(delivered(message_id(send, self.sender.domain)))
+            with contextlib.suppress(EngineError):  # settled by another dispatcher
+                self.engine.resolve(send, found, now)
 
     def compose(
         self, send: DueSend, now: dt.datetime, person: _Person | None = None
@@ -473,4 +603,6 @@ def _without_thread(action: Action) -> Action:
 
 
 def hostname() -> str:
-    return socket.gethostname() or "localhost"
+    """A dispatcher's default name in claims: unique per process, so two
+    dispatchers on one machine never mark each other's sends."""
+    return f"{socket.gethostname() or 'localhost'}:{os.getpid()}"

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
@@ -35,7 +46,13 @@ OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
     "failed",
     "cancelled",
 )
+# A send whose dispatcher stopped while delivering it, for a person no longer
+# active: it may have been delivered. A dispatcher whose transport can tell
+# (the outbox) settles it as sent or cancelled.
+UNCONFIRMED = "unconfirmed"
+SETTLE_BATCH = 100  # expired claims a dispatcher settles per claim, at most
 DEFAULT_LEASE = dt.timedelta(minutes=5)
+ENROLL_BATCH = 1000  # people per transaction: a long enroll lets others in between
 
 
 class EngineError(Exception):
@@ -43,11 +60,16 @@ class EngineError(Exception):
     nothing was changed."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class EnrollReport:
+    """What an enroll did: people enrolled (with their actions), people already
+    enrolled by an earlier run with the same start (an interrupted enroll run
+    again), and the rows refused."""
+
     campaign_id: str
     enrolled: int = 0
     actions: int = 0
+    already: int = 0
     problems: list[RowProblem] = field(default_factory=list)
 
 
@@ -118,47 +140,72 @@ class Engine:
         overrides: Mapping[str, dt.time] | None = None,
         *,
         now: dt.datetime,
+        batch: int = ENROLL_BATCH,
+        on_batch: Callable[[EnrollReport], None] | None = None,
     ) -> EnrollReport:
-        """Enroll everyone the campaign can take, in one transaction. A person
-        already active in the campaign is refused like any invalid row."""
+        """Enroll everyone the campaign can take, ``batch`` people per
+        transaction: a long enroll never holds the database for long (a
+        dispatcher, `feed` and `tasks` go on beside it), and one that is
+        interrupted keeps what it committed. Run again, it enrolls the rest:
+        people already active with the same start count as ``already``;
+        active with another start, they are refused like invalid rows."""
         planner = Planner(ir, start, overrides)
         key = campaign_id(ir)
         report = EnrollReport(key)
-        try:
-            return self._enroll(ir, people, start, planner, key, report, now)
-        except IntegrityError:
-            raise EngineError(
-                "someone else enrolled some of these people at the same moment; nothing was "
-                "enrolled: run it again (people already active will be listed)"
-            ) from None
+        self._store_campaign(key, ir, now)
+        chunk: list[tuple[Person, str, list[Action]]] = []
+        for person, where, planned in plan_people(planner, people, report.problems.append):
+            chunk.append((person, where.key, planned))
+            if len(chunk) >= batch:
+                self._enroll_batch(key, chunk, planner.start, now, report)
+                chunk.clear()
+                if on_batch is not None:
+                    on_batch(report)
+        if chunk:
+            self._enroll_batch(key, chunk, planner.start, now, report)
+        return report
 
-    def _enroll(
-        self,
-        ir: Campaign,
-        people: Iterable[Person | RowProblem | Mapping[str, Any]],
-        start: dt.datetime,
-        planner: Planner,
-        key: str,
-        report: EnrollReport,
-        now: dt.datetime,
-    ) -> EnrollReport:
+    def _store_campaign(self, key: str, ir: Campaign, now: dt.datetime) -> None:
+        """The campaign's row, made by whichever enroll comes first."""
         with self.store.transaction() as connection:
-            self._store_campaign(connection, key, ir, now)
-            active = self._active_people(connection, key)
-            wanted = _refuse_active(people, active, report.problems)
-            batch: list[tuple[Person, str, list[Action]]] = []
-            enrolled = planned = 0
-            for person, where, planned_actions in plan_people(
-                planner, wanted, report.problems.append
-            ):
-                batch.append((person, where.key, planned_actions))
-                if len(batch) >= 1000:
-                    planned += self._insert(connection, key, batch, start, now)
-                    enrolled += len(batch)
-                    batch.clear()
-            planned += self._insert(connection, key, batch, start, now)
-            enrolled += len(batch)
-        return EnrollReport(key, enrolled, planned, report.problems)
+            row = {"id": key, "name": ir.name, "ir": dump_ir(ir), "created_at": now}
+            connection.execute(_insert_if_absent(self.store.dialect, campaigns, row))
+            self._campaigns[key] = ir
+            self._check_open(connection, key)
+
+    def _enroll_batch(
+        self,
+        key: str,
+        chunk: list[tuple[Person, str, list[Action]]],
+        start: dt.datetime,
+        now: dt.datetime,
+        report: EnrollReport,
+    ) -> None:
+        for attempt in range(3):
+            try:
+                with self.store.transaction() as connection:
+                    self._check_open(connection, key)
+                    wanted = self._not_yet_active(connection, key, chunk, start, report, attempt)
+                    report.actions += self._insert(connection, key, wanted, start, now)
+                    report.enrolled += len(wanted)
+                return
+            except IntegrityError:
+                # Another enroll made some of these people active meanwhile:
+                # read again who is active, and enroll the others.
+                continue
+        raise EngineError(
+            "other enrolls keep enrolling the same people at the same moment; run it again "
+            f"({report.enrolled} enrolled so far)"
+        )
+
+    def _check_open(self, connection: Connection, key: str) -> None:
+        # Locked (PostgreSQL) so an `end` of the campaign waits for this batch
+        # and then ends it too, instead of missing it.
+        found = connection.execute(self._campaign_row(key)).first()
+        if found is not None and found.ended_at is not None:
+            ir = self._campaigns.get(key)
+            name = repr(ir.name) if ir is not None else key[:12]
+            raise EngineError(f"campaign {name} has ended; it takes no more people")
 
     def _campaign_row(self, key: str) -> Select[Any]:
         query = select(campaigns.c.ended_at).where(campaigns.c.id == key)
@@ -166,25 +213,46 @@ class Engine:
             query = query.with_for_update()
         return query
 
-    def _store_campaign(
-        self, connection: Connection, key: str, ir: Campaign, now: dt.datetime
-    ) -> None:
-        # Locked (PostgreSQL) so an `end` of the campaign waits for this enrollment
-        # and then ends it too, instead of missing it.
-        found = connection.execute(self._campaign_row(key)).first()
-        if found is None:
-            connection.execute(
-                campaigns.insert().values(id=key, name=ir.name, ir=dump_ir(ir), created_at=now)
+    def _not_yet_active(
+        self,
+        connection: Connection,
+        key: str,
+        chunk: list[tuple[Person, str, list[Action]]],
+        start: dt.datetime,
+        report: EnrollReport,
+        attempt: int,
+    ) -> list[tuple[Person, str, list[Action]]]:
+        """The people of ``chunk`` not active in the campaign; the others are
+        counted (same start) or refused (another start). On a retry the counts
+        of the failed attempt are not repeated."""
+        emails = [person.email.lower() for person, _, _ in chunk]
+        active = {
+            person.lower(): started
+            for person, started in connection.execute(
+                select(enrollments.c.person, enrollments.c.start_at).where(
+                    enrollments.c.campaign_id == key,
+                    enrollments.c.status == "active",
+                    func.lower(enrollments.c.person).in_(emails),
+                )
             )
-        elif found.ended_at is not None:
-            raise EngineError(f"campaign {ir.name!r} has ended; it takes no more people")
-        self._campaigns[key] = ir
-
-    def _active_people(self, connection: Connection, key: str) -> set[str]:
-        query = select(enrollments.c.person).where(
-            enrollments.c.campaign_id == key, enrollments.c.status == "active"
-        )
-        return {person.lower() for person in connection.execute(query).scalars()}
+        }
+        wanted = []
+        for entry in chunk:
+            person = entry[0]
+            started = active.get(person.email.lower())
+            if started is None:
+                wanted.append(entry)
+            elif attempt == 0 and started == start:
+                report.already += 1
+            elif attempt == 0:
+                report.problems.append(
+                    RowProblem(
+                        person.line,
+                        f"`{person.email}` is already active in this campaign "
+                        f"(started {started:%Y-%m-%d %H:%M}Z)",
+                    )
+                )
+        return wanted
 
     def _insert(
         self,
@@ -323,6 +391,7 @@ class Engine:
         if self.store.dialect == "postgresql":
             query = query.with_for_update(of=actions, skip_locked=True)
         with self.store.transaction() as connection:
+            _settle_expired(connection, now, limit=SETTLE_BATCH)
             found = [
                 DueSend(
                     row.id,
@@ -367,6 +436,130 @@ class Engine:
                     .values(lease_until=until)
                 ).rowcount
             )
+
+    def confirm(self, send: DueSend, at: dt.datetime) -> bool:
+        """Just before delivering: may ``send`` still go out? False when its
+        person is no longer active (the send is then cancelled, with the reason
+        in the feed), so an `end` stops a batch already claimed. Raises
+        :class:`LostClaim` when another dispatcher took the send over."""
+        with self.store.read() as connection:
+            row = self._action(connection, send.action_id)
+        if row.status != CLAIMED or row.claimed_by != send.worker:
+            raise LostClaim(f"send {send.action_id} was taken over by {row.claimed_by}")
+        if row.enrollment_status == "active":
+            return True
+        with self.store.transaction() as connection:
+            cancelled = connection.execute(
+                update(actions)
+                .where(
+                    actions.c.id == send.action_id,
+                    actions.c.status == CLAIMED,
+                    actions.c.claimed_by == send.worker,
+                )
+                .values(status=CANCELLED, closed_at=at, lease_until=None)
+            ).rowcount
+            if cancelled:
+                _announce(
+                    connection, row, at, "cancelled", f"send `{row.step}` cancelled: {row.reason}"
+                )
+        return False
+
+    def unconfirmed(self, limit: int = 100) -> list[DueSend]:
+        """Sends that may have been delivered by a dispatcher that stopped
+        (see :data:`UNCONFIRMED`), for a dispatcher that can look them up."""
+        query = (
+            select(
+                actions.c.id,
+                actions.c.enrollment_id,
+                enrollments.c.campaign_id,
+                enrollments.c.person,
+                actions.c.step,
+                actions.c.due_at,
+                actions.c.thread,
+                actions.c.attempts,
+            )
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(actions.c.status == UNCONFIRMED)
+            .order_by(actions.c.id)
+            .limit(limit)
+        )
+        with self.store.read() as connection:
+            return [DueSend(*row) for row in connection.execute(query)]
+
+    def resolve(self, send: DueSend | int, delivered: bool, at: dt.datetime) -> None:
+        """Settle an unconfirmed send: it was delivered after all, or it was not."""
+        action_id = send if isinstance(send, int) else send.action_id
+        with self.store.transaction() as connection:
+            row = self._action(connection, action_id, lock=True)
+            if row.status != UNCONFIRMED:
+                raise EngineError(f"send {action_id} is {row.status}, not unconfirmed")
+            status, event, message = (
+                (SENT, "sent", f"sent `{row.step}`: found delivered after its dispatcher stopped")
+                if delivered
+                else (CANCELLED, "cancelled", f"send `{row.step}` cancelled: {row.reason}")
+            )
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == action_id)
+                .values(status=status, closed_at=at, sent_at=at if delivered else None)
+            )
+            _announce(connection, row, at, event, message)
+
+    def retry_failed(
+        self,
+        at: dt.datetime,
+        *,
+        by: str,
+        campaign: str | None = None,
+        person: str | None = None,
+        since: dt.datetime | None = None,
+    ) -> int:
+        """Queue failed sends again (of people still active), at once and with
+        their attempts counted afresh; the feed says who did it. Returns how many."""
+        query = (
+            select(
+                actions.c.id,
+                actions.c.enrollment_id,
+                actions.c.step,
+                actions.c.error,
+                enrollments.c.campaign_id,
+                enrollments.c.person,
+            )
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(actions.c.status == FAILED, enrollments.c.status == "active")
+            .order_by(actions.c.id)
+        )
+        if campaign is not None:
+            query = query.where(enrollments.c.campaign_id == campaign)
+        if person is not None:
+            query = query.where(func.lower(enrollments.c.person) == person.lower())
+        if since is not None:
+            query = query.where(actions.c.due_at >= since)
+        with self.store.transaction() as connection:
+            rows = connection.execute(query).all()
+            if not rows:
+                return 0
+            connection.execute(
+                update(actions)
+                .where(actions.c.id.in_([row.id for row in rows]))
+                .values(status=PENDING, attempts=0, retry_at=None, error=None, lease_until=None)
+            )
+            connection.execute(
+                feed.insert(),
+                [
+                    _event(
+                        at,
+                        row.campaign_id,
+                        row.enrollment_id,
+                        row.person,
+                        "requeued",
+                        row.step,
+                        f"send `{row.step}` queued again by {by} (it had failed: {row.error})",
+                    )
+                    for row in rows
+                ],
+            )
+            return len(rows)
 
     def mark_sent(
         self,
@@ -659,6 +852,11 @@ class Engine:
             .where(enrollments.c.id == enrollment_id)
             .values(status="ended", reason=reason, success=success, ended_at=at)
         )
+        # A claim whose lease ran out has no dispatcher any more: settle it now.
+        # A live claim is settled by its dispatcher (sent, or cancelled when it
+        # checks the enrollment before delivering), or after its lease by
+        # the next claim's sweep.
+        _settle_expired(connection, at, actions.c.enrollment_id == enrollment_id)
         events = [
             _event(
                 at,
@@ -809,6 +1007,79 @@ def _earlier_open_task() -> Any:
     )
 
 
+def _settle_expired(
+    connection: Connection, at: dt.datetime, *where: Any, limit: int | None = None
+) -> None:
+    """Settle claims whose lease ran out on sends of people no longer active
+    (their dispatcher stopped, and nobody will take the sends over). A
+    dispatcher delivers its batch in claim order and marks each send before
+    the next, so of a stopped dispatcher's batch only the first send still
+    claimed may have been handed to the mail server: it becomes
+    :data:`UNCONFIRMED`; the others were never attempted and are cancelled."""
+    claims = connection.execute(
+        select(
+            actions.c.id,
+            actions.c.enrollment_id,
+            actions.c.step,
+            actions.c.claimed_by,
+            actions.c.lease_until,
+            actions.c.due_at,
+            actions.c.position,
+            enrollments.c.campaign_id,
+            enrollments.c.person,
+            enrollments.c.reason,
+        )
+        .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+        .where(
+            actions.c.status == CLAIMED,
+            actions.c.lease_until <= at,
+            enrollments.c.status != "active",
+            *where,
+        )
+        .order_by(actions.c.id)
+        .limit(limit)
+    ).all()
+    for claim in claims:
+        earlier = actions.alias("earlier_claim")
+        # Settled claims keep their lease_until, so they still count as the
+        # batch's; sends the dispatcher marked have none.
+        first = not connection.execute(
+            select(
+                exists().where(
+                    earlier.c.status.in_([CLAIMED, UNCONFIRMED, CANCELLED]),
+                    earlier.c.claimed_by == claim.claimed_by,
+                    earlier.c.lease_until == claim.lease_until,
+                    tuple_(earlier.c.due_at, earlier.c.enrollment_id, earlier.c.position)
+                    < tuple_(claim.due_at, claim.enrollment_id, claim.position),
+                )
+            )
+        ).scalar()
+        status = UNCONFIRMED if first else CANCELLED
+        connection.execute(
+            update(actions).where(actions.c.id == claim.id).values(status=status, closed_at=at)
+        )
+        message = (
+            f"send `{claim.step}`: its dispatcher stopped while delivering it, so it may have "
+            f"been delivered; not sent again: {claim.reason}"
+            if first
+            else f"send `{claim.step}` cancelled: {claim.reason} (its dispatcher had stopped "
+            "before sending it)"
+        )
+        _announce(connection, claim, at, "unconfirmed" if first else "cancelled", message)
+
+
+def _insert_if_absent(dialect: str, table: Table, row: dict[str, Any]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING: two enrolls of a new campaign both make
+    its row, and neither fails."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(**row).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
+
+
 def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, message: str) -> None:
     """A feed entry about the action ``row`` (as :meth:`Engine._action` reads it)."""
     connection.execute(
@@ -825,25 +1096,6 @@ def _announcement(action: Action) -> tuple[str, str]:
     if action.local is not None:
         return "queued", f"queued `{action.step}` for {action.local:%Y-%m-%d %H:%M %Z}"
     return "queued", f"queued `{action.step}` on {action.due_date}, after `{action.waits_for}`"
-
-
-def _refuse_active(
-    people: Iterable[Person | RowProblem | Mapping[str, Any]],
-    active: set[str],
-    problems: list[RowProblem],
-) -> Iterable[Person | RowProblem]:
-    for number, row in enumerate(people, start=1):
-        if isinstance(row, RowProblem):
-            yield row
-            continue
-        person = row if isinstance(row, Person) else Person(number, row)
-        email = str(person.fields.get("email") or "").strip().lower()
-        if email and email in active:
-            problems.append(
-                RowProblem(person.line, f"`{email}` is already active in this campaign")
-            )
-            continue
-        yield person
 
 
 def _event(

@@ -36,14 +36,17 @@ class Store:
         self.dialect = engine.dialect.name
 
     @classmethod
-    def open(cls, db: str, *, now: dt.datetime, **engine_options: Any) -> Store:
-        """Open (and create or migrate) the database ``db``."""
+    def open(
+        cls, db: str, *, now: dt.datetime, busy_timeout: float = 30.0, **engine_options: Any
+    ) -> Store:
+        """Open (and create or migrate) the database ``db``. On SQLite a writer
+        waits up to ``busy_timeout`` seconds for another writer."""
         url = database_url(db)
         try:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite":
                 engine = create_engine(url, **engine_options)
-                _sqlite_settings(engine)
+                _sqlite_settings(engine, busy_timeout)
             else:
                 engine = create_engine(url, pool_pre_ping=True, **engine_options)
         except ImportError as error:  # a database kind whose driver is not installed
@@ -90,7 +93,7 @@ class Store:
         self.engine.dispose()
 
 
-def _sqlite_settings(engine: Engine) -> None:
+def _sqlite_settings(engine: Engine, busy_timeout: float) -> None:
     """WAL (readers never wait for the writer), foreign keys, a busy timeout,
     and BEGIN IMMEDIATE so two writers queue instead of failing mid-way."""
 
@@ -100,7 +103,7 @@ def _sqlite_settings(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 

@@ -42,12 +42,8 @@ def main() -> None:
             result = CliRunner().invoke(
                 cli, case["args"], input=case.get("stdin"), catch_exceptions=True
             )
-            crashed = result.exception is not None and not isinstance(
-                result.exception, SystemExit
-            )
-            error = (
-                "".join(traceback.format_exception(result.exception)) if crashed else None
-            )
+            crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+            error = "".join(traceback.format_exception(result.exception)) if crashed else None
             outcome = {
                 "name": case["name"],
                 "exit": result.exit_code,

@@ -91,15 +91,36 @@ def test_enroll_queues_sends_and_opens_tasks(engine: Engine) -> None:
     ]
 
 
-def test_a_person_already_active_is_refused(engine: Engine) -> None:
+def test_a_person_already_active_with_another_start_is_refused(engine: Engine) -> None:
     ir = compiled()
     engine.enroll(ir, PEOPLE[:1], T0, now=T0)
-    report = engine.enroll(ir, [{"email": "ADA@example.com", "first_name": "A"}, PEOPLE[1]], T0,
-                           now=T0)  # fmt: skip
-    assert report.enrolled == 1
+    report = engine.enroll(ir, [{"email": "ADA@example.com", "first_name": "A"}, PEOPLE[1]],
+                           T0 + HOUR, now=T0)  # fmt: skip
+    assert report.enrolled == 1 and report.already == 0
     assert [(p.line, p.message) for p in report.problems] == [
-        (1, "`ada@example.com` is already active in this campaign")
+        (1, "`ADA@example.com` is already active in this campaign (started 2026-01-05 08:00Z)")
     ]
+
+
+def test_enrolling_again_with_the_same_start_enrolls_only_the_rest(engine: Engine) -> None:
+    ir = compiled()
+    first = engine.enroll(ir, PEOPLE[:1], T0, now=T0)
+    again = engine.enroll(ir, PEOPLE, T0, now=T0 + HOUR)  # an interrupted enroll, run again
+    assert (first.enrolled, again.enrolled, again.already, again.problems) == (1, 1, 1, [])
+    assert sorted(send.person for send in engine.due(T0 + 2 * HOUR)) == [
+        "ada@example.com",
+        "bo@example.com",
+    ]
+
+
+def test_an_enroll_commits_batch_by_batch(engine: Engine) -> None:
+    ir = compiled()
+    people = [{"email": f"p{n}@example.com", "first_name": f"P{n}"} for n in range(25)]
+    seen: list[int] = []
+    report = engine.enroll(ir, people, T0, now=T0, batch=10, on_batch=lambda r: seen.append(
+        len({s.person for s in engine.due(T0 + HOUR, limit=1000)})))  # fmt: skip
+    assert seen == [10, 20]  # what each batch committed was visible to others at once
+    assert report.enrolled == 25
 
 
 def test_an_open_task_holds_later_sends_until_it_closes(engine: Engine) -> None:

@@ -30,9 +30,17 @@ def db(tmp_path: Path) -> str:
 
 
 def test_enrolling_people_already_active_exits_3(db: str) -> None:
-    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", START, "--db", db)
+    later = "2026-01-12T09:00"
+    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", later, "--db", db)
     assert result.exit_code == 3
     assert "skipped: `ada@example.com` is already active in this campaign" in result.stderr
+
+
+def test_enrolling_again_with_the_same_start_is_harmless(db: str) -> None:
+    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", START, "--db", db)
+    assert result.exit_code == 0, result.stderr
+    assert "enrolled 0 people (0 actions)" in result.stderr
+    assert "5 already enrolled with this start" in result.stderr
 
 
 def open_tasks(db: str) -> list[dict[str, object]]:

@@ -1,0 +1,313 @@
+"""The store under contention and after crashes: claims are always settled,
+an `end` stops batches already claimed, a busy database never loses a mark,
+a silent SMTP server is a "maybe", failed sends can be queued again, and
+concurrent first use of a database never fails."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from cadence.cli import cli
+from cadence.compiler import compile_source
+from cadence.runtime.dispatch import (
+    DeliveryError,
+    Dispatcher,
+    OutboxTransport,
+    Sender,
+    SmtpTransport,
+    message_id,
+)
+from cadence.runtime.engine import Engine
+from cadence.runtime.schema import actions
+from cadence.runtime.store import Store
+from tests.engine_db import database
+from tests.test_dispatch import free_port
+
+T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+LEASE = dt.timedelta(minutes=5)
+SOURCE = 'campaign "c" { timezone "UTC" day 1 { email e { send choose subject "s" body "b" } } }'
+
+
+def campaign() -> Any:
+    ir = compile_source(SOURCE, "c.campaign").ir
+    assert ir is not None
+    return ir
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with database(request.param, tmp_path) as (url, options):
+        engine = Engine(Store.open(url, now=T0, **options))
+        yield engine
+        engine.close()
+
+
+def statuses(engine: Engine) -> dict[str, int]:
+    with engine.store.read() as connection:
+        rows = connection.execute(select(actions.c.status, func.count()).group_by(actions.c.status))
+        return dict(rows.all())  # type: ignore[arg-type]
+
+
+def people(count: int) -> list[dict[str, str]]:
+    return [{"email": f"p{n:03}@example.com"} for n in range(count)]
+
+
+# ---- a dispatcher that died, then an end --------------------------------------------------------
+def test_ending_after_a_dispatcher_died_settles_every_claim(engine: Engine) -> None:
+    report = engine.enroll(campaign(), people(6), T0, now=T0)
+    batch = engine.claim(T0, 100, worker="dead", lease=LEASE)  # then it was killed:
+    for send in batch[:2]:
+        engine.mark_sent(send, f"<m{send.action_id}@x>", T0)  # two marked; the third in flight
+    assert engine.end(report.campaign_id, T0 + 2 * LEASE) == 6
+    assert statuses(engine) == {"sent": 2, "unconfirmed": 1, "cancelled": 3}
+    feed = [e for e in engine.feed() if e.at == T0 + 2 * LEASE]
+    assert sum(e.event == "unconfirmed" for e in feed) == 1
+    assert "may have been delivered" in next(e.message for e in feed if e.event == "unconfirmed")
+    assert sum("dispatcher had stopped before sending it" in e.message for e in feed) == 3
+
+
+def test_claims_still_leased_at_the_end_are_settled_when_the_lease_runs_out(
+    engine: Engine,
+) -> None:
+    report = engine.enroll(campaign(), people(3), T0, now=T0)
+    engine.claim(T0, 100, worker="dead", lease=LEASE)
+    engine.end(report.campaign_id, T0 + dt.timedelta(minutes=1))  # the lease still runs
+    assert statuses(engine) == {"claimed": 3}
+    assert engine.claim(T0 + 2 * LEASE, 100, worker="next") == []  # the sweep settles them
+    assert statuses(engine) == {"unconfirmed": 1, "cancelled": 2}
+
+
+def test_the_outbox_tells_whether_an_unconfirmed_send_was_delivered(
+    engine: Engine, tmp_path: Path
+) -> None:
+    report = engine.enroll(campaign(), people(2), T0, now=T0)
+    sender = Sender("Sam", "sam@example.com")
+    outbox = OutboxTransport(tmp_path / "outbox")
+    first, _second = engine.claim(T0, 100, worker="dead", lease=LEASE)
+    delivered = EmailMessage()
+    delivered["Message-ID"] = message_id(first, sender.domain)
+    outbox.deliver(delivered)  # it reached the outbox; the dispatcher died before the mark
+    engine.end(report.campaign_id, T0 + 2 * LEASE)
+    assert statuses(engine) == {"unconfirmed": 1, "cancelled": 1}
+    Dispatcher(engine, outbox, sender).run_once(T0 + 3 * LEASE)
+    assert statuses(engine) == {"sent": 1, "cancelled": 1}
+    assert any("found delivered after its dispatcher stopped" in e.message for e in engine.feed())
+
+
+# ---- an end while a dispatcher works through its batch ------------------------------------------
+class Recorder:
+    def __init__(self, on_deliver: Any = None) -> None:
+        self.messages: list[EmailMessage] = []
+        self.on_deliver = on_deliver
+
+    def deliver(self, message: EmailMessage) -> None:
+        self.messages.append(message)
+        if self.on_deliver is not None:
+            self.on_deliver(message)
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_end_stops_a_batch_already_claimed(engine: Engine) -> None:
+    report = engine.enroll(campaign(), people(10), T0, now=T0)
+    ended = []
+
+    def end_after_the_first(_: EmailMessage) -> None:
+        if not ended:
+            ended.append(engine.end(report.campaign_id, T0))
+
+    transport = Recorder(end_after_the_first)
+    outcome = Dispatcher(engine, transport, Sender(), worker="one").run_once(T0)
+    assert len(transport.messages) == 1
+    assert (outcome.sent, outcome.cancelled) == (1, 9)
+    assert statuses(engine) == {"sent": 1, "cancelled": 9}
+
+
+# ---- a busy database ----------------------------------------------------------------------------
+def test_a_mark_waits_out_a_busy_database_instead_of_dying(tmp_path: Path) -> None:
+    db = tmp_path / "busy.db"
+    engine = Engine(Store.open(str(db), now=T0, busy_timeout=0.05))
+    engine.enroll(campaign(), people(1), T0, now=T0)
+    holder = sqlite3.connect(db, isolation_level=None)
+    waits: list[float] = []
+
+    def take_the_write_lock(_: EmailMessage) -> None:
+        holder.execute("BEGIN IMMEDIATE")  # a long enroll, say
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            holder.execute("COMMIT")
+
+    transport = Recorder(take_the_write_lock)
+    outcome = Dispatcher(engine, transport, Sender(), sleep=sleep).run_once(T0)
+    assert outcome.sent == 1 and len(transport.messages) == 1
+    assert waits == [0.1, 0.2, 0.4]
+    assert statuses(engine) == {"sent": 1}
+
+
+# ---- SMTP that goes silent after the message ----------------------------------------------------
+class SilentAfterData:
+    """Takes the whole message, then never answers."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.never = asyncio.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received += 1
+        await self.never.wait()
+        return "250 OK"
+
+
+def test_a_timeout_after_the_message_is_a_maybe_and_the_retry_keeps_the_message_id(
+    engine: Engine,
+) -> None:
+    engine.enroll(campaign(), people(1), T0, now=T0)
+    handler = SilentAfterData()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        transport = SmtpTransport("127.0.0.1", port, timeout=0.3)
+        outcome = Dispatcher(engine, transport, Sender()).run_once(T0)
+    finally:
+        handler.never.set()
+        controller.stop()
+    assert handler.received == 1 and outcome.retried == 1
+    retry = next(e for e in engine.feed() if e.event == "retry")
+    assert "did not answer after the message was sent" in retry.message
+    assert "may have been delivered" in retry.message
+
+
+def test_the_smtp_client_waits_ten_minutes_for_the_final_reply() -> None:
+    transport = SmtpTransport("127.0.0.1", 25)
+    assert (transport.timeout, transport.connect_timeout) == (600.0, 30.0)
+    error = DeliveryError("x", permanent=False, maybe_delivered=True)
+    assert error.maybe_delivered and not error.permanent
+
+
+# ---- failed sends queued again ------------------------------------------------------------------
+def test_retry_queues_failed_sends_again_and_says_who(tmp_path: Path) -> None:
+    db = str(tmp_path / "c.db")
+    engine = Engine(Store.open(db, now=T0))
+    engine.enroll(campaign(), people(2), T0, now=T0)
+    for send in engine.claim(T0, 100, worker="w"):
+        engine.mark_failed(send, "550 no such user", T0)
+    assert statuses(engine) == {"failed": 2}
+    result = CliRunner().invoke(
+        cli, ["retry", "--db", db, "--person", "p001@example.com", "--by", "alice"]
+    )
+    assert result.exit_code == 0 and "queued 1 failed send again" in result.stderr
+    assert statuses(engine) == {"failed": 1, "pending": 1}
+    requeued = next(e for e in engine.feed() if e.event == "requeued")
+    assert requeued.person == "p001@example.com"
+    assert requeued.message == "send `e` queued again by alice (it had failed: 550 no such user)"
+    assert [s.person for s in engine.due(T0 + LEASE)] == ["p001@example.com"]
+
+
+# ---- the outbox after a kill --------------------------------------------------------------------
+def test_the_outbox_removes_what_a_killed_dispatcher_left_half_written(tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    (folder / ".abc123.tmp").write_bytes(b"half a mess")
+    (folder / "kept.eml").write_bytes(b"whole")
+    OutboxTransport(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["kept.eml"]
+
+
+# ---- concurrent first use -----------------------------------------------------------------------
+WORKER = """
+import datetime as dt, json, sys
+from cadence.compiler import compile_source
+from cadence.runtime.engine import Engine
+from cadence.runtime.store import Store
+url, options, first = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+now = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+engine = Engine(Store.open(url, now=now, **options))
+ir = compile_source(sys.argv[4], "c.campaign").ir
+people = [{"email": f"p{n}@example.com"} for n in range(first, first + 300)]
+print(engine.enroll(ir, people, now, now=now, batch=50).enrolled)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_concurrent_first_use_and_disjoint_enrolls_never_fail(kind: str, tmp_path: Path) -> None:
+    import json
+
+    with database(kind, tmp_path) as (url, options):
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, url, json.dumps(options), str(first), SOURCE],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for first in (0, 300, 600)
+        ]
+        outputs = [worker.communicate(timeout=120) for worker in workers]
+        assert [worker.returncode for worker in workers] == [0, 0, 0], outputs
+        assert [out.strip() for out, _ in outputs] == ["300", "300", "300"]
+        engine = Engine(Store.open(url, now=T0, **options))
+        assert statuses(engine) == {"pending": 900}
+        engine.close()
+
+
+# ---- SQLite: readers and a dispatcher beside a long enroll --------------------------------------
+@pytest.mark.slow
+def test_feed_tasks_and_run_work_while_a_long_enroll_runs(tmp_path: Path) -> None:
+    db = str(tmp_path / "c.db")
+    source = (
+        'campaign "NAME" { timezone "UTC"\n'
+        '  day 1 { email e { send at 09:00 subject "s" body "b" } call ring { notes "n" } } }\n'
+    )
+    small, large = tmp_path / "small.campaign", tmp_path / "large.campaign"
+    small.write_text(source.replace("NAME", "small"))
+    large.write_text(source.replace("NAME", "large"))
+    few, many = tmp_path / "few.csv", tmp_path / "many.csv"
+    few.write_text("email\n" + "".join(f"f{n}@example.com\n" for n in range(100)))
+    many.write_text("email\n" + "".join(f"p{n}@example.com\n" for n in range(100_000)))
+    cadence = [sys.executable, "-m", "cadence"]
+    first = subprocess.run(
+        [*cadence, "enroll", str(small), "--people", str(few), "--start", "2026-01-05T08:00Z",
+         "--db", db],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    enroll = subprocess.Popen(
+        [*cadence, "enroll", str(large), "--people", str(many), "--start", "2026-01-06T08:00Z",
+         "--db", db],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    results: list[tuple[str, int, str]] = []
+    commands = [
+        ["feed", "--db", db, "--after", "99999999", "--format", "jsonl"],
+        ["tasks", "--db", db, "--person", "f1@example.com"],
+        ["run", "--db", db, "--outbox", str(tmp_path / "out"), "--now", "2026-01-05T10:00:00Z"],
+    ]
+    while enroll.poll() is None or not results:
+        for command in commands:
+            done = subprocess.run([*cadence, *command], capture_output=True, text=True, timeout=300)
+            results.append((command[0], done.returncode, done.stderr[-500:]))
+    _, errors = enroll.communicate(timeout=600)
+    assert enroll.returncode == 0, errors
+    assert "enrolled 100000 people" in errors
+    failures = [result for result in results if result[1] != 0]
+    assert not failures, failures
+    assert len(results) >= 6  # the commands really ran beside the enroll
+    assert len(list((tmp_path / "out").glob("*.eml"))) == 100
