@@ -443,7 +443,7 @@ class Engine:
         in the feed), so an `end` stops a batch already claimed. Raises
         :class:`LostClaim` when another dispatcher took the send over."""
         with self.store.read() as connection:
-            row = self._action(connection, send.action_id)
+            row = connection.execute(_CLAIM_STATE, {"b_id": send.action_id}).one()
         if row.status != CLAIMED or row.claimed_by != send.worker:
             raise LostClaim(f"send {send.action_id} was taken over by {row.claimed_by}")
         if row.enrollment_status == "active":
@@ -993,6 +993,23 @@ _MARK_SENT = (
         lease_until=None,
         error=None,
     )
+)
+
+
+# Built once: a dispatcher asks this before every delivery.
+_CLAIM_STATE = (
+    select(
+        actions.c.status,
+        actions.c.claimed_by,
+        actions.c.step,
+        actions.c.enrollment_id,
+        enrollments.c.campaign_id,
+        enrollments.c.person,
+        enrollments.c.status.label("enrollment_status"),
+        enrollments.c.reason,
+    )
+    .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+    .where(actions.c.id == bindparam("b_id"))
 )
 
 
