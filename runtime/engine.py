@@ -348,17 +348,7 @@ class Engine:
             and_(actions.c.status == CLAIMED, actions.c.lease_until <= now),
         )
         return (
-            select(
-                actions.c.id,
-                actions.c.enrollment_id,
-                enrollments.c.campaign_id,
-                enrollments.c.person,
-                actions.c.step,
-                actions.c.due_at,
-                actions.c.thread,
-                actions.c.attempts,
-            )
-            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            _sends()
             .where(
                 enrollments.c.status == "active",
                 actions.c.is_task.is_(False),
@@ -467,22 +457,7 @@ class Engine:
     def unconfirmed(self, limit: int = 100) -> list[DueSend]:
         """Sends that may have been delivered by a dispatcher that stopped
         (see :data:`UNCONFIRMED`), for a dispatcher that can look them up."""
-        query = (
-            select(
-                actions.c.id,
-                actions.c.enrollment_id,
-                enrollments.c.campaign_id,
-                enrollments.c.person,
-                actions.c.step,
-                actions.c.due_at,
-                actions.c.thread,
-                actions.c.attempts,
-            )
-            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-            .where(actions.c.status == UNCONFIRMED)
-            .order_by(actions.c.id)
-            .limit(limit)
-        )
+        query = _sends().where(actions.c.status == UNCONFIRMED).order_by(actions.c.id).limit(limit)
         with self.store.read() as connection:
             return [DueSend(*row) for row in connection.execute(query)]
 
@@ -1011,6 +986,20 @@ _CLAIM_STATE = (
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(actions.c.id == bindparam("b_id"))
 )
+
+
+def _sends() -> Select[Any]:
+    """Sends with what a dispatcher needs (the columns of :class:`DueSend`)."""
+    return select(
+        actions.c.id,
+        actions.c.enrollment_id,
+        enrollments.c.campaign_id,
+        enrollments.c.person,
+        actions.c.step,
+        actions.c.due_at,
+        actions.c.thread,
+        actions.c.attempts,
+    ).join(enrollments, enrollments.c.id == actions.c.enrollment_id)
 
 
 def _earlier_open_task() -> Any:

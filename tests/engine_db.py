@@ -27,11 +27,8 @@ def postgres_available() -> bool:
 
 
 @contextmanager
-def database(kind: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A database URL and engine options, dropped afterwards."""
-    if kind == "sqlite":
-        yield str(tmp_path / "cadence.db"), {}
-        return
+def _fresh_schema() -> Iterator[str]:
+    """A new PostgreSQL schema, dropped afterwards (skips, or fails in CI, without one)."""
     if not postgres_available():
         if os.environ.get("CADENCE_REQUIRE_POSTGRES"):
             pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES}")
@@ -42,7 +39,28 @@ def database(kind: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     with psycopg.connect(POSTGRES, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield POSTGRES, {"connect_args": {"options": f"-csearch_path={schema}"}}
+        yield schema
     finally:
         with psycopg.connect(POSTGRES, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def database(kind: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A database URL and engine options, dropped afterwards."""
+    if kind == "sqlite":
+        yield str(tmp_path / "cadence.db"), {}
+        return
+    with _fresh_schema() as schema:
+        yield POSTGRES, {"connect_args": {"options": f"-csearch_path={schema}"}}
+
+
+@contextmanager
+def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    """A database the command line can be pointed at: for PostgreSQL the
+    schema travels in the URL's connection options."""
+    if kind == "sqlite":
+        yield str(tmp_path / "cadence.db")
+        return
+    with _fresh_schema() as schema:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"

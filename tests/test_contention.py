@@ -35,6 +35,7 @@ from cadence.runtime.schema import actions
 from cadence.runtime.store import Store
 from tests.engine_db import database
 from tests.test_dispatch import free_port
+from tests.test_engine_review import Recorder
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(minutes=5)
@@ -108,20 +109,6 @@ def test_the_outbox_tells_whether_an_unconfirmed_send_was_delivered(
 
 
 # ---- an end while a dispatcher works through its batch ------------------------------------------
-class Recorder:
-    def __init__(self, on_deliver: Any = None) -> None:
-        self.messages: list[EmailMessage] = []
-        self.on_deliver = on_deliver
-
-    def deliver(self, message: EmailMessage) -> None:
-        self.messages.append(message)
-        if self.on_deliver is not None:
-            self.on_deliver(message)
-
-    def close(self) -> None:
-        pass
-
-
 def test_an_end_stops_a_batch_already_claimed(engine: Engine) -> None:
     report = engine.enroll(campaign(), people(10), T0, now=T0)
     ended = []

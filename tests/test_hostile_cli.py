@@ -10,14 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import EXAMPLES, ROOT
-from tests.engine_db import POSTGRES, postgres_available
+from tests.engine_db import database_url
 
 START = "2026-01-05T09:00"
 HOSTILE_TEMPLATES = [
@@ -200,29 +200,14 @@ def run_cases(folder: Path, db: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "sqlite":
-        yield str(tmp_path / "hostile.db")
-        return
-    if not postgres_available():
-        if os.environ.get("CADENCE_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES}")
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES}")
-    import psycopg
-
-    schema = f"hostile_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(POSTGRES, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.slow
-def test_no_command_gives_a_traceback_on_hostile_input(database_url: str, tmp_path: Path) -> None:
-    outcomes = run_cases(tmp_path, database_url)
+def test_no_command_gives_a_traceback_on_hostile_input(db_url: str, tmp_path: Path) -> None:
+    outcomes = run_cases(tmp_path, db_url)
     crashes = [o["name"] for o in outcomes if o.get("traceback")]
     hangs = [o["name"] for o in outcomes if o.get("timeout")]
     assert not crashes, crashes
