@@ -182,14 +182,17 @@ _PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?[a-
 
 
 def _check_percent(fmt: str, args: Any) -> None:
-    """``fmt % args`` allocates its widths before anyone can check the result."""
+    """``fmt % args`` allocates its widths before anyone can check the result:
+    each width is bounded, and so is their sum (a format repeated by ``*``)."""
+    widths = 0
     for match in _PERCENT.finditer(fmt):
         for number in match.groups():
             if number == "*":
                 raise TemplateLimitError("`%` with a width taken from the arguments (`*`)")
             if number is not None:
                 _check_width(int(number), "`%`")
-    if _size(fmt) + _size(args) > MAX_SIZE:
+                widths += int(number)
+    if widths + _size(fmt) + _size(args) > MAX_SIZE:
         raise TemplateLimitError(f"`%` would build more than {MAX_SIZE:,} characters")
 
 
@@ -202,12 +205,14 @@ def _check_format(fmt: str, args: Any, kwargs: Any) -> None:
         fields = list(string.Formatter().parse(fmt))
     except ValueError as error:
         raise TemplateLimitError(f"bad format string: {error}") from None
+    widths = 0
     for _literal, _name, spec, _conversion in fields:
         if spec and "{" in spec:
             raise TemplateLimitError("a format width taken from the arguments (`{:{}}`)")
         for number in _SPEC_NUMBER.findall(spec or ""):
             _check_width(int(number), "a format")
-    if _size(fmt) + _size(args) + _size(kwargs) > MAX_SIZE:
+            widths += int(number)
+    if widths + _size(fmt) + _size(args) + _size(kwargs) > MAX_SIZE:
         raise TemplateLimitError(f"a format would build more than {MAX_SIZE:,} characters")
 
 

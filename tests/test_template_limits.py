@@ -22,6 +22,8 @@ MEMORY_LIMIT = 1536 * 1024 * 1024  # bytes of address space a hostile case may u
 EXPENSIVE = {
     "center": ("{{ 'x'|center(1000000000) }}", "`center` with a width of 1000000000"),
     "percent": ("{{ '%01000000000d' % 1 }}", "`%` with a width of 1000000000"),
+    "percent-repeated": ("{{ ('%9999s' * 1000) % ((1,) * 1000) }}", "`%` would build more"),
+    "format-repeated": ("{{ ('{:9999}' * 1000).format(*range(1000)) }}", "a format would build"),
     "percent-star": ("{{ '%*d' % (1000000000, 1) }}", "a width taken from the arguments"),
     "format": ("{{ '{:>999999999}'.format(1) }}", "a format with a width of 999999999"),
     "format-nested": ("{{ '{:{}}'.format(1, 999999999) }}", "taken from the arguments"),
@@ -297,3 +299,32 @@ def test_a_template_that_cannot_compile_fails_only_its_own_step() -> None:
     with pytest.raises(RenderError, match="cannot be compiled"):
         renderer.texts("a", {"first_name": "Ada"})
     assert renderer.texts("b", {"first_name": "Ada"}) == {"subject": "B", "body": "fine"}
+
+
+def test_the_dispatcher_fails_an_expensive_send_quickly_and_delivers_the_rest(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    from cadence.runtime.dispatch import Dispatcher, OutboxTransport, Sender
+    from cadence.runtime.engine import Engine
+    from cadence.runtime.store import Store
+
+    start = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+    hostile = EXPENSIVE["nested-loops"][0]
+    source = campaign_with("{% if first_name == 'Eve' %}" + hostile + "{% endif %}Hello")
+    ir = compile_source(source, "c.campaign").ir
+    assert ir is not None
+    engine = Engine(Store.open(str(tmp_path / "c.db"), now=start))
+    people = [{"email": "eve@example.com", "first_name": "Eve"},
+              {"email": "ada@example.com", "first_name": "Ada"}]  # fmt: skip
+    engine.enroll(ir, people, start, now=start)
+    began = time.monotonic()
+    report = Dispatcher(engine, OutboxTransport(tmp_path / "out"), Sender()).run_once(
+        start + dt.timedelta(hours=2)
+    )
+    assert time.monotonic() - began < 30
+    assert (report.sent, report.failed) == (1, 1)
+    failed = next(e for e in engine.feed() if e.event == "failed")
+    assert failed.person == "eve@example.com"
+    assert "cannot render" in failed.message and "too much work" in failed.message
