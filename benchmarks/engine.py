@@ -57,8 +57,9 @@ def main() -> None:
     from aiosmtpd.controller import Controller
 
     from cadence.compiler import compile_source
-    from cadence.runtime.dispatch import Dispatcher, Sender, SmtpTransport
+    from cadence.runtime.dispatch import Dispatcher, Sender
     from cadence.runtime.engine import Engine
+    from cadence.runtime.smtp import SmtpTransport
 
     ir = compile_source(CAMPAIGN, "bench.campaign").ir
     assert ir is not None

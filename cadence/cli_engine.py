@@ -72,13 +72,14 @@ def _engine(db: str) -> Iterator[Any]:
 
     from cadence.runtime.engine import Engine, EngineError
     from cadence.runtime.migrations import SchemaError
+    from cadence.runtime.redact import redact
 
     try:
         engine = Engine.open(db, now=dt.datetime.now(dt.UTC))
     except (SchemaError, ValueError) as error:
-        _fail(f"{db}: {error}")
+        _fail(f"{redact(db)}: {error}")
     except (OperationalError, DatabaseError) as error:
-        _fail(f"cannot open the database {db}: {error.orig}")
+        _fail(f"cannot open the database {redact(db)}: {error.orig}")
     try:
         yield engine
     except EngineError as error:
@@ -396,7 +397,11 @@ def _config(path: str | None) -> Any:
     type=click.Path(dir_okay=False),
     help="Runtime config (TOML): smtp, outbox, throttle, [sender]. Options win.",
 )
-@click.option("--smtp", help="Deliver over SMTP to HOST:PORT.")
+@click.option(
+    "--smtp",
+    help="Deliver over SMTP: HOST:PORT (no TLS), smtp://[USER@]HOST[:PORT] (STARTTLS) or "
+    "smtps://[USER@]HOST[:PORT] (TLS); the password comes from $CADENCE_SMTP_PASSWORD.",
+)
 @click.option("--outbox", help="Write .eml files here instead (the default: ./outbox).")
 @click.option("--once", is_flag=True, help="Deliver what is due, then stop.")
 @click.option("--now", "now_text", help="Act as if it were this time (ISO 8601); implies --once.")
@@ -422,15 +427,12 @@ def run(
     db: str | None,
 ) -> None:
     """The dispatcher: claim due sends, render, deliver, mark; retries with backoff."""
-    from cadence.runtime.dispatch import (
-        Dispatcher,
-        OutboxTransport,
-        Sender,
-        SmtpTransport,
-        Throttle,
-        hostname,
-        parse_throttle,
-    )
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from cadence.runtime.delivery import OutboxTransport, TransportError
+    from cadence.runtime.dispatch import Dispatcher, Sender, Throttle, hostname, parse_throttle
+    from cadence.runtime.redact import redact
+    from cadence.runtime.smtp import SmtpTransport, parse_smtp
 
     config = _config(config_path)
     smtp = smtp or config.smtp
@@ -441,10 +443,15 @@ def run(
         _fail("choose --smtp or --outbox, not both")
     transport: Any
     if smtp:
-        host, _, port = smtp.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            _fail(f"smtp {smtp!r}: write HOST:PORT with a port from 1 to 65535, like 127.0.0.1:25")
-        transport = SmtpTransport(host.strip("[]"), int(port))
+        try:
+            account = parse_smtp(smtp) if isinstance(smtp, str) else smtp.account()
+        except ValueError as error:
+            _fail(str(error))
+        transport = SmtpTransport(account)
+        try:
+            transport.check()  # a refused login is one line, before anything is claimed
+        except TransportError as error:
+            _fail(str(error))
     else:
         try:
             transport = OutboxTransport(outbox or "outbox")
@@ -473,8 +480,16 @@ def run(
         sender_email or config.sender.email,
         sender_signature if sender_signature is not None else config.sender.signature,
     )
+    from cadence.runtime.unsubscribe import UnsubscribeLinks
+
     try:
         sender.address  # noqa: B018 - refused before any send is claimed
+        links = UnsubscribeLinks.from_config(
+            config.unsubscribe.mailto,
+            config.unsubscribe.url,
+            sender.email,
+            config.unsubscribe.secret_env,
+        )
     except ValueError as error:
         _fail(str(error))
     with _engine(db) as engine:
@@ -485,6 +500,7 @@ def run(
             worker=worker or config.worker or hostname(),
             throttle=limiter,
             on_progress=progress,
+            unsubscribe=links,
         )
         try:
             while True:
@@ -502,5 +518,9 @@ def run(
                 time.sleep(30)
         except KeyboardInterrupt:
             return
+        except TransportError as error:  # the batch was given back; nothing marked
+            _fail(str(error))
+        except (OperationalError, InterfaceError) as error:  # the database stayed away
+            _fail(f"the database {redact(db)} cannot be reached: {error.orig}")
         finally:
             transport.close()

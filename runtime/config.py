@@ -3,14 +3,27 @@ so a wrong key or type is one line naming the key, never a traceback.
 
 ```toml
 db = "cadence.db"            # or a postgresql:// URL
-smtp = "127.0.0.1:25"        # or: outbox = "outbox"
+outbox = "outbox"            # or an [smtp] table (or smtp = "127.0.0.1:25")
 throttle = "30 per 60"
 worker = "dispatcher-1"
+
+[smtp]
+host = "smtp.gmail.com"
+port = 587
+security = "starttls"        # starttls | tls (implicit, port 465) | none
+username = "sam@example.com"
+password_env = "CADENCE_SMTP_PASSWORD"   # the password is never in the file
+verify = true                # check the server's certificate
 
 [sender]
 name = "Sam Seller"
 email = "sam@example.com"
 signature = "-- Sam"
+
+[unsubscribe]
+mailto = "unsubscribe@example.com"          # default: the sender's address
+url = "https://example.com/unsubscribe"     # adds one-click (RFC 8058)
+secret_env = "CADENCE_UNSUBSCRIBE_SECRET"   # signs the links' tokens
 ```
 """
 
@@ -18,8 +31,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cadence.runtime.smtp import DEFAULT_PORTS, SmtpAccount
 
 
 class ConfigError(ValueError):
@@ -36,13 +52,41 @@ class SenderConfig(_Section):
     signature: str = ""
 
 
+class SmtpConfig(_Section):
+    host: str
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    verify: bool = True
+    ca_file: str | None = None
+
+    def account(self) -> SmtpAccount:
+        return SmtpAccount(
+            self.host,
+            self.port or DEFAULT_PORTS[self.security],
+            self.security,
+            self.username,
+            self.password_env,
+            self.verify,
+            self.ca_file,
+        )
+
+
+class UnsubscribeConfig(_Section):
+    mailto: str | None = None
+    url: str | None = None
+    secret_env: str | None = None
+
+
 class RuntimeConfig(_Section):
     db: str | None = None
-    smtp: str | None = None
+    smtp: str | SmtpConfig | None = None
     outbox: str | None = None
     throttle: str | None = None
     worker: str | None = None
     sender: SenderConfig = SenderConfig()
+    unsubscribe: UnsubscribeConfig = UnsubscribeConfig()
 
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -67,9 +111,17 @@ def load_config(path: str | Path) -> RuntimeConfig:
         raise ConfigError(f"{path}: {_first_problem(error)}") from None
 
 
+# Names pydantic puts in an error's location for the branches of `smtp`'s union.
+_BRANCHES = frozenset({"str", "SmtpConfig"})
+
+
 def _first_problem(error: ValidationError) -> str:
-    problem = error.errors()[0]
-    key = ".".join(str(part) for part in problem["loc"])
+    problems = error.errors()
+    problem = max(problems, key=lambda found: len(found["loc"]))  # the deepest says most
+    where = tuple(part for part in problem["loc"] if part not in _BRANCHES)
+    key = ".".join(str(part) for part in where)
+    if key == "smtp" and len(problem["loc"]) <= 2:
+        return '`smtp` must be "HOST:PORT" or an [smtp] table with host, port, security…'
     if problem["type"] == "extra_forbidden":
         known = _known(problem["loc"][:-1])
         return f"unknown setting {key!r} (known: {', '.join(known)})"
@@ -79,5 +131,9 @@ def _first_problem(error: ValidationError) -> str:
 
 
 def _known(section: tuple[int | str, ...]) -> list[str]:
-    model: type[BaseModel] = SenderConfig if section == ("sender",) else RuntimeConfig
-    return sorted(model.model_fields)
+    sections: dict[tuple[int | str, ...], type[BaseModel]] = {
+        ("sender",): SenderConfig,
+        ("smtp", "SmtpConfig"): SmtpConfig,
+        ("unsubscribe",): UnsubscribeConfig,
+    }
+    return sorted(sections.get(section, RuntimeConfig).model_fields)

@@ -14,9 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import smtplib
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +22,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import partial
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -33,186 +30,18 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from cadence.compiler.ir import Campaign
 from cadence.runtime.addresses import sender_address
 from cadence.runtime.calendar import zone
+from cadence.runtime.delivery import DeliveryError, Transport, TransportError
 from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
 from cadence.runtime.planner import Action
 from cadence.runtime.render import Renderer
 from cadence.runtime.schema import actions, enrollments
+from cadence.runtime.unsubscribe import UnsubscribeLinks
 
 MAX_ATTEMPTS = 8
 CLAIM_ATTEMPTS = 5  # a claim that cannot reach the database gives up (nothing was sent)
 MAX_STORE_DELAY = 30.0  # seconds between tries of a store that is busy or away
 T = TypeVar("T")
 log = logging.getLogger("cadence.dispatch")
-
-
-class DeliveryError(Exception):
-    """A delivery that did not happen; ``permanent`` ones are not retried.
-    ``maybe_delivered``: the server went silent after the whole message was
-    sent, so it may have been delivered (a retry carries the same Message-ID)."""
-
-    def __init__(self, message: str, *, permanent: bool, maybe_delivered: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.maybe_delivered = maybe_delivered
-
-
-class Transport(Protocol):
-    def deliver(self, message: EmailMessage) -> None: ...
-
-    def close(self) -> None: ...
-
-
-# RFC 5321 §4.5.3.2: a client waits up to 10 minutes for the reply to the end
-# of the message (servers scan it then); connecting is not worth as long.
-CONNECT_TIMEOUT = 30.0
-REPLY_TIMEOUT = 600.0
-
-
-class _SMTP(smtplib.SMTP):
-    """smtplib's client, noting when the whole message has been sent: a
-    failure after that point may follow a delivery."""
-
-    message_sent = False
-
-    def send(self, s: Any) -> None:
-        super().send(s)
-        tail = s[-5:]
-        if (tail.encode() if isinstance(tail, str) else bytes(tail)) == b"\r\n.\r\n":
-            self.message_sent = True  # the end of DATA: the server has it all
-
-
-class SmtpTransport:
-    """One SMTP connection, opened on first use and reopened after an error."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        timeout: float = REPLY_TIMEOUT,
-        connect_timeout: float = CONNECT_TIMEOUT,
-    ) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
-        self.connect_timeout = connect_timeout
-        self._smtp: _SMTP | None = None
-
-    def _connection(self) -> _SMTP:
-        if self._smtp is None:
-            self._smtp = _SMTP(self.host, self.port, timeout=self.connect_timeout)
-            if self._smtp.sock is not None:
-                self._smtp.sock.settimeout(self.timeout)
-        self._smtp.message_sent = False
-        return self._smtp
-
-    def deliver(self, message: EmailMessage) -> None:
-        smtp = None
-        try:
-            smtp = self._connection()
-            smtp.send_message(message)
-        except smtplib.SMTPResponseException as error:
-            self._reset()
-            text = (
-                error.smtp_error.decode(errors="replace")
-                if isinstance(error.smtp_error, bytes)
-                else str(error.smtp_error)
-            )
-            raise DeliveryError(
-                f"{error.smtp_code} {text}", permanent=500 <= error.smtp_code < 600
-            ) from None
-        except smtplib.SMTPRecipientsRefused as error:
-            self._reset()
-            code, reason = next(iter(error.recipients.values()))
-            raise DeliveryError(
-                f"{code} {reason.decode(errors='replace')}", permanent=500 <= code < 600
-            ) from None
-        except (OSError, smtplib.SMTPException) as error:
-            self._reset()
-            if smtp is not None and smtp.message_sent:
-                raise DeliveryError(
-                    f"{self.host}:{self.port} did not answer after the message was sent "
-                    f"({error or type(error).__name__}): it may have been delivered",
-                    permanent=False,
-                    maybe_delivered=True,
-                ) from None
-            raise DeliveryError(
-                f"cannot reach {self.host}:{self.port}: {error or type(error).__name__}",
-                permanent=False,
-            ) from None
-
-    def _reset(self) -> None:
-        if self._smtp is not None:
-            try:
-                self._smtp.close()
-            finally:
-                self._smtp = None
-
-    def close(self) -> None:
-        if self._smtp is not None:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                self._smtp.quit()
-            self._smtp = None
-
-
-class OutboxTransport:
-    """`.eml` files in a folder, named by Message-ID: written once, atomically
-    (a temporary file, fsynced, renamed, and the folder fsynced), so a file
-    that is there was delivered whole, and a crash leaves no half file."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._remove_leftovers()
-
-    def _remove_leftovers(self) -> None:
-        """Temporary files of a dispatcher killed mid-write: never delivered."""
-        for leftover in self.folder.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-
-    def path_for(self, message: EmailMessage | str) -> Path:
-        message_id = message if isinstance(message, str) else str(message["Message-ID"])
-        name = message_id.strip("<>").replace("/", "_")
-        return self.folder / f"{name}.eml"
-
-    def delivered(self, message_id: str) -> bool:
-        """Whether the message with this Message-ID was delivered."""
-        return self.path_for(message_id).exists()
-
-    def deliver(self, message: EmailMessage) -> None:
-        target = self.path_for(message)
-        if target.exists():
-            return  # delivered before a crash: never twice
-        try:
-            self._write(message, target)
-        except OSError as error:
-            raise DeliveryError(
-                f"cannot write {target}: {error.strerror or error}", permanent=False
-            ) from None
-
-    def _write(self, message: EmailMessage, target: Path) -> None:
-        fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(message.as_bytes())
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
-        _fsync_folder(self.folder)  # the rename itself survives a power cut
-
-    def close(self) -> None:
-        pass
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 @dataclass
@@ -303,6 +132,7 @@ class Dispatcher:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self.engine, self.transport, self.sender = engine, transport, sender
         self.worker, self.throttle, self.batch = worker, throttle, batch
@@ -310,6 +140,7 @@ class Dispatcher:
         self.sleep = sleep
         self.on_progress = on_progress
         self._from = sender.address  # refused here, before any send is claimed
+        self.unsubscribe = unsubscribe or UnsubscribeLinks(sender.email)
         self._renderers: dict[str, Renderer] = {}
 
     def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
@@ -331,7 +162,13 @@ class Dispatcher:
                     # dispatcher may take over a send this one still holds.
                     self.engine.renew(claimed[position:], current + elapsed + self.lease)
                     current, started = current + elapsed, self.monotonic()
-                self._deliver(send, now or self.clock(), report, people[send.enrollment_id])
+                try:
+                    self._deliver(send, now or self.clock(), report, people[send.enrollment_id])
+                except TransportError:
+                    # Nothing can be delivered (a refused login, a certificate):
+                    # give the rest of the batch back untouched, and stop.
+                    self.engine.release(claimed[position:])
+                    raise
             if self.on_progress is not None:
                 self.on_progress(report)
 
@@ -367,6 +204,8 @@ class Dispatcher:
             return
         try:
             self.transport.deliver(message)
+        except TransportError:
+            raise
         except Exception as error:
             failure = (
                 error
@@ -478,6 +317,8 @@ class Dispatcher:
         message["Subject"] = this.subject or ""
         message["Date"] = format_datetime(now)
         message["Message-ID"] = message_id(send, self.sender.domain)
+        for name, value in self.unsubscribe.headers(send.person).items():
+            message[name] = value
         note = None
         if replied is not None and replied["message_id"]:
             message["In-Reply-To"] = replied["message_id"]

@@ -427,6 +427,29 @@ class Engine:
                 ).rowcount
             )
 
+    def release(self, sends: Sequence[DueSend]) -> int:
+        """Give back claims this dispatcher will not deliver (its transport
+        cannot work): pending again at once, the attempt not counted."""
+        if not sends:
+            return 0
+        with self.store.transaction() as connection:
+            return int(
+                connection.execute(
+                    update(actions)
+                    .where(
+                        actions.c.id.in_([send.action_id for send in sends]),
+                        actions.c.status == CLAIMED,
+                        actions.c.claimed_by == sends[0].worker,
+                    )
+                    .values(
+                        status=PENDING,
+                        claimed_by=None,
+                        lease_until=None,
+                        attempts=actions.c.attempts - 1,
+                    )
+                ).rowcount
+            )
+
     def confirm(self, send: DueSend, at: dt.datetime) -> bool:
         """Just before delivering: may ``send`` still go out? False when its
         person is no longer active (the send is then cancelled, with the reason

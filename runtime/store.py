@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from cadence.runtime.migrations import LATEST, current_version, lock_for_migration, migrate
+from cadence.runtime.redact import redact
 
 DEFAULT_DB = "cadence.db"
 
@@ -52,7 +53,9 @@ class Store:
         except ImportError as error:  # a database kind whose driver is not installed
             raise ValueError("cadence works with SQLite and PostgreSQL databases") from error
         except ArgumentError as error:  # NoSuchModuleError too: an unknown database kind
-            raise ValueError(f"{db!r} is not a SQLite path or a postgresql:// URL") from error
+            raise ValueError(
+                f"{redact(db)!r} is not a SQLite path or a postgresql:// URL"
+            ) from error
         store = cls(engine)
         try:
             store._migrate(now)

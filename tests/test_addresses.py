@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.addresses import AddressChecker, AddressError, sender_address
-from cadence.runtime.dispatch import Dispatcher, OutboxTransport, Sender
+from cadence.runtime.delivery import OutboxTransport
+from cadence.runtime.dispatch import Dispatcher, Sender
 from cadence.runtime.engine import Engine
 from cadence.runtime.store import Store
 

@@ -22,16 +22,11 @@ from sqlalchemy import func, select
 
 from cadence.cli import cli
 from cadence.compiler import compile_source
-from cadence.runtime.dispatch import (
-    DeliveryError,
-    Dispatcher,
-    OutboxTransport,
-    Sender,
-    SmtpTransport,
-    message_id,
-)
+from cadence.runtime.delivery import DeliveryError, OutboxTransport
+from cadence.runtime.dispatch import Dispatcher, Sender, message_id
 from cadence.runtime.engine import Engine
 from cadence.runtime.schema import actions
+from cadence.runtime.smtp import SmtpTransport
 from cadence.runtime.store import Store
 from tests.engine_db import database
 from tests.test_dispatch import free_port

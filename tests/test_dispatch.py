@@ -15,14 +15,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from cadence.compiler import compile_source
-from cadence.runtime.dispatch import (
-    Dispatcher,
-    OutboxTransport,
-    Sender,
-    SmtpTransport,
-    Throttle,
-)
+from cadence.runtime.delivery import OutboxTransport
+from cadence.runtime.dispatch import Dispatcher, Sender, Throttle
 from cadence.runtime.engine import Engine
+from cadence.runtime.smtp import SmtpTransport
 from cadence.runtime.store import Store
 from tests.engine_db import database
 

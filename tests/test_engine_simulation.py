@@ -8,7 +8,8 @@ import email.policy
 from pathlib import Path
 
 from cadence.compiler import compile_source
-from cadence.runtime.dispatch import Dispatcher, OutboxTransport, Sender
+from cadence.runtime.delivery import OutboxTransport
+from cadence.runtime.dispatch import Dispatcher, Sender
 from cadence.runtime.engine import Engine
 from cadence.runtime.store import Store
 

@@ -306,7 +306,8 @@ def test_the_dispatcher_fails_an_expensive_send_quickly_and_delivers_the_rest(
 ) -> None:
     import datetime as dt
 
-    from cadence.runtime.dispatch import Dispatcher, OutboxTransport, Sender
+    from cadence.runtime.delivery import OutboxTransport
+    from cadence.runtime.dispatch import Dispatcher, Sender
     from cadence.runtime.engine import Engine
     from cadence.runtime.store import Store
 
