@@ -406,7 +406,11 @@ def _config(path: str | None) -> Any:
 @click.option("--once", is_flag=True, help="Deliver what is due, then stop.")
 @click.option("--now", "now_text", help="Act as if it were this time (ISO 8601); implies --once.")
 @click.option("--throttle", help="At most N sends per SECONDS: `30 per 60` (or 30/60).")
-@click.option("--worker", default=None, help="This dispatcher's name in claims (default: host).")
+@click.option(
+    "--worker",
+    default=None,
+    help="This dispatcher's name in claims and the feed (host and process id are added).",
+)
 @click.option("--sender-name", default=None)
 @click.option("--sender-email", default=None)
 @click.option("--sender-signature", default=None)
@@ -430,7 +434,7 @@ def run(
     from sqlalchemy.exc import InterfaceError, OperationalError
 
     from cadence.runtime.delivery import OutboxTransport, TransportError
-    from cadence.runtime.dispatch import Dispatcher, Sender, Throttle, hostname, parse_throttle
+    from cadence.runtime.dispatch import Dispatcher, Sender, Throttle, parse_throttle, worker_name
     from cadence.runtime.redact import redact
     from cadence.runtime.smtp import SmtpTransport, parse_smtp
 
@@ -497,7 +501,7 @@ def run(
             engine,
             transport,
             sender,
-            worker=worker or config.worker or hostname(),
+            worker=worker_name(worker or config.worker),
             throttle=limiter,
             on_progress=progress,
             unsubscribe=links,

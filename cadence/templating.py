@@ -30,11 +30,11 @@ import operator
 import re
 import string
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
@@ -50,6 +50,8 @@ MAX_WIDTH = 10_000
 """The widest padding or precision a format or filter may ask for."""
 MAX_INT_BITS = 100_000
 """The largest integer (in bits) arithmetic in a template may build."""
+MAX_URLIZE_WORD = 2_000
+"""The longest word (a run without spaces) `urlize` looks at."""
 MAX_LIPSUM = 20
 """Paragraphs (and words per paragraph, ×10) `lipsum()` may make."""
 
@@ -116,28 +118,36 @@ def render(template: Template, context: Mapping[str, Any]) -> str:
 
 # ---- sizes, measured without building the value -------------------------------------------
 def _size(value: Any, limit: int = MAX_SIZE) -> int:
-    """About how many characters ``str(value)`` has (or items a container holds),
-    found without calling ``str`` on containers: a list of one long string
-    repeated is small in memory but huge as text. Stops counting past ``limit``."""
+    """About how many characters ``str(value)`` has, found without calling
+    ``str``: a list of one long string repeated is small in memory but huge as
+    text, and so are dict views and namespaces holding one. Stops counting past
+    ``limit``."""
     if isinstance(value, str):
         return len(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) or value is None or isinstance(value, float | Undefined):
+        return 16
+    if isinstance(value, int):
         return value.bit_length() // 3 + 1
     if isinstance(value, Mapping):
-        total = 2
-        for key, item in value.items():
-            total += _size(key, limit) + _size(item, limit) + 4
-            if total > limit:
-                break
-        return total
-    if isinstance(value, list | tuple | set | frozenset):
-        total = 2
-        for item in value:
-            total += _size(item, limit) + 2
-            if total > limit:
-                break
-        return total
-    return 16  # numbers, None, undefined, generators: small, or measured as they are consumed
+        return _size_of_items(((key, item) for key, item in value.items()), limit)
+    if isinstance(value, Collection) and not isinstance(value, Iterator):
+        return _size_of_items(value, limit)  # lists, tuples, sets, dict views
+    if not callable(value):  # a namespace, a cycler: what it holds
+        try:
+            attributes = object.__getattribute__(value, "__dict__")
+        except AttributeError:
+            return 16
+        return 16 + _size(attributes, limit)
+    return 16  # functions, macros, generators (measured as they are consumed)
+
+
+def _size_of_items(items: Iterable[Any], limit: int) -> int:
+    total = 2
+    for item in items:
+        total += _size(item, limit) + 2
+        if total > limit:
+            break
+    return total
 
 
 def _check_size(value: Any, what: str) -> Any:
@@ -219,8 +229,10 @@ def _check_format(fmt: str, args: Any, kwargs: Any) -> None:
 def _multiply(left: Any, right: Any) -> Any:
     for sequence, count in ((left, right), (right, left)):
         if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-            if len(sequence) * count > MAX_SIZE:
-                raise TemplateLimitError(f"`*` would build more than {MAX_SIZE:,} items")
+            # As text: a list of one long string, repeated, is huge when printed,
+            # compared or joined, though small in memory.
+            if _size(sequence) * max(count, 0) > MAX_SIZE:
+                raise TemplateLimitError(f"`*` would build more than {MAX_SIZE:,} characters")
             return operator.mul(left, right)
     both_ints = isinstance(left, int) and isinstance(right, int)
     if both_ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
@@ -239,8 +251,8 @@ def _power(left: Any, right: Any) -> Any:
 
 def _add(left: Any, right: Any) -> Any:
     sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
-    if sized and len(left) + len(right) > MAX_SIZE:
-        raise TemplateLimitError(f"`+` would build more than {MAX_SIZE:,} items")
+    if sized and _size(left) + _size(right) > MAX_SIZE:
+        raise TemplateLimitError(f"`+` would build more than {MAX_SIZE:,} characters")
     return operator.add(left, right)
 
 
@@ -365,10 +377,10 @@ def _wordwrap_check(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 
 def _count_check(
-    name: str, position: int
+    name: str, keyword: str
 ) -> Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]:
     def check(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        count = args[position] if len(args) > position else None
+        count = args[0] if args else kwargs.get(keyword)
         if isinstance(count, int) and count > MAX_WIDTH:
             raise TemplateLimitError(f"`{name}` with {count} (at most {MAX_WIDTH:,})")
         return (value, *args)
@@ -398,10 +410,17 @@ def _replace_check(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     return (value, *args)
 
 
+_LONG_WORD = re.compile(rf"\S{{{MAX_URLIZE_WORD + 1}}}")
+
+
 def _urlize_check(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     extra = [kwargs.get(name) for name in ("target", "rel")] + list(args[2:4])
     if any(isinstance(item, str) and len(item) > MAX_WIDTH for item in extra):
         raise TemplateLimitError(f"`urlize` with an attribute over {MAX_WIDTH:,} characters")
+    # urlize's work grows with the square of a word's length (its trailing
+    # punctuation pattern): no URL is this long.
+    if _LONG_WORD.search(str(value)):
+        raise TemplateLimitError(f"`urlize` of a word over {MAX_URLIZE_WORD:,} characters")
     return (value, *args)
 
 
@@ -413,8 +432,8 @@ _FILTER_CHECKS: dict[str, FilterCheck] = {
     "center": _center_check,
     "replace": _replace_check,
     "format": _format_check,
-    "batch": _count_check("batch", 0),
-    "slice": _count_check("slice", 0),
+    "batch": _count_check("batch", "linecount"),
+    "slice": _count_check("slice", "slices"),
     "sum": _sum_check,
     "urlize": _urlize_check,
 }
@@ -568,6 +587,8 @@ def analyse(env: CampaignEnvironment, template: str) -> Analysis | TemplateSynta
     limits) and say what it uses, or the syntax error that stops it."""
     if "{" not in template:
         return Analysis({}, [])  # no Jinja syntax at all: plain text
+    # Jinja folds constant expressions while compiling: that work has a budget too.
+    token = _BUDGET.set(_Budget(time.monotonic() + MAX_SECONDS))
     try:
         tree = env.parse(template)
         env.compile(tree)  # unknown filters and tests are found here
@@ -577,6 +598,8 @@ def analyse(env: CampaignEnvironment, template: str) -> Analysis | TemplateSynta
         # Jinja's parser recursing, or Python refusing the nesting of the code
         # Jinja generated (IndentationError, "too many statically nested blocks").
         return TemplateSyntaxError("the template nests too deeply", _deepest_line(template))
+    finally:
+        _BUDGET.reset(token)
     loading = next(tree.find_all(_LOADERS), None)
     if loading is not None:
         return TemplateSyntaxError(

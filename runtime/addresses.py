@@ -47,12 +47,15 @@ class AddressChecker:
         ):
             return text
         try:
-            result = validate_email(text, check_deliverability=False)
+            # No SMTPUTF8: a local part beyond ASCII could not be delivered by
+            # cadence's SMTP or written in a header; an international domain
+            # is kept in its ASCII (punycode) form, which both take.
+            result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError as error:
             raise AddressError(str(error)) from None
-        normalised = str(result.normalized)
+        normalised = str(result.ascii_email or result.normalized)
         if _PLAIN.fullmatch(result.local_part) and _PLAIN_DOMAIN.fullmatch(result.domain):
-            self._domains.add(result.domain)
+            self._domains.add(result.domain)  # plain ASCII: its normal form is itself
         return normalised
 
 
@@ -70,12 +73,24 @@ def has_control(text: str) -> bool:
     return any(unicodedata.category(char) in _UNSAFE_CATEGORIES for char in text)
 
 
+def header_problem(text: str) -> str | None:
+    """Why ``text`` cannot go into a mail header as it is, or ``None``.
+    Besides line breaks: an RFC 2047 encoded word (``=?utf-8?q?=0A…?=``),
+    which Python's email package and mail readers decode, line breaks and all."""
+    if has_control(text):
+        return "a line break or control character"
+    if "=?" in text:
+        return "an encoded word (=?…?=), which mail programs would decode"
+    return None
+
+
 def sender_address(name: str, email: str) -> Address:
     """The From address; raises :class:`AddressError` for a name or address
     that cannot be put in a header as it is (run-wide settings are checked
     before any send is claimed)."""
-    if has_control(name):
-        raise AddressError(f"the sender name {name!r} holds a control character or line break")
+    problem = header_problem(name)
+    if problem is not None:
+        raise AddressError(f"the sender name {name!r} holds {problem}")
     if has_control(email) or any(char.isspace() for char in email):
         raise AddressError(f"the sender address {email!r} holds a space or control character")
     try:

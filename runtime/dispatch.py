@@ -28,16 +28,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cadence.compiler.ir import Campaign
-from cadence.runtime.addresses import sender_address
+from cadence.runtime.addresses import has_control, sender_address
 from cadence.runtime.calendar import zone
 from cadence.runtime.delivery import DeliveryError, Transport, TransportError
 from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
 from cadence.runtime.planner import Action
 from cadence.runtime.render import Renderer
 from cadence.runtime.schema import actions, enrollments
+from cadence.runtime.smtp import REPLY_TIMEOUT
 from cadence.runtime.unsubscribe import UnsubscribeLinks
 
 MAX_ATTEMPTS = 8
+# What one delivery may take (RFC 5321: up to 10 minutes for the reply to the
+# end of the message, and a minute for the rest); leases are renewed so the
+# next send always has this much left.
+DELIVERY_MARGIN = dt.timedelta(seconds=REPLY_TIMEOUT + 60)
 CLAIM_ATTEMPTS = 5  # a claim that cannot reach the database gives up (nothing was sent)
 MAX_STORE_DELAY = 30.0  # seconds between tries of a store that is busy or away
 T = TypeVar("T")
@@ -55,14 +60,25 @@ class Throttle:
     sleep: Callable[[float], None]
     _sent: list[float] = field(default_factory=list)
 
-    def wait(self) -> None:
+    def delay(self) -> float:
+        """Seconds until a send may go (0: now)."""
         now = self.clock()
         self._sent = [t for t in self._sent if now - t < self.seconds]
-        if len(self._sent) >= self.count:
-            self.sleep(self.seconds - (now - self._sent[0]))
-            now = self.clock()
-            self._sent = [t for t in self._sent if now - t < self.seconds]
-        self._sent.append(now)
+        if len(self._sent) < self.count:
+            return 0.0
+        return max(0.0, self.seconds - (now - self._sent[0]))
+
+    def ready(self) -> None:
+        """Wait until a send may go, without taking its place (before a claim:
+        a dispatcher never holds sends while it waits)."""
+        delay = self.delay()
+        if delay > 0:
+            self.sleep(delay)
+
+    def wait(self) -> None:
+        """Wait for room, and take it."""
+        self.ready()
+        self._sent.append(self.clock())
 
 
 MAX_THROTTLE_COUNT = 1_000_000
@@ -149,19 +165,28 @@ class Dispatcher:
         report = DispatchReport()
         self._resolve_unconfirmed(now or self.clock())
         while True:
+            if self.throttle is not None and self.throttle.delay() > 0:
+                if not self.engine.due(now or self.clock(), 1):
+                    return report  # nothing to wait for
+                self.throttle.ready()
             current = now or self.clock()
             claimed = self._stored("claim due sends", partial(self._claim, current))
             if not claimed:
                 return report
             people = self._people(claimed)  # one read for the whole batch
             started = self.monotonic()
+            held = self.lease.total_seconds()  # until the leases run out, from `started`
             for position, send in enumerate(claimed):
-                elapsed = dt.timedelta(seconds=self.monotonic() - started)
-                if elapsed > self.lease / 2:
-                    # A long (throttled) batch keeps its leases: no other
-                    # dispatcher may take over a send this one still holds.
-                    self.engine.renew(claimed[position:], current + elapsed + self.lease)
-                    current, started = current + elapsed, self.monotonic()
+                if self.throttle is not None:
+                    self.throttle.wait()
+                elapsed = self.monotonic() - started
+                if held - elapsed < DELIVERY_MARGIN.total_seconds():
+                    # A long (throttled, slow) batch keeps its leases: the send
+                    # about to go has a whole delivery's time left, so no other
+                    # dispatcher takes over a send this one still holds.
+                    until = current + dt.timedelta(seconds=elapsed) + self.lease
+                    self.engine.renew(claimed[position:], until)
+                    held = elapsed + self.lease.total_seconds()
                 try:
                     self._deliver(send, now or self.clock(), report, people[send.enrollment_id])
                 except TransportError:
@@ -192,8 +217,6 @@ class Dispatcher:
         except Exception as error:  # a template that cannot render for this person
             self._mark_failed(send, f"cannot render: {error}", now, None, report)
             return
-        if self.throttle is not None:
-            self.throttle.wait()
         try:
             # The person may have replied, or the campaign ended, since the claim.
             if not self._stored("check a send", lambda: self.engine.confirm(send, now)):
@@ -319,6 +342,11 @@ class Dispatcher:
         message["Message-ID"] = message_id(send, self.sender.domain)
         for name, value in self.unsubscribe.headers(send.person).items():
             message[name] = value
+        for name in ("Subject", "From", "To"):
+            # The last word: as the email package will write them, after any
+            # decoding it did, none of these may hold a line break.
+            if has_control(str(message[name])):
+                raise ValueError(f"the {name} header would hold a line break")
         note = None
         if replied is not None and replied["message_id"]:
             message["In-Reply-To"] = replied["message_id"]
@@ -443,7 +471,8 @@ def _without_thread(action: Action) -> Action:
     )
 
 
-def hostname() -> str:
-    """A dispatcher's default name in claims: unique per process, so two
-    dispatchers on one machine never mark each other's sends."""
-    return f"{socket.gethostname() or 'localhost'}:{os.getpid()}"
+def worker_name(name: str | None = None) -> str:
+    """A dispatcher's identity in claims: the given name with host and process
+    id, so two dispatchers never share one (and mark each other's sends)."""
+    here = f"{socket.gethostname() or 'localhost'}:{os.getpid()}"
+    return f"{name}/{here}" if name else here

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
+from cadence.runtime.addresses import header_problem
 from cadence.runtime.calendar import UTC, place, zone
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
@@ -51,7 +52,9 @@ OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
 # (the outbox) settles it as sent or cancelled.
 UNCONFIRMED = "unconfirmed"
 SETTLE_BATCH = 100  # expired claims a dispatcher settles per claim, at most
-DEFAULT_LEASE = dt.timedelta(minutes=5)
+# Longer than one delivery may take (a server may think 10 minutes about a
+# message), so a dispatcher renews its leases only now and then.
+DEFAULT_LEASE = dt.timedelta(minutes=15)
 ENROLL_BATCH = 1000  # people per transaction: a long enroll lets others in between
 
 
@@ -667,7 +670,11 @@ class Engine:
 
     def send_task(self, task_id: int, subject: str, body: str, at: dt.datetime) -> None:
         """A person sent an email task (with their edits): it closes, and emails
-        that take its time of day get their time (§4, §7)."""
+        that take its time of day get their time (§4, §7). Follow-ups reuse the
+        subject, so one that could not be a header is refused."""
+        problem = header_problem(subject)
+        if problem is not None:
+            raise EngineError(f"the subject holds {problem}; nothing was changed")
         self._close_task(task_id, SENT, at, subject=subject, body=body)
 
     def complete_task(self, task_id: int, at: dt.datetime) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cadence.runtime.addresses import AddressChecker, AddressError, has_control
+from cadence.runtime.addresses import AddressChecker, AddressError, has_control, header_problem
 
 PeopleFormat = Literal["csv", "jsonl"]
 
@@ -176,7 +176,32 @@ def _read_jsonl(lines: Iterable[str], bad: Mapping[int, str]) -> Iterator[Person
         if not isinstance(value, dict):
             yield RowProblem(number, "not a JSON object")
             continue
+        problem = _field_problem(value)
+        if problem is not None:
+            yield RowProblem(number, problem)
+            continue
         yield Person(number, value)
+
+
+def _field_problem(fields: dict[str, Any]) -> str | None:
+    """A person's fields are text, numbers, true/false or null: a nested value
+    would reach a template as Python's text for it."""
+    for name, value in fields.items():
+        if isinstance(value, dict | list):
+            kind = "an object" if isinstance(value, dict) else "a list"
+            return f"field `{name}` is {kind}: fields are text, numbers, true, false or null"
+        for text in (name, value):
+            if isinstance(text, str) and not _encodable(text):
+                return f"field `{name}` holds an unpaired surrogate (\\ud800-\\udfff): not text"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass
@@ -219,10 +244,9 @@ class PeopleChecker:
                 found.append(f"missing field `{name}`")
         for name in self.header_fields:
             value = fields.get(name)
-            if isinstance(value, str) and has_control(value):
-                found.append(
-                    f"field `{name}` holds a line break or control character, and a subject uses it"
-                )
+            problem = header_problem(value) if isinstance(value, str) else None
+            if problem is not None:
+                found.append(f"field `{name}` holds {problem}, and a subject uses it")
         digest = hashlib.blake2b(normalised.lower().encode(), digest_size=16).digest()
         if digest in self._seen:
             found.append(f"`{normalised}` is listed twice")

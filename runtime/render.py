@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Template
 
 from cadence.compiler.ir import Campaign
+from cadence.runtime.addresses import header_problem
 from cadence.runtime.planner import Action
 from cadence.templating import RenderError, environment, render
 
@@ -82,8 +83,9 @@ class Renderer:
             if subject is None and previous.subject is not None:
                 subject = _reply_subject(previous.subject)
             body = _with_quote(body or "", previous, self.sender)
-        if subject is not None and _has_line_break(subject):
-            raise RenderError("the subject would span lines (a field holds a line break)")
+        problem = header_problem(subject) if subject is not None else None
+        if problem is not None:
+            raise RenderError(f"the subject would hold {problem}")
         return subject, body
 
     def _render(self, step: str, name: str | None, context: dict[str, Any]) -> str | None:
@@ -102,11 +104,6 @@ class Renderer:
         if isinstance(found, RenderError):
             raise found
         return found
-
-
-def _has_line_break(text: str) -> bool:
-    """Anything Python or a mail reader would start a new line at."""
-    return len(text.splitlines()) > 1 or text.endswith(("\n", "\r"))
 
 
 def _reply_subject(subject: str) -> str:

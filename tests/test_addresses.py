@@ -20,7 +20,7 @@ from cadence.compiler import compile_source
 from cadence.runtime.addresses import AddressChecker, AddressError, sender_address
 from cadence.runtime.delivery import OutboxTransport
 from cadence.runtime.dispatch import Dispatcher, Sender
-from cadence.runtime.engine import Engine
+from cadence.runtime.engine import Engine, EngineError
 from cadence.runtime.store import Store
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -39,9 +39,10 @@ def run(*args: str) -> Result:
 
 def full_check(text: str) -> str | None:
     try:
-        return str(validate_email(text, check_deliverability=False).normalized)
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
         return None
+    return str(result.ascii_email or result.normalized)
 
 
 LOCAL = st.text(alphabet="abcXYZ09.+-_=!'\"(),<> @é", min_size=0, max_size=12)
@@ -199,3 +200,58 @@ def test_ics_escapes_every_kind_of_line_break(tmp_path: Path) -> None:
     from cadence.runtime.writers import _ics_text
 
     assert _ics_text("a\rb\r\nc\nd\u2028e\x00f;g,h\\") == "a\\nb\\nc\\nd\\ne" + "f\\;g\\,h\\\\"
+
+
+ENCODED_BREAK = "=?utf-8?q?=0ABcc:_x@evil.io?="
+
+
+def test_an_encoded_word_cannot_smuggle_a_header(tmp_path: Path) -> None:
+    ir = compile_source(SOURCE, "c.campaign").ir
+    assert ir is not None
+    engine = Engine(Store.open(str(tmp_path / "c.db"), now=T0))
+    rows = [{"email": "ada@example.com", "first_name": f"Ada {ENCODED_BREAK}", "notes": "n"}]
+    report = engine.enroll(ir, rows, T0, now=T0)
+    assert report.enrolled == 0
+    assert "an encoded word" in report.problems[0].message
+    with pytest.raises(AddressError, match="encoded word"):
+        sender_address(ENCODED_BREAK, "sam@example.com")
+
+
+def test_an_edited_task_subject_that_cannot_be_a_header_is_refused(tmp_path: Path) -> None:
+    source = """campaign "t" { timezone "UTC"
+      day 1 { email a { send task subject "Hi" body "b" } }
+      day 2 { email b { send with previous follow up body "again" } } }"""
+    ir = compile_source(source, "t.campaign").ir
+    assert ir is not None
+    engine = Engine(Store.open(str(tmp_path / "c.db"), now=T0))
+    engine.enroll(ir, [{"email": "ada@example.com"}], T0, now=T0)
+    (task,) = engine.open_tasks()
+    for subject in ("Hi\x0bBcc: x@evil.io", f"Hi {ENCODED_BREAK}"):
+        with pytest.raises(EngineError, match="the subject holds"):
+            engine.send_task(task.id, subject, "body", T0)
+    assert [t.id for t in engine.open_tasks()] == [task.id]  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ('{"email": "a@example.com", "first_name": "\\ud800", "notes": "n"}', "unpaired surrogate"),
+        ('{"email": "a@example.com", "first_name": {"x": 1}, "notes": "n"}', "is an object"),
+        ('{"email": "a@example.com", "first_name": "A", "notes": [1, 2]}', "is a list"),
+    ],
+)
+def test_json_lines_fields_are_plain_values(row: str, reason: str, tmp_path: Path) -> None:
+    people = tmp_path / "p.jsonl"
+    people.write_text(row + "\n", encoding="utf-8")
+    campaign = tmp_path / "c.campaign"
+    campaign.write_text(SOURCE)
+    result = run("plan", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z",
+                 "--format", "jsonl")  # fmt: skip
+    assert result.exit_code == 3 and reason in result.stderr
+
+
+def test_international_addresses_are_kept_in_a_form_mail_can_carry() -> None:
+    checker = AddressChecker()
+    assert checker.normalise("ada@bücher.de") == "ada@xn--bcher-kva.de"
+    with pytest.raises(AddressError, match="Internationalized characters before the @"):
+        checker.normalise("ü@example.com")

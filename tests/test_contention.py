@@ -293,3 +293,41 @@ def test_feed_tasks_and_run_work_while_a_long_enroll_runs(tmp_path: Path) -> Non
     assert not failures, failures
     assert len(results) >= 6  # the commands really ran beside the enroll
     assert len(list((tmp_path / "out").glob("*.eml"))) == 100
+
+
+# ---- a slow server and a throttle never cost a dispatcher its leases ----------------------------
+def test_a_slow_delivery_keeps_its_lease(engine: Engine) -> None:
+    engine.enroll(campaign(), people(3), T0, now=T0)
+    clock = [0.0]
+    taken_over: list[int] = []
+
+    def eleven_minutes(_: EmailMessage) -> None:
+        clock[0] += 11 * 60  # a server that thinks about each message
+        later = T0 + dt.timedelta(seconds=clock[0])
+        taken_over.extend(s.action_id for s in engine.claim(later, 10, worker="other"))
+
+    transport = Recorder(eleven_minutes)
+    outcome = Dispatcher(engine, transport, Sender(), monotonic=lambda: clock[0]).run_once(T0)
+    assert outcome.sent == 3 and taken_over == []
+
+
+def test_a_throttled_dispatcher_waits_before_it_claims(engine: Engine) -> None:
+    from cadence.runtime.dispatch import Throttle
+
+    engine.enroll(campaign(), people(2), T0, now=T0)
+    clock = [0.0]
+    claims_while_waiting: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        with engine.store.read() as connection:
+            claimed = connection.execute(
+                select(func.count()).where(actions.c.status == "claimed")
+            ).scalar_one()
+        claims_while_waiting.append(claimed)
+
+    throttle = Throttle(1, 3600, clock=lambda: clock[0], sleep=sleep)
+    dispatcher = Dispatcher(engine, Recorder(), Sender(), throttle=throttle,
+                            monotonic=lambda: clock[0])  # fmt: skip
+    assert dispatcher.run_once(T0).sent == 2
+    assert claims_while_waiting == [0]  # the hour's wait came before the second claim

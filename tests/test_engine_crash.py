@@ -97,8 +97,8 @@ def test_kill_9_mid_batch_then_restart_doubles_nothing_but_the_send_in_flight(
     controller.start()
     try:
         kill_mid_batch(db, inbox, port)
-        # After the lease (5 minutes) another dispatcher takes over what was claimed.
-        later = (T0 + dt.timedelta(minutes=6)).isoformat()
+        # After the lease (15 minutes) another dispatcher takes over what was claimed.
+        later = (T0 + dt.timedelta(minutes=16)).isoformat()
         second = subprocess.run(
             [*run_command(db, port, "second"), "--now", later], capture_output=True, timeout=120
         )
@@ -121,7 +121,7 @@ def test_kill_9_mid_batch_then_end_settles_every_claim(tmp_path: Path) -> None:
         kill_mid_batch(db, inbox, port)
     finally:
         controller.stop()
-    after_the_lease = (T0 + dt.timedelta(minutes=6)).isoformat()
+    after_the_lease = (T0 + dt.timedelta(minutes=16)).isoformat()
     ended = subprocess.run(
         [sys.executable, "-m", "cadence", "end", "crash", "--db", db, "--at", after_the_lease],
         capture_output=True, text=True, timeout=120,

@@ -47,8 +47,22 @@ EXPENSIVE = {
         "{% set ns.s = ns.s + ns.s %}{% endfor %}",
         "`+` would build more than",
     ),
-    "shared-list-join": ("{{ (['y' * 100000] * 100000)|join }}", "`join` of a value over"),
-    "shared-list-print": ("{{ ['y' * 100000] * 100000 }}", "writes more than"),
+    "shared-list-join": ("{{ (['y' * 100000] * 100000)|join }}", "`*` would build more than"),
+    "shared-list-print": ("{{ ['y' * 100000] * 100000 }}", "`*` would build more than"),
+    "dict-view": (
+        '{% set d = {"a": "x" * 999999} %}{% set ns = namespace(l=[]) %}'
+        "{% for i in range(3) %}{% set ns.l = ns.l + [d.items()] %}{% endfor %}{{ ns.l }}",
+        "would build more than 1,000,000 characters",
+    ),
+    "namespace": (
+        '{% set ns = namespace(a="x" * 600000) %}{% set n2 = namespace(b=ns) %}{{ [n2, n2]|join }}',
+        "`join` of a value over",
+    ),
+    "urlize": ('{{ (")" * 20000 ~ "x)")|urlize }}', "`urlize` of a word over 2,000"),
+    "batch-keywords": (
+        "{{ range(1)|batch(linecount=500000000, fill_with=0)|first|length }}",
+        "`batch` with 500000000",
+    ),
     "lazy-chain": ("{{ range(100000)|map('center', 5000)|list|length }}", "a sequence holds"),
     "replace": ("{{ ('x' * 100000)|replace('', 'y' * 1000) }}", "`replace` would build"),
     "method-replace": ("{{ ('x' * 100000).replace('x', 'y' * 1000) }}", "`replace` would build"),
