@@ -89,7 +89,7 @@ def _engine(db: str) -> Iterator[Any]:
 
 
 def register(cli: click.Group) -> None:
-    for command in (enroll, tasks, task, feed, run, reply, bounce, remove, end, retry):
+    for command in (enroll, tasks, task, feed, run, reply, bounce, remove, end, retry, settle):
         cli.add_command(command)
 
 
@@ -367,6 +367,19 @@ def retry(
             _instant(at_text), by=who, campaign=key, person=person, since=since
         )
     click.echo(f"queued {count} failed send{'s' * (count != 1)} again", err=True)
+
+
+@click.command()
+@click.argument("send_id", type=click.IntRange(1, 2**62))
+@click.option("--sent/--not-sent", required=True, help="What the mail server's log says.")
+@_at_option
+@_db_option
+def settle(send_id: int, sent: bool, at_text: str, db: str) -> None:
+    """Settle an unconfirmed send (its dispatcher stopped while delivering it):
+    it was delivered, or it was not."""
+    with _engine(db) as engine:
+        engine.resolve(send_id, sent, _instant(at_text))
+    click.echo(f"send {send_id} settled as {'sent' if sent else 'cancelled'}", err=True)
 
 
 def _login_name() -> str:

@@ -84,6 +84,9 @@ def test_claims_still_leased_at_the_end_are_settled_when_the_lease_runs_out(
     assert statuses(engine) == {"claimed": 3}
     assert engine.claim(T0 + 2 * LEASE, 100, worker="next") == []  # the sweep settles them
     assert statuses(engine) == {"unconfirmed": 1, "cancelled": 2}
+    (unsure,) = engine.unconfirmed()
+    engine.resolve(unsure.action_id, True, T0 + 3 * LEASE)  # `cadence settle ID --sent`
+    assert statuses(engine) == {"sent": 1, "cancelled": 2}
 
 
 def test_the_outbox_tells_whether_an_unconfirmed_send_was_delivered(

@@ -159,6 +159,11 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
     for task_id in ["0", "-1", "99999999999999999999", "x", "123456"]:
         for action in ("send", "complete", "skip"):
             case(f"task {action} {task_id}", "task", action, task_id, "--db", db)
+    for send_id in ["0", "99999999999999999999", "123456"]:
+        case(f"settle {send_id}", "settle", send_id, "--sent", "--db", db)
+    case("settle without a verdict", "settle", "1", "--db", db)
+    case("retry with a bad --since", "retry", "--db", db, "--since", "tomorrow")
+    case("retry an unknown campaign", "retry", "--db", db, "--campaign", "nope")
     case("task send --body-file binary", "task", "send", "1", "--db", db, "--body-file",
          paths["body.txt"])  # fmt: skip
     case("task send --body-file folder", "task", "send", "1", "--db", db, "--body-file",
