@@ -527,6 +527,8 @@ class CampaignEnvironment(ImmutableSandboxedEnvironment):
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
+        if "{%" not in source and "~" not in source:
+            return tree  # no loop, macro, call block or `~`: nothing to meter (most texts)
         instrumented = _Instrument().visit(tree)
         assert isinstance(instrumented, nodes.Template)
         return instrumented
