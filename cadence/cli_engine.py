@@ -68,7 +68,7 @@ def _instant(text: str) -> dt.datetime:
 @contextmanager
 def _engine(db: str) -> Iterator[Any]:
     """The engine on ``db``; refusals become one line and exit 2."""
-    from sqlalchemy.exc import DatabaseError, OperationalError
+    from sqlalchemy.exc import DatabaseError, DataError, OperationalError
 
     from cadence.runtime.engine import Engine, EngineError
     from cadence.runtime.migrations import SchemaError
@@ -84,12 +84,18 @@ def _engine(db: str) -> Iterator[Any]:
         yield engine
     except EngineError as error:
         _fail(str(error))
+    except DataError as error:  # a value the database cannot store (PostgreSQL: a NUL)
+        reason = str(error.orig).splitlines()[0] if error.orig else "invalid value"
+        _fail(f"the database refused a value: {reason}")
     finally:
         engine.close()
 
 
 def register(cli: click.Group) -> None:
-    for command in (enroll, tasks, task, feed, run, reply, bounce, remove, end, retry, settle):
+    for command in (
+        enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
+        suppress,
+    ):  # fmt: skip
         cli.add_command(command)
 
 
@@ -326,10 +332,146 @@ def _event_command(name: str, help: str) -> click.Command:
 
 
 reply = _event_command("reply", "Record a reply from PERSON (the campaign's `on reply` decides).")
-bounce = _event_command(
-    "bounce", "Record a bounce for PERSON (the campaign's `on bounce` decides)."
-)
 remove = _event_command("remove", "Remove PERSON: pending sends cancelled, open tasks closed.")
+
+
+@click.command()
+@click.argument("person")
+@_at_option
+@_db_option
+def bounce(person: str, at_text: str, db: str) -> None:
+    """Record a hard bounce for PERSON: the address goes on the suppression
+    list, and every campaign's `on bounce` rule applies."""
+    with _engine(db) as engine:
+        reached = engine.bounce(
+            person, _instant(at_text), source=f"cadence bounce by {_login_name()}"
+        )
+    click.echo(f"bounce: {person} suppressed; {reached} enrollment(s) reached", err=True)
+
+
+@click.command()
+@click.argument("person")
+@_at_option
+@_db_option
+def unsubscribe(person: str, at_text: str, db: str) -> None:
+    """PERSON asked to be removed: suppressed, and ended in every campaign."""
+    with _engine(db) as engine:
+        ended = engine.unsubscribe(
+            person, _instant(at_text), source=f"cadence unsubscribe by {_login_name()}"
+        )
+    click.echo(f"unsubscribed: {person}; {ended} enrollment(s) ended", err=True)
+
+
+@click.group()
+def suppress() -> None:
+    """The suppression list: addresses never emailed again."""
+
+
+@suppress.command(name="add")
+@click.argument("emails", nargs=-1, required=True)
+@click.option(
+    "--reason",
+    type=click.Choice(["manual", "unsubscribed", "bounced", "complained"]),
+    default="manual",
+    show_default=True,
+)
+@click.option("--note", help="Why, for whoever reads the list later.")
+@_at_option
+@_db_option
+def suppress_add(
+    emails: tuple[str, ...], reason: str, note: str | None, at_text: str, db: str
+) -> None:
+    """Suppress EMAILS: their active enrollments end in every campaign.
+
+    Exit status 3 when some addresses were not valid (each is listed)."""
+    with _engine(db) as engine:
+        report = engine.suppress(
+            emails, reason, _instant(at_text), source=f"added by {_login_name()}", note=note
+        )
+    _suppress_summary(report)
+
+
+@suppress.command(name="import")
+@click.argument("file")
+@click.option(
+    "--reason",
+    type=click.Choice(["imported", "manual", "unsubscribed", "bounced", "complained"]),
+    default="imported",
+    show_default=True,
+)
+@_at_option
+@_db_option
+def suppress_import(file: str, reason: str, at_text: str, db: str) -> None:
+    """Suppress every address in FILE (CSV with an `email` column, or JSON Lines)."""
+    from cadence.runtime.people import PeopleError, RowProblem, format_of, open_people, read_people
+
+    emails, skipped = [], []
+    try:
+        with open_people(file) as stream:
+            for row in read_people(stream, None if file == "-" else format_of(file)):
+                if isinstance(row, RowProblem):
+                    skipped.append(str(row))
+                elif str(row.fields.get("email") or "").strip():
+                    emails.append(str(row.fields["email"]))
+    except OSError as error:
+        _fail(f"{file}: {error.strerror or error}")
+    except PeopleError as error:
+        _fail(f"{file}: {error}")
+    with _engine(db) as engine:
+        report = engine.suppress(emails, reason, _instant(at_text), source=f"imported from {file}")
+    report.problems[:0] = skipped
+    _suppress_summary(report)
+
+
+def _suppress_summary(report: Any) -> None:
+    for problem in report.problems:
+        click.echo(f"cadence: skipped: {problem}", err=True)
+    click.echo(
+        f"suppressed {report.added} address{'es' * (report.added != 1)} "
+        f"({report.already} already); {report.ended} enrollment(s) ended",
+        err=True,
+    )
+    sys.exit(EXIT_SKIPPED if report.problems else 0)
+
+
+@suppress.command(name="remove")
+@click.argument("emails", nargs=-1, required=True)
+@_db_option
+def suppress_remove(emails: tuple[str, ...], db: str) -> None:
+    """Take EMAILS off the suppression list (ended enrollments stay ended)."""
+    with _engine(db) as engine:
+        removed = engine.unsuppress(emails)
+    click.echo(f"removed {removed} address{'es' * (removed != 1)} from the list", err=True)
+
+
+@suppress.command(name="list")
+@click.option("--reason", help="Only addresses suppressed for this reason.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@_db_option
+def suppress_list(reason: str | None, fmt: str, db: str) -> None:
+    """The suppressed addresses, with why and since when."""
+    with _engine(db) as engine:
+        found = engine.suppressions(reason)
+    rows = [
+        {"email": entry.email, "reason": entry.reason, "since": entry.created_at.isoformat(),
+         "source": entry.source, "note": entry.note}
+        for entry in found
+    ]  # fmt: skip
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        import csv
+
+        columns = ["email", "reason", "since", "source", "note"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        for row in rows:
+            click.echo(
+                f"{row['email']}  {row['reason']}  since {row['since'][:10]}  {row['source'] or ''}"
+            )
+        click.echo(f"{len(rows)} suppressed address{'es' * (len(rows) != 1)}", err=True)
 
 
 @click.command()

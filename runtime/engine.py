@@ -32,7 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
-from cadence.runtime.addresses import header_problem
+from cadence.runtime import suppression
+from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
 from cadence.runtime.calendar import UTC, place, zone
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
@@ -74,6 +75,14 @@ class EnrollReport:
     actions: int = 0
     already: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+
+
+@dataclass
+class SuppressReport:
+    added: int = 0
+    already: int = 0
+    ended: int = 0  # active enrollments it ended
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -239,11 +248,21 @@ class Engine:
                 )
             )
         }
+        suppressed = suppression.among(connection, emails)
         wanted = []
         for entry in chunk:
             person = entry[0]
             started = active.get(person.email.lower())
-            if started is None:
+            stopped = suppressed.get(suppression.key(person.email))
+            if stopped is not None:
+                if attempt == 0:
+                    report.problems.append(
+                        RowProblem(
+                            person.line,
+                            f"`{person.email}` is on the suppression list ({stopped.describe()})",
+                        )
+                    )
+            elif started is None:
                 wanted.append(entry)
             elif attempt == 0 and started == start:
                 report.already += 1
@@ -399,6 +418,7 @@ class Engine:
                 )
                 for row in connection.execute(query)
             ]
+            found = self._drop_suppressed(connection, found, now)
             if found:
                 connection.execute(
                     update(actions)
@@ -411,6 +431,33 @@ class Engine:
                     )
                 )
         return found
+
+    def _drop_suppressed(
+        self, connection: Connection, found: list[DueSend], at: dt.datetime
+    ) -> list[DueSend]:
+        """Sends to suppressed addresses are cancelled here, the last check
+        before delivery, with the reason in the feed."""
+        stopped = suppression.among(connection, {send.person for send in found})
+        if not stopped:
+            return found
+        keep = []
+        for send in found:
+            entry = stopped.get(suppression.key(send.person))
+            if entry is None:
+                keep.append(send)
+                continue
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == send.action_id)
+                .values(status=CANCELLED, closed_at=at, lease_until=None)
+            )
+            connection.execute(
+                _FEED_INSERT,
+                _event(at, send.campaign_id, send.enrollment_id, send.person, "cancelled",
+                       send.step, f"send `{send.step}` cancelled: the address is on the "
+                       f"suppression list ({entry.describe()})"),
+            )  # fmt: skip
+        return keep
 
     def renew(self, sends: list[DueSend], until: dt.datetime) -> int:
         """Extend this dispatcher's leases on ``sends`` (a long, throttled batch
@@ -748,55 +795,110 @@ class Engine:
     # ---- events -----------------------------------------------------------------------------
     def reply(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
         """A reply from ``person``: the campaign's `on reply` decides (§7)."""
-        self._event_for(person, at, campaign, "reply")
+        with self.store.transaction() as connection:
+            if not self._event_for(connection, person, at, campaign, "reply"):
+                raise EngineError(f"{person} is not active in any campaign")
 
-    def bounce(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
-        self._event_for(person, at, campaign, "bounce")
+    def bounce(self, person: str, at: dt.datetime, *, source: str = "bounce") -> int:
+        """A hard bounce: the address goes on the suppression list, and the
+        `on bounce` rule of every campaign the person is in applies (the
+        address is dead for all of them). Returns the enrollments it reached."""
+        with self.store.transaction() as connection:
+            suppression.add(connection, [person], "bounced", at, source=source)
+            return self._event_for(connection, person, at, None, "bounce")
 
     def remove(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
-        self._event_for(person, at, campaign, "remove")
-
-    def _event_for(self, person: str, at: dt.datetime, campaign: str | None, event: str) -> None:
         with self.store.transaction() as connection:
-            query = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person).where(
-                func.lower(enrollments.c.person) == person.lower(),
-                enrollments.c.status == "active",
-            )
-            if campaign is not None:
-                query = query.where(enrollments.c.campaign_id == campaign)
-            found = connection.execute(query).all()
-            if not found:
+            if not self._event_for(connection, person, at, campaign, "remove"):
                 raise EngineError(f"{person} is not active in any campaign")
-            for enrollment_id, key, email in found:
-                settings = self._ir(connection, key).settings
-                if event == "reply":
-                    connection.execute(
-                        feed.insert().values(
-                            **_event(
-                                at, key, enrollment_id, email, "reply", None, f"{email} replied"
-                            )
-                        )
+
+    def _event_for(
+        self,
+        connection: Connection,
+        person: str,
+        at: dt.datetime,
+        campaign: str | None,
+        event: str,
+    ) -> int:
+        query = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person).where(
+            func.lower(enrollments.c.person) == person.lower(),
+            enrollments.c.status == "active",
+        )
+        if campaign is not None:
+            query = query.where(enrollments.c.campaign_id == campaign)
+        found = connection.execute(query).all()
+        for enrollment_id, key, email in found:
+            settings = self._ir(connection, key).settings
+            if event == "reply":
+                connection.execute(
+                    _FEED_INSERT,
+                    _event(at, key, enrollment_id, email, "reply", None, f"{email} replied"),
+                )
+                if settings.on_reply != "continue":
+                    self._end(
+                        connection,
+                        enrollment_id,
+                        at,
+                        "replied",
+                        success=settings.on_reply == "end_success",
                     )
-                    if settings.on_reply != "continue":
-                        self._end(
-                            connection,
-                            enrollment_id,
-                            at,
-                            "replied",
-                            success=settings.on_reply == "end_success",
-                        )
-                elif event == "bounce":
-                    connection.execute(
-                        feed.insert().values(
-                            **_event(
-                                at, key, enrollment_id, email, "bounce", None, f"{email} bounced"
-                            )
-                        )
-                    )
-                    if settings.on_bounce == "remove":
-                        self._end(connection, enrollment_id, at, "bounced")
-                else:
-                    self._end(connection, enrollment_id, at, "removed")
+            elif event == "bounce":
+                connection.execute(
+                    _FEED_INSERT,
+                    _event(at, key, enrollment_id, email, "bounce", None, f"{email} bounced"),
+                )
+                if settings.on_bounce == "remove":
+                    self._end(connection, enrollment_id, at, "bounced")
+            else:  # a removal, or a suppression: the event is the reason
+                self._end(connection, enrollment_id, at, "removed" if event == "remove" else event)
+        return len(found)
+
+    # ---- the suppression list ---------------------------------------------------------------
+    def suppress(
+        self,
+        emails: Iterable[str],
+        reason: suppression.Reason,
+        at: dt.datetime,
+        *,
+        source: str | None = None,
+        note: str | None = None,
+    ) -> SuppressReport:
+        """Never email these addresses again: each is checked and normalised
+        (bad ones are reported, not added), and its active enrollments end in
+        every campaign, with the reason in the feed."""
+        report = SuppressReport()
+        checker = AddressChecker()
+        valid = []
+        for email in emails:
+            try:
+                valid.append(checker.normalise(email.strip()))
+            except AddressError as error:
+                report.problems.append(f"`{email}` is not an email address: {error}")
+        why = "unsubscribed" if reason == "unsubscribed" else f"suppressed ({reason})"
+        with self.store.transaction() as connection:
+            added = suppression.add(connection, valid, reason, at, source=source, note=note)
+            report.added += len(added)
+            report.already += len(set(map(suppression.key, valid))) - len(added)
+            for email in valid:
+                report.ended += self._event_for(connection, email, at, None, why)
+        return report
+
+    def unsubscribe(self, person: str, at: dt.datetime, *, source: str | None = None) -> int:
+        """``person`` asked to be removed: suppressed, and ended in every
+        campaign. Returns how many enrollments ended."""
+        report = self.suppress([person], "unsubscribed", at, source=source)
+        if report.problems:
+            raise EngineError(report.problems[0])
+        return report.ended
+
+    def unsuppress(self, emails: Iterable[str]) -> int:
+        """Take addresses off the suppression list (enrollments that ended stay ended)."""
+        with self.store.transaction() as connection:
+            return suppression.remove(connection, emails)
+
+    def suppressions(self, reason: str | None = None) -> list[suppression.Suppression]:
+        with self.store.read() as connection:
+            return suppression.listing(connection, reason)
 
     def end(self, campaign: str, at: dt.datetime) -> int:
         """End a campaign for everyone in it; returns how many enrollments ended."""

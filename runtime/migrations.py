@@ -17,12 +17,17 @@ Migration = Callable[[Connection], None]
 
 
 def _initial(connection: Connection) -> None:
-    tables = [table for name, table in schema.metadata.tables.items() if name != "schema_version"]
+    tables = [schema.campaigns, schema.enrollments, schema.actions, schema.feed]
     schema.metadata.create_all(connection, tables=tables)
+
+
+def _suppressions(connection: Connection) -> None:
+    schema.suppressions.create(connection)
 
 
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "campaigns, enrollments, actions and the live feed", _initial),
+    (2, "the suppression list", _suppressions),
 ]
 LATEST = MIGRATIONS[-1][0]
 

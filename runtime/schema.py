@@ -132,6 +132,21 @@ actions = Table(
 Index("actions_by_enrollment", actions.c.enrollment_id, actions.c.position)
 Index("actions_due", actions.c.status, actions.c.due_at)
 
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", Text, primary_key=True, comment="the address in normal form, lower case"),
+    Column(
+        "reason",
+        String(16),
+        nullable=False,
+        comment="unsubscribed | bounced | complained | manual | imported",
+    ),
+    Column("note", Text),
+    Column("source", Text, comment="who or what added it: a name, a message, a file"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 feed = Table(
     "feed",
     metadata,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from cadence.compiler import compile_source
 from cadence.compiler.ir import Campaign
@@ -242,6 +242,25 @@ def test_bounce_removes_and_end_of_campaign_says_so(engine: Engine) -> None:
         engine.enroll(ir, [{"email": "cy@example.com", "first_name": "Cy"}], T0, now=T0)
 
 
+def test_a_version_1_database_is_migrated_with_its_data(
+    database_url: tuple[str, dict[str, object]],
+) -> None:
+    url, options = database_url
+    engine = Engine(Store.open(url, now=T0, **options))
+    engine.enroll(compiled(), PEOPLE, T0, now=T0)
+    with engine.store.transaction() as connection:  # back to what version 1 was
+        connection.execute(text("DROP TABLE suppressions"))
+        connection.execute(schema_version.delete().where(schema_version.c.version > 1))
+    engine.close()
+    engine = Engine(Store.open(url, now=T0, **options))
+    with engine.store.read() as connection:
+        versions = connection.execute(select(schema_version.c.version)).scalars().all()
+    assert sorted(versions) == list(range(1, LATEST + 1))
+    assert len(engine.due(T0)) == 2  # the data came along
+    assert engine.suppressions() == []
+    engine.close()
+
+
 def test_a_database_of_a_newer_schema_is_refused_untouched(
     database_url: tuple[str, dict[str, object]],
 ) -> None:
@@ -256,4 +275,4 @@ def test_a_database_of_a_newer_schema_is_refused_untouched(
     with again.transaction() as connection:
         versions = connection.execute(select(schema_version.c.version)).scalars().all()
     again.close()
-    assert sorted(versions) == [1, LATEST + 1]
+    assert sorted(versions) == [*range(1, LATEST + 1), LATEST + 1]

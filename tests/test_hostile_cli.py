@@ -170,10 +170,19 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
          str(folder))  # fmt: skip
     case("tasks --due-before bad", "tasks", "--db", db, "--due-before", "2026-13-45")
     case("tasks --person huge", "tasks", "--db", db, "--person", "x" * 100000)
+    case("tasks --person NUL", "tasks", "--db", db, "--person", "a\x00b")
+    case("reply NUL", "reply", "a\x00b@example.com", "--db", db)
+    case("retry --person NUL", "retry", "--db", db, "--person", "\x00")
     for event in ("reply", "bounce", "remove"):
         case(f"{event} unknown", event, "nobody@example.com", "--db", db)
         case(f"{event} unknown campaign", event, "ada@example.com", "--db", db, "--campaign",
              "\x00")  # fmt: skip
+    case("unsubscribe a non-address", "unsubscribe", "not an address\r\n", "--db", db)
+    case("suppress add hostile", "suppress", "add", "a@b", '"x"<evil@x.io>', "--db", db)
+    for name in ("people-latin1.csv", "binary.campaign", "people-nested.jsonl", "empty.csv"):
+        case(f"suppress import {name}", "suppress", "import", paths[name], "--db", db)
+    case("suppress import a folder", "suppress", "import", str(folder), "--db", db)
+    case("suppress list --reason odd", "suppress", "list", "--reason", "\x00", "--db", db)
     case("end unknown", "end", "no such campaign", "--db", db)
     case("end a short prefix", "end", "a", "--db", db)
     # Databases that are not ours, or not there.
