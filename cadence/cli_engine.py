@@ -10,6 +10,7 @@ stderr, exit status 2, and nothing changed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -94,7 +95,7 @@ def _engine(db: str) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress,
+        suppress, inbox, pause, resume,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -522,6 +523,132 @@ def settle(send_id: int, sent: bool, at_text: str, db: str) -> None:
     with _engine(db) as engine:
         engine.resolve(send_id, sent, _instant(at_text))
     click.echo(f"send {send_id} settled as {'sent' if sent else 'cancelled'}", err=True)
+
+
+@click.command()
+@click.argument("files", nargs=-1)
+@click.option("--maildir", help="Read every message of this Maildir (it is never changed).")
+@click.option("--explain", "explain_id", metavar="MESSAGE-ID", help="Say what was done with a "
+              "message, and why, instead of reading mail.")  # fmt: skip
+@click.option(
+    "--away-days",
+    type=click.IntRange(1, 366),
+    default=None,
+    help="How long an out-of-office pause lasts when the reply names no date (7).",
+)
+@click.option("--soft-bounces", type=click.IntRange(1, 100), default=None,
+              help="Temporary failures that count as a permanent one (3).")  # fmt: skip
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Runtime config: [inbox], [unsubscribe], [sender].")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
+@click.option("--now", "now_text", default="now", help="Act as if it were this time (ISO 8601).")
+@_db_option
+def inbox(
+    files: tuple[str, ...],
+    maildir: str | None,
+    explain_id: str | None,
+    away_days: int | None,
+    soft_bounces: int | None,
+    config_path: str | None,
+    fmt: str,
+    now_text: str,
+    db: str,
+) -> None:
+    """Read inbound mail (a Maildir, FILE.eml..., or - for one message on stdin)
+    and act on replies, out-of-office replies, bounces and unsubscribe requests.
+
+    Each message is read once, however often the mailbox is; nothing in the
+    mailbox is moved, flagged or deleted."""
+    from cadence.runtime.inbox import Inbox, InboxSettings
+    from cadence.runtime.mailsources import SourceError, file_messages, maildir_messages
+
+    config = _config(config_path)
+    now = _instant(now_text)
+    if explain_id is None and bool(maildir) == bool(files):
+        _fail("read --maildir DIR, or FILE.eml... (- for standard input), or --explain ID")
+    unsubscribe_to = {config.unsubscribe.mailto or config.sender.email}
+    settings = InboxSettings(
+        frozenset(address.lower() for address in unsubscribe_to),
+        away_days or config.inbox.away_days,
+        soft_bounces or config.inbox.soft_bounce_limit,
+    )
+    with _engine(db) as engine:
+        reader = Inbox(engine, settings)
+        if explain_id is not None:
+            _explain(reader, explain_id)
+            return
+        counts: dict[str, int] = {}
+        messages = maildir_messages(maildir) if maildir else file_messages(list(files))
+        try:
+            for source, raw in messages:
+                try:
+                    done = reader.process(source, raw, now)
+                except Exception as error:  # nothing changed: the transaction rolled back
+                    click.echo(f"cadence: inbox: {source}: not read: {error}", err=True)
+                    counts["failed"] = counts.get("failed", 0) + 1
+                    continue
+                label = done.kind if done.new else "read before"
+                counts[label] = counts.get(label, 0) + 1
+                if fmt == "jsonl":
+                    click.echo(json.dumps(dataclasses.asdict(done)))
+                elif done.new:
+                    click.echo(f"{done.message_id or source}  {done.kind}: {done.outcome}")
+        except SourceError as error:
+            _fail(str(error))
+    summary = ", ".join(
+        f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(counts.items())
+    )
+    click.echo(f"read {sum(counts.values())} message(s): {summary or 'none'}", err=True)
+
+
+def _explain(reader: Any, message_id: str) -> None:
+    records = reader.explain(message_id)
+    if not records:
+        _fail(f"no message {message_id} was read")
+    for record in records:
+        click.echo(f"message    {record.message_id}\nsource     {record.source}")
+        click.echo(f"read at    {record.processed_at:%Y-%m-%d %H:%M:%S}Z")
+        click.echo(f"kind       {record.kind}\nbecause    {record.reason}")
+        click.echo(f"outcome    {record.outcome}")
+        if record.person:
+            click.echo(f"person     {record.person}")
+        if record.raw:
+            head = record.raw.split(b"\r\n\r\n")[0].split(b"\n\n")[0]
+            click.echo("headers:")
+            for line in head.decode("utf-8", errors="replace").splitlines()[:40]:
+                click.echo(f"  {line}")
+
+
+@click.command()
+@click.argument("person")
+@click.option("--until", "until_text", required=True, help="The day they are back (YYYY-MM-DD).")
+@click.option("--campaign", help="Only in this campaign (id, id prefix or name).")
+@_at_option
+@_db_option
+def pause(person: str, until_text: str, campaign: str | None, at_text: str, db: str) -> None:
+    """Hold everything for PERSON until a day; then the rest of the schedule moves."""
+    try:
+        until = dt.date.fromisoformat(until_text)
+    except ValueError:
+        _fail(f"--until {until_text!r} is not a date like 2026-03-02")
+    with _engine(db) as engine:
+        key = engine.find_campaign(campaign) if campaign else None
+        count = engine.pause(person, until, _instant(at_text), reason="paused by hand",
+                             campaign=key)  # fmt: skip
+    click.echo(f"paused {person} until {until} in {count} campaign(s)", err=True)
+
+
+@click.command()
+@click.argument("person")
+@click.option("--campaign", help="Only in this campaign (id, id prefix or name).")
+@_at_option
+@_db_option
+def resume(person: str, campaign: str | None, at_text: str, db: str) -> None:
+    """Resume PERSON now: the rest of the schedule moves so the next step is today."""
+    with _engine(db) as engine:
+        key = engine.find_campaign(campaign) if campaign else None
+        count = engine.resume(person, _instant(at_text), campaign=key)
+    click.echo(f"resumed {person} in {count} campaign(s)", err=True)
 
 
 def _login_name() -> str:

@@ -24,6 +24,10 @@ signature = "-- Sam"
 mailto = "unsubscribe@example.com"          # default: the sender's address
 url = "https://example.com/unsubscribe"     # adds one-click (RFC 8058)
 secret_env = "CADENCE_UNSUBSCRIBE_SECRET"   # signs the links' tokens
+
+[inbox]
+away_days = 7                # an out-of-office without a date pauses this long
+soft_bounce_limit = 3        # temporary failures that make a permanent bounce
 ```
 """
 
@@ -79,6 +83,11 @@ class UnsubscribeConfig(_Section):
     secret_env: str | None = None
 
 
+class InboxConfig(_Section):
+    away_days: int = Field(7, ge=1, le=366)
+    soft_bounce_limit: int = Field(3, ge=1, le=100)
+
+
 class RuntimeConfig(_Section):
     db: str | None = None
     smtp: str | SmtpConfig | None = None
@@ -87,6 +96,7 @@ class RuntimeConfig(_Section):
     worker: str | None = None
     sender: SenderConfig = SenderConfig()
     unsubscribe: UnsubscribeConfig = UnsubscribeConfig()
+    inbox: InboxConfig = InboxConfig()
 
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -135,5 +145,6 @@ def _known(section: tuple[int | str, ...]) -> list[str]:
         ("sender",): SenderConfig,
         ("smtp", "SmtpConfig"): SmtpConfig,
         ("unsubscribe",): UnsubscribeConfig,
+        ("inbox",): InboxConfig,
     }
     return sorted(sections.get(section, RuntimeConfig).model_fields)

@@ -15,6 +15,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -34,7 +35,7 @@ from sqlalchemy.sql import Select
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
 from cadence.runtime import suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
-from cadence.runtime.calendar import UTC, place, zone
+from cadence.runtime.calendar import UTC, BusinessDays, place, zone
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
@@ -52,6 +53,7 @@ OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
 # active: it may have been delivered. A dispatcher whose transport can tell
 # (the outbox) settles it as sent or cancelled.
 UNCONFIRMED = "unconfirmed"
+UTC_ZONE = ZoneInfo("UTC")  # where a person without a usable zone lives
 SETTLE_BATCH = 100  # expired claims a dispatcher settles per claim, at most
 # Longer than one delivery may take (a server may think 10 minutes about a
 # message), so a dispatcher renews its leases only now and then.
@@ -373,6 +375,7 @@ class Engine:
             _sends()
             .where(
                 enrollments.c.status == "active",
+                enrollments.c.paused_until.is_(None),  # resumed (and moved) by the sweep
                 actions.c.is_task.is_(False),
                 ready,
                 ~blocked,
@@ -404,6 +407,7 @@ class Engine:
             query = query.with_for_update(of=actions, skip_locked=True)
         with self.store.transaction() as connection:
             _settle_expired(connection, now, limit=SETTLE_BATCH)
+            self._resume_due(connection, now)
             found = [
                 DueSend(
                     row.id,
@@ -705,7 +709,12 @@ class Engine:
                 actions.c.status,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-            .where(actions.c.is_task.is_(True), actions.c.status == OPEN, ~_earlier_open_task())
+            .where(
+                actions.c.is_task.is_(True),
+                actions.c.status == OPEN,
+                enrollments.c.paused_until.is_(None),  # nobody calls a person who is away
+                ~_earlier_open_task(),
+            )
             .order_by(actions.c.due_date, enrollments.c.person, actions.c.position)
         )
         if person is not None:
@@ -852,6 +861,135 @@ class Engine:
             else:  # a removal, or a suppression: the event is the reason
                 self._end(connection, enrollment_id, at, "removed" if event == "remove" else event)
         return len(found)
+
+    # ---- pauses -------------------------------------------------------------------------------
+    def pause(
+        self,
+        person: str,
+        until: dt.date,
+        at: dt.datetime,
+        *,
+        reason: str,
+        campaign: str | None = None,
+    ) -> int:
+        """Hold everything for ``person`` (in ``campaign``, or every campaign)
+        until the start of ``until`` in their zone; then the rest of their
+        schedule moves so the next step falls on that day. Returns how many
+        enrollments it paused."""
+        with self.store.transaction() as connection:
+            found = self._pause(connection, person, until, at, reason=reason, campaign=campaign)
+        if not found:
+            raise EngineError(f"{person} is not active in any campaign")
+        return found
+
+    def _pause(
+        self,
+        connection: Connection,
+        person: str,
+        until: dt.date,
+        at: dt.datetime,
+        *,
+        reason: str,
+        campaign: str | None = None,
+    ) -> int:
+        query = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zone).where(
+            func.lower(enrollments.c.person) == person.lower(), enrollments.c.status == "active"
+        )
+        if campaign is not None:
+            query = query.where(enrollments.c.campaign_id == campaign)
+        found = connection.execute(query).all()
+        for enrollment_id, key, zone_name in found:
+            back = place(until, dt.time(0, 0), zone(zone_name) or UTC_ZONE).utc
+            connection.execute(
+                update(enrollments)
+                .where(enrollments.c.id == enrollment_id)
+                .values(paused_until=back)
+            )
+            connection.execute(
+                _FEED_INSERT,
+                _event(at, key, enrollment_id, person, "paused", None,
+                       f"paused until {until:%Y-%m-%d}: {reason}"),
+            )  # fmt: skip
+        return len(found)
+
+    def resume(self, person: str, at: dt.datetime, *, campaign: str | None = None) -> int:
+        """Resume ``person`` now (in ``campaign``, or every campaign): the rest of
+        the schedule moves so the next step falls today (or the next day the
+        campaign counts). Returns how many enrollments resumed."""
+        query = select(enrollments.c.id).where(
+            func.lower(enrollments.c.person) == person.lower(),
+            enrollments.c.status == "active",
+            enrollments.c.paused_until.is_not(None),
+        )
+        if campaign is not None:
+            query = query.where(enrollments.c.campaign_id == campaign)
+        with self.store.transaction() as connection:
+            found = connection.execute(query).scalars().all()
+            for enrollment_id in found:
+                self._resume(connection, enrollment_id, at)
+        if not found:
+            raise EngineError(f"{person} is not paused in any campaign")
+        return len(found)
+
+    def resume_due(self, now: dt.datetime) -> int:
+        """Resume everyone whose pause has ended (dispatchers do this as they claim)."""
+        with self.store.transaction() as connection:
+            return self._resume_due(connection, now)
+
+    def _resume_due(self, connection: Connection, now: dt.datetime) -> int:
+        ended = connection.execute(
+            select(enrollments.c.id, enrollments.c.paused_until).where(
+                enrollments.c.paused_until.is_not(None), enrollments.c.paused_until <= now
+            )
+        ).all()
+        for enrollment_id, until in ended:
+            self._resume(connection, enrollment_id, until)
+        return len(ended)
+
+    def _resume(self, connection: Connection, enrollment_id: int, at: dt.datetime) -> None:
+        """Clear the pause; move what is left so its first step falls on the
+        resume day (each step keeps its time of day and its distance in the
+        campaign's counted days)."""
+        row = connection.execute(
+            select(enrollments.c.campaign_id, enrollments.c.person, enrollments.c.zone).where(
+                enrollments.c.id == enrollment_id
+            )
+        ).one()
+        settings = self._ir(connection, row.campaign_id).settings
+        days = BusinessDays(settings.skip_weekends, settings.holidays)
+        where = zone(row.zone) or UTC_ZONE
+        left = connection.execute(
+            select(actions.c.id, actions.c.due_date, actions.c.due_at)
+            .where(
+                actions.c.enrollment_id == enrollment_id,
+                actions.c.status.in_([PENDING, OPEN]),
+            )
+            .order_by(actions.c.position)
+        ).all()
+        connection.execute(
+            update(enrollments).where(enrollments.c.id == enrollment_id).values(paused_until=None)
+        )
+        resume_day = days.first_counting(at.astimezone(where).date())
+        first = min((due_date for _, due_date, _ in left), default=None)
+        moved = f"; the rest moves {_counted_days(days, first, resume_day)} day(s)"
+        if first is None or first >= resume_day:
+            moved = ""
+        else:
+            shift = _counted_days(days, first, resume_day)
+            for action_id, due_date, due_at in left:
+                new_date = _add_counted_days(days, due_date, shift)
+                values: dict[str, Any] = {"due_date": new_date}
+                if due_at is not None:
+                    wall = due_at.astimezone(where).time().replace(tzinfo=None)
+                    values["due_at"] = place(new_date, wall, where).utc
+                connection.execute(
+                    update(actions).where(actions.c.id == action_id).values(**values)
+                )
+        connection.execute(
+            _FEED_INSERT,
+            _event(at, row.campaign_id, enrollment_id, row.person, "resumed", None,
+                   f"resumed{moved}"),
+        )  # fmt: skip
 
     # ---- the suppression list ---------------------------------------------------------------
     def suppress(
@@ -1204,6 +1342,25 @@ def _settle_expired(
             "before sending it)"
         )
         _announce(connection, claim, at, "unconfirmed" if first else "cancelled", message)
+
+
+def _counted_days(days: BusinessDays, first: dt.date | None, last: dt.date) -> int:
+    """How many counted days lie after ``first`` up to ``last``."""
+    count, current = 0, first
+    while current is not None and current < last:
+        current += dt.timedelta(days=1)
+        if days.counts(current):
+            count += 1
+    return count
+
+
+def _add_counted_days(days: BusinessDays, start: dt.date, count: int) -> dt.date:
+    current = start
+    while count > 0:
+        current += dt.timedelta(days=1)
+        if days.counts(current):
+            count -= 1
+    return current
 
 
 def _insert_if_absent(dialect: str, table: Table, row: dict[str, Any]) -> Any:

@@ -22,12 +22,21 @@ def _initial(connection: Connection) -> None:
 
 
 def _suppressions(connection: Connection) -> None:
-    schema.suppressions.create(connection)
+    schema.suppressions.create(connection, checkfirst=True)
+
+
+def _inbound(connection: Connection) -> None:
+    # A new database got today's enrollments table from the first step already.
+    if "paused_until" not in {c["name"] for c in inspect(connection).get_columns("enrollments")}:
+        kind = schema.enrollments.c.paused_until.type.compile(dialect=connection.dialect)
+        connection.execute(text(f"ALTER TABLE enrollments ADD COLUMN paused_until {kind}"))
+    schema.metadata.create_all(connection, tables=[schema.inbound])
 
 
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "campaigns, enrollments, actions and the live feed", _initial),
     (2, "the suppression list", _suppressions),
+    (3, "inbound mail, and pauses", _inbound),
 ]
 LATEST = MIGRATIONS[-1][0]
 

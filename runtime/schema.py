@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -82,6 +83,7 @@ enrollments = Table(
     Column("success", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
+    Column("paused_until", UTCDateTime, comment="out of office or paused: nothing until then"),
 )
 # One active enrollment per person and campaign (SPEC.md §7); emails compare
 # case-insensitively, as the people checker does.
@@ -146,6 +148,24 @@ suppressions = Table(
     Column("source", Text, comment="who or what added it: a name, a message, a file"),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+inbound = Table(
+    "inbound",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", Text, nullable=False, unique=True, comment="where it was read: never twice"),
+    Column("message_id", Text, comment="its Message-ID header"),
+    Column("kind", String(16), nullable=False, comment="reply | auto_reply | bounce | ..."),
+    Column("reason", Text, nullable=False, comment="which header or phrase decided"),
+    Column("person", Text, comment="the address it concerns"),
+    Column("campaign_id", String(64)),
+    Column("outcome", Text, nullable=False, comment="what cadence did about it"),
+    Column("permanent", Boolean, comment="bounces: for good (5.x.x) or not"),
+    Column("raw", LargeBinary, comment="the message as read, when cadence acted on it"),
+    Column("processed_at", UTCDateTime, nullable=False),
+)
+Index("inbound_by_message_id", inbound.c.message_id)
+Index("inbound_by_person", inbound.c.person, inbound.c.kind)
 
 feed = Table(
     "feed",

@@ -250,6 +250,8 @@ def test_a_version_1_database_is_migrated_with_its_data(
     engine.enroll(compiled(), PEOPLE, T0, now=T0)
     with engine.store.transaction() as connection:  # back to what version 1 was
         connection.execute(text("DROP TABLE suppressions"))
+        connection.execute(text("DROP TABLE inbound"))
+        connection.execute(text("ALTER TABLE enrollments DROP COLUMN paused_until"))
         connection.execute(schema_version.delete().where(schema_version.c.version > 1))
     engine.close()
     engine = Engine(Store.open(url, now=T0, **options))

@@ -183,6 +183,15 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
         case(f"suppress import {name}", "suppress", "import", paths[name], "--db", db)
     case("suppress import a folder", "suppress", "import", str(folder), "--db", db)
     case("suppress list --reason odd", "suppress", "list", "--reason", "\x00", "--db", db)
+    for name in ("binary.campaign", "huge.campaign", "people-hostile.csv", "empty.csv"):
+        case(f"inbox {name}", "inbox", paths[name], "--db", db)
+    case("inbox stdin garbage", "inbox", "-", "--db", db, stdin="\x00\xff From: \n\n")
+    case("inbox a folder as a file", "inbox", str(folder), "--db", db)
+    case("inbox a missing maildir", "inbox", "--maildir", str(folder / "nope"), "--db", db)
+    case("inbox --explain NUL", "inbox", "--explain", "\x00", "--db", db)
+    case("pause with a bad date", "pause", "ada@example.com", "--until", "2026-02-30", "--db", db)
+    case("pause nobody", "pause", "nobody@example.com", "--until", "2026-12-09", "--db", db)
+    case("resume nobody", "resume", "nobody@example.com", "--db", db)
     case("end unknown", "end", "no such campaign", "--db", db)
     case("end a short prefix", "end", "a", "--db", db)
     # Databases that are not ours, or not there.

@@ -1,0 +1,301 @@
+"""Acting on inbound mail: each message read once, classified, matched to the
+sends and people it is about, and acted on in one transaction with a record
+of what was decided and why.
+
+* a **reply** runs the campaign's `on reply` rule (matched by the Message-IDs
+  it answers, else by its sender among active enrollments);
+* an **automatic reply** pauses the person until the return date it states
+  (or for a configured number of days), never counting as a reply;
+* a **bounce**: a permanent failure suppresses the address and runs every
+  campaign's `on bounce` rule; temporary ones are counted, and that many make
+  a permanent one; a bounce for an address cadence never wrote to is ignored;
+* an **unsubscribe** request suppresses the address and ends it everywhere;
+* anything else is **ignored** — and always left where it was: cadence never
+  moves, flags or deletes a message (the mailbox is the user's).
+
+A message is read at most once per source (a Maildir name, an IMAP UID, a
+file's digest) and acted on at most once per Message-ID.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+from dataclasses import dataclass
+from email.message import Message
+from email.parser import BytesParser
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from cadence.runtime import suppression
+from cadence.runtime.classify import OUR_ID, Classification, classify
+from cadence.runtime.engine import Engine
+from cadence.runtime.schema import actions, enrollments, inbound
+
+MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what mail providers accept; larger is not a reply
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    unsubscribe_addresses: frozenset[str] = frozenset()
+    away_days: int = 7  # how long an out-of-office pause lasts when no date is found
+    soft_bounce_limit: int = 3  # temporary failures that make a permanent one
+
+
+@dataclass(frozen=True)
+class Processed:
+    source: str
+    message_id: str | None
+    kind: str
+    reason: str
+    outcome: str
+    new: bool = True  # False: read before, nothing done
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    source: str
+    message_id: str | None
+    kind: str
+    reason: str
+    person: str | None
+    campaign_id: str | None
+    outcome: str
+    processed_at: dt.datetime
+    raw: bytes | None
+
+
+class Inbox:
+    def __init__(self, engine: Engine, settings: InboxSettings | None = None) -> None:
+        self.engine = engine
+        self.settings = settings or InboxSettings()
+        self._parser = BytesParser(policy=email.policy.default)
+
+    def process(self, source: str, raw: bytes, now: dt.datetime) -> Processed:
+        """Read one message; act on it unless ``source`` (or its Message-ID)
+        was read before."""
+        if self._seen(source):
+            return Processed(source, None, "", "", "read before", new=False)
+        message, problem = self._parse(raw)
+        message_id = _message_id(message)
+        if problem is not None or message is None:
+            found = Classification("ignore", problem or "cannot be read")
+        else:
+            found = classify(message, unsubscribe_addresses=self.settings.unsubscribe_addresses)
+        try:
+            with self.engine.store.transaction() as connection:
+                earlier = self._acted_on(connection, message_id)
+                record = self._record(connection, source, message_id, found, now)
+                if earlier is not None:
+                    outcome, person, key = f"read before as {earlier}: nothing done", None, None
+                else:
+                    outcome, person, key = self._act(connection, found, now)
+                acted = found.kind != "ignore" and not outcome.startswith("ignored")
+                connection.execute(
+                    update(inbound)
+                    .where(inbound.c.id == record)
+                    .values(
+                        outcome=outcome,
+                        person=person,
+                        campaign_id=key,
+                        raw=raw if acted and earlier is None else None,
+                    )
+                )
+        except IntegrityError:  # another reader took this source at the same moment
+            return Processed(source, message_id, "", "", "read before", new=False)
+        return Processed(source, message_id, found.kind, found.reason, outcome)
+
+    # ---- reading --------------------------------------------------------------------------
+    def _parse(self, raw: bytes) -> tuple[Message | None, str | None]:
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return None, f"larger than {MAX_MESSAGE_BYTES // (1024 * 1024)} MiB"
+        try:
+            return self._parser.parsebytes(raw), None
+        except Exception as error:  # the parser is lenient; what it still refuses is not mail
+            return None, f"cannot be read: {type(error).__name__}"
+
+    def _seen(self, source: str) -> bool:
+        with self.engine.store.read() as connection:
+            found = connection.execute(select(inbound.c.id).where(inbound.c.source == source))
+            return found.first() is not None
+
+    def _acted_on(self, connection: Connection, message_id: str | None) -> str | None:
+        if message_id is None:
+            return None
+        return connection.execute(
+            select(inbound.c.source).where(inbound.c.message_id == message_id).limit(1)
+        ).scalar()
+
+    def _record(
+        self,
+        connection: Connection,
+        source: str,
+        message_id: str | None,
+        found: Classification,
+        now: dt.datetime,
+    ) -> int:
+        permanent = None
+        if found.kind == "bounce" and found.recipients:
+            permanent = any(recipient.permanent for recipient in found.recipients)
+        result = connection.execute(
+            inbound.insert()
+            .returning(inbound.c.id)
+            .values(
+                source=source,
+                message_id=message_id,
+                kind=found.kind,
+                reason=found.reason[:1000],
+                outcome="",
+                permanent=permanent,
+                processed_at=now,
+            )
+        )
+        return int(result.scalar_one())
+
+    # ---- acting ---------------------------------------------------------------------------
+    def _act(
+        self, connection: Connection, found: Classification, now: dt.datetime
+    ) -> tuple[str, str | None, str | None]:
+        """What was done, the person it concerned and the campaign (when one)."""
+        if found.kind == "ignore":
+            return f"ignored: {found.reason}", found.sender, None
+        if found.kind == "bounce":
+            return self._bounce(connection, found, now)
+        targets = self._targets(connection, found)
+        person = targets[0][1] if targets else found.sender
+        if found.kind == "unsubscribe":
+            assert person is not None
+            suppression.add(connection, [person], "unsubscribed", now, source=found.reason)
+            ended = self.engine._event_for(connection, person, now, None, "unsubscribed")
+            key = targets[0][0] if targets else None
+            return f"unsubscribed: suppressed, {ended} enrollment(s) ended", person, key
+        if not targets:
+            return f"ignored: {found.sender} is not active in any campaign", found.sender, None
+        if found.kind == "auto_reply":
+            return self._away(connection, found, targets, now)
+        for key, email_address in targets:
+            self.engine._event_for(connection, email_address, now, key, "reply")
+        return f"reply: `on reply` ran in {len(targets)} campaign(s)", person, targets[0][0]
+
+    def _targets(self, connection: Connection, found: Classification) -> list[tuple[str, str]]:
+        """Active enrollments the message is about: (campaign, person), by the
+        Message-IDs it answers, else by its sender."""
+        ids = {int(match.group(2)): match.group(1) for ref in found.refers_to
+               if (match := OUR_ID.fullmatch(ref))}  # fmt: skip
+        if ids:
+            rows = connection.execute(
+                select(actions.c.id, enrollments.c.campaign_id, enrollments.c.person)
+                .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+                .where(actions.c.id.in_(list(ids)), enrollments.c.status == "active")
+            ).all()
+            matched = [(key, person) for action_id, key, person in rows
+                       if key.startswith(ids[action_id])]  # fmt: skip
+            if matched:
+                return sorted(set(matched))
+        if found.sender is None:
+            return []
+        by_sender = connection.execute(
+            select(enrollments.c.campaign_id, enrollments.c.person).where(
+                func.lower(enrollments.c.person) == found.sender,
+                enrollments.c.status == "active",
+            )
+        ).all()
+        return sorted({(key, person) for key, person in by_sender})
+
+    def _away(
+        self,
+        connection: Connection,
+        found: Classification,
+        targets: list[tuple[str, str]],
+        now: dt.datetime,
+    ) -> tuple[str, str | None, str | None]:
+        today = now.date()
+        if found.back_on is not None and found.back_on > today:
+            until, why = found.back_on, "the date in the message"
+        else:
+            until = today + dt.timedelta(days=self.settings.away_days)
+            why = f"no return date found: {self.settings.away_days} days"
+        for key, person in targets:
+            self.engine._pause(
+                connection, person, until, now, reason=f"out of office ({why})", campaign=key
+            )
+        return (
+            f"out of office: paused until {until:%Y-%m-%d} ({why}) in {len(targets)} "
+            "campaign(s); not counted as a reply",
+            targets[0][1],
+            targets[0][0],
+        )
+
+    def _bounce(
+        self, connection: Connection, found: Classification, now: dt.datetime
+    ) -> tuple[str, str | None, str | None]:
+        done = []
+        person = None
+        for recipient in found.recipients:
+            address = recipient.address
+            if not self._ever_written(connection, address):
+                done.append(f"{address}: cadence never wrote to it, ignored")
+                continue
+            person = person or address
+            permanent = recipient.permanent
+            if not permanent:
+                count = self._soft_bounces(connection, address) + 1
+                if count < self.settings.soft_bounce_limit:
+                    done.append(f"{address}: temporary failure {count} of "
+                                f"{self.settings.soft_bounce_limit}, counted")  # fmt: skip
+                    continue
+                done.append(f"{address}: {count} temporary failures make a permanent one")
+            suppression.add(connection, [address], "bounced", now, source=found.reason)
+            reached = self.engine._event_for(connection, address, now, None, "bounce")
+            done.append(f"{address}: suppressed; `on bounce` ran in {reached} campaign(s)")
+        if person is None:
+            return "ignored: " + "; ".join(done or ["no recipient named"]), None, None
+        return "bounce: " + "; ".join(done), person, None
+
+    def _ever_written(self, connection: Connection, address: str) -> bool:
+        found = connection.execute(
+            select(enrollments.c.id).where(func.lower(enrollments.c.person) == address).limit(1)
+        ).first()
+        return found is not None
+
+    def _soft_bounces(self, connection: Connection, address: str) -> int:
+        return int(
+            connection.execute(
+                select(func.count()).where(
+                    inbound.c.kind == "bounce",
+                    inbound.c.permanent.is_(False),
+                    inbound.c.person == address,
+                )
+            ).scalar_one()
+        )
+
+    # ---- explaining -------------------------------------------------------------------------
+    def explain(self, message_id: str) -> list[InboundRecord]:
+        """Every record of the message with this Message-ID (``<…>`` optional)."""
+        wanted = message_id.strip()
+        if not wanted.startswith("<"):
+            wanted = f"<{wanted}>"
+        with self.engine.store.read() as connection:
+            rows = connection.execute(
+                select(inbound).where(inbound.c.message_id == wanted).order_by(inbound.c.id)
+            ).all()
+        return [_record_of(row) for row in rows]
+
+
+def _message_id(message: Message | None) -> str | None:
+    if message is None:
+        return None
+    try:
+        value = str(message.get("message-id", "") or "").strip()
+    except Exception:  # a header the parser could not make sense of
+        return None
+    return value[:998] or None
+
+
+def _record_of(row: Any) -> InboundRecord:
+    return InboundRecord(
+        row.source, row.message_id, row.kind, row.reason, row.person, row.campaign_id,
+        row.outcome, row.processed_at, row.raw,
+    )  # fmt: skip
