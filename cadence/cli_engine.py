@@ -580,11 +580,9 @@ def inbox(
         counts: dict[str, int] = {}
         messages = maildir_messages(maildir) if maildir else file_messages(list(files))
         try:
-            for source, raw in messages:
-                try:
-                    done = reader.process(source, raw, now)
-                except Exception as error:  # nothing changed: the transaction rolled back
-                    click.echo(f"cadence: inbox: {source}: not read: {error}", err=True)
+            for done in reader.process_all(messages, now):
+                if isinstance(done, tuple):  # nothing changed: the transaction rolled back
+                    click.echo(f"cadence: inbox: {done[0]}: not read: {done[1]}", err=True)
                     counts["failed"] = counts.get("failed", 0) + 1
                     continue
                 label = done.kind if done.new else "read before"
@@ -592,7 +590,7 @@ def inbox(
                 if fmt == "jsonl":
                     click.echo(json.dumps(dataclasses.asdict(done)))
                 elif done.new:
-                    click.echo(f"{done.message_id or source}  {done.kind}: {done.outcome}")
+                    click.echo(f"{done.message_id or done.source}  {done.kind}: {done.outcome}")
         except SourceError as error:
             _fail(str(error))
     summary = ", ".join(

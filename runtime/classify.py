@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Literal
@@ -98,7 +100,7 @@ def _classify(message: Message, unsubscribe_addresses: frozenset[str]) -> Classi
     if sender is None:
         return Classification("ignore", "no From address")
     to = {address.lower() for address in _addresses(message, "to", "delivered-to")}
-    subject = str(message.get("subject", "") or "")
+    subject = _subject(message)
     if to & unsubscribe_addresses and "unsubscribe" in subject.lower():
         mailto = sorted(to & unsubscribe_addresses)[0]
         return Classification("unsubscribe", f"mail to {mailto} asking to unsubscribe", sender,
@@ -125,7 +127,7 @@ def _bounce(
         if recipients:
             return "a delivery status notification (RFC 3464)", recipients
     looks_like = bool(sender and _DAEMON.match(sender)) or bool(
-        _BOUNCE_SUBJECT.search(str(message.get("subject", "") or ""))
+        _BOUNCE_SUBJECT.search(_subject(message))
     )
     if not looks_like:
         return None
@@ -197,10 +199,21 @@ def _auto_reply(message: Message) -> str | None:
         return "Precedence: auto_reply"
     if message.get("x-ms-exchange-inbox-rules-loop") is not None:
         return "X-MS-Exchange-Inbox-Rules-Loop (an Outlook rule or out-of-office)"
-    subject = str(message.get("subject", "") or "")
+    subject = _subject(message)
     if _AUTO_SUBJECT.match(subject):
         return f"the subject {subject.strip()[:60]!r}"
     return None
+
+
+def _subject(message: Message) -> str:
+    """The subject, RFC 2047 encoded words decoded ("=?utf-8?q?Automatische_Antwort?=")."""
+    raw = str(message.get("subject", "") or "")
+    if "=?" not in raw:
+        return raw
+    try:
+        return str(make_header(decode_header(raw)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        return raw
 
 
 def _written(message: Message) -> dt.date | None:

@@ -36,8 +36,11 @@ UNSUBSCRIBE = frozenset({"unsubscribe@example.com"})
 
 
 def classified(path: Path) -> dict[str, Any]:
-    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    found = classify(message, unsubscribe_addresses=UNSUBSCRIBE)
+    """As the inbox reads it (compat32); the modern policy must agree."""
+    data = path.read_bytes()
+    found = classify(email.message_from_bytes(data), unsubscribe_addresses=UNSUBSCRIBE)
+    modern = email.message_from_bytes(data, policy=email.policy.default)
+    assert classify(modern, unsubscribe_addresses=UNSUBSCRIBE) == found, path.name
     return {
         "kind": found.kind,
         "reason": found.reason,
