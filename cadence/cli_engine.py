@@ -528,6 +528,10 @@ def settle(send_id: int, sent: bool, at_text: str, db: str) -> None:
 @click.command()
 @click.argument("files", nargs=-1)
 @click.option("--maildir", help="Read every message of this Maildir (it is never changed).")
+@click.option("--imap", "imap_url", help="Read an IMAP mailbox: imaps://USER@HOST/MAILBOX (the "
+              "password from $CADENCE_IMAP_PASSWORD); opened read-only.")  # fmt: skip
+@click.option("--follow", is_flag=True, help="Keep reading new mail (every --interval seconds).")
+@click.option("--interval", type=click.IntRange(5, 3600), default=60, show_default=True)
 @click.option("--explain", "explain_id", metavar="MESSAGE-ID", help="Say what was done with a "
               "message, and why, instead of reading mail.")  # fmt: skip
 @click.option(
@@ -546,6 +550,9 @@ def settle(send_id: int, sent: bool, at_text: str, db: str) -> None:
 def inbox(
     files: tuple[str, ...],
     maildir: str | None,
+    imap_url: str | None,
+    follow: bool,
+    interval: int,
     explain_id: str | None,
     away_days: int | None,
     soft_bounces: int | None,
@@ -560,12 +567,33 @@ def inbox(
     Each message is read once, however often the mailbox is; nothing in the
     mailbox is moved, flagged or deleted."""
     from cadence.runtime.inbox import Inbox, InboxSettings
-    from cadence.runtime.mailsources import SourceError, file_messages, maildir_messages
+    from cadence.runtime.mailsources import (
+        SourceError,
+        file_messages,
+        imap_messages,
+        maildir_messages,
+        parse_imap,
+    )
 
     config = _config(config_path)
-    now = _instant(now_text)
-    if explain_id is None and bool(maildir) == bool(files):
-        _fail("read --maildir DIR, or FILE.eml... (- for standard input), or --explain ID")
+    fixed = None if now_text == "now" else _instant(now_text)
+    imap_url = imap_url or config.inbox.imap
+    chosen = [bool(maildir), bool(files), bool(imap_url)]
+    if explain_id is None and sum(chosen) != 1:
+        _fail("read --maildir DIR, --imap URL, or FILE.eml... (- for stdin), or --explain ID")
+    if follow and files:
+        _fail("--follow reads a mailbox (--maildir or --imap), not files")
+    account = None
+    if imap_url:
+        try:
+            account = dataclasses.replace(
+                parse_imap(imap_url),
+                password_env=config.inbox.password_env,
+                verify=config.inbox.verify,
+                ca_file=config.inbox.ca_file,
+            )
+        except ValueError as error:
+            _fail(str(error))
     unsubscribe_to = {config.unsubscribe.mailto or config.sender.email}
     settings = InboxSettings(
         frozenset(address.lower() for address in unsubscribe_to),
@@ -578,25 +606,41 @@ def inbox(
             _explain(reader, explain_id)
             return
         counts: dict[str, int] = {}
-        messages = maildir_messages(maildir) if maildir else file_messages(list(files))
         try:
-            for done in reader.process_all(messages, now):
-                if isinstance(done, tuple):  # nothing changed: the transaction rolled back
-                    click.echo(f"cadence: inbox: {done[0]}: not read: {done[1]}", err=True)
-                    counts["failed"] = counts.get("failed", 0) + 1
-                    continue
-                label = done.kind if done.new else "read before"
-                counts[label] = counts.get(label, 0) + 1
-                if fmt == "jsonl":
-                    click.echo(json.dumps(dataclasses.asdict(done)))
-                elif done.new:
-                    click.echo(f"{done.message_id or done.source}  {done.kind}: {done.outcome}")
+            while True:
+                if account is not None:
+                    messages = imap_messages(account, reader.known)
+                elif maildir:
+                    messages = maildir_messages(maildir)
+                else:
+                    messages = file_messages(list(files))
+                _read(reader, messages, fixed or dt.datetime.now(dt.UTC), fmt, counts)
+                if not follow:
+                    break
+                time.sleep(interval)
         except SourceError as error:
             _fail(str(error))
+        except KeyboardInterrupt:
+            pass
     summary = ", ".join(
         f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(counts.items())
     )
     click.echo(f"read {sum(counts.values())} message(s): {summary or 'none'}", err=True)
+
+
+def _read(reader: Any, messages: Any, now: dt.datetime, fmt: str, counts: dict[str, int]) -> None:
+    """One pass over a mailbox: each message processed, and reported."""
+    for done in reader.process_all(messages, now):
+        if isinstance(done, tuple):  # nothing changed: the transaction rolled back
+            click.echo(f"cadence: inbox: {done[0]}: not read: {done[1]}", err=True)
+            counts["failed"] = counts.get("failed", 0) + 1
+            continue
+        label = done.kind if done.new else "read before"
+        counts[label] = counts.get(label, 0) + 1
+        if fmt == "jsonl":
+            click.echo(json.dumps(dataclasses.asdict(done)))
+        elif done.new:
+            click.echo(f"{done.message_id or done.source}  {done.outcome}")
 
 
 def _explain(reader: Any, message_id: str) -> None:

@@ -28,6 +28,8 @@ secret_env = "CADENCE_UNSUBSCRIBE_SECRET"   # signs the links' tokens
 [inbox]
 away_days = 7                # an out-of-office without a date pauses this long
 soft_bounce_limit = 3        # temporary failures that make a permanent bounce
+imap = "imaps://sam%40example.com@imap.gmail.com/INBOX"   # what `cadence inbox` reads
+password_env = "CADENCE_IMAP_PASSWORD"
 ```
 """
 
@@ -86,6 +88,10 @@ class UnsubscribeConfig(_Section):
 class InboxConfig(_Section):
     away_days: int = Field(7, ge=1, le=366)
     soft_bounce_limit: int = Field(3, ge=1, le=100)
+    imap: str | None = None  # imaps://USER@HOST/MAILBOX
+    password_env: str | None = None
+    verify: bool = True
+    ca_file: str | None = None
 
 
 class RuntimeConfig(_Section):

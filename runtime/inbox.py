@@ -91,15 +91,21 @@ class Inbox:
                 batch = []
         yield from self._batch(batch, now)
 
+    def known(self, sources: list[str]) -> set[str]:
+        """Which of ``sources`` were read before."""
+        if not sources:
+            return set()
+        with self.engine.store.read() as connection:
+            return set(
+                connection.execute(
+                    select(inbound.c.source).where(inbound.c.source.in_(sources))
+                ).scalars()
+            )
+
     def _batch(
         self, batch: list[tuple[str, bytes]], now: dt.datetime
     ) -> Iterator[Processed | tuple[str, Exception]]:
-        with self.engine.store.read() as connection:
-            seen = set(
-                connection.execute(
-                    select(inbound.c.source).where(inbound.c.source.in_([s for s, _ in batch]))
-                ).scalars()
-            )
+        seen = self.known([source for source, _ in batch])
         for source, raw in batch:
             if source in seen:
                 yield Processed(source, None, "", "", "read before", new=False)
