@@ -104,9 +104,11 @@ def _sqlite_settings(engine: Engine, busy_timeout: float) -> None:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy issues BEGIN itself
         cursor = dbapi_connection.cursor()
+        # The busy timeout first: even `journal_mode` needs a lock, and without
+        # the timeout a busy database refuses it at once ("database is locked").
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
