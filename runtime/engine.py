@@ -346,7 +346,7 @@ class Engine:
                 event, message = _announcement(action)
                 events.append(_event(now, key, enrollment_id, email, event, action.step, message))
         connection.execute(actions.insert(), action_rows)
-        connection.execute(feed.insert(), events)
+        connection.execute(_FEED_INSERT, events)
         return len(action_rows)
 
     # ---- due sends ------------------------------------------------------------------------
@@ -829,13 +829,10 @@ class Engine:
         campaign: str | None,
         event: str,
     ) -> int:
-        query = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person).where(
-            func.lower(enrollments.c.person) == person.lower(),
-            enrollments.c.status == "active",
-        )
-        if campaign is not None:
-            query = query.where(enrollments.c.campaign_id == campaign)
-        found = connection.execute(query).all()
+        found = connection.execute(
+            _ACTIVE_OF if campaign is None else _ACTIVE_IN,
+            {"b_person": person.lower(), "b_campaign": campaign},
+        ).all()
         for enrollment_id, key, email in found:
             settings = self._ir(connection, key).settings
             if event == "reply":
@@ -1070,38 +1067,22 @@ class Engine:
         success: bool = False,
     ) -> None:
         """Cancel what is pending, close what is open, end the enrollment."""
-        row = connection.execute(
-            select(enrollments.c.campaign_id, enrollments.c.person).where(
-                enrollments.c.id == enrollment_id
-            )
-        ).one()
+        row = connection.execute(_ENROLLMENT, {"b_id": enrollment_id}).one()
         # A claimed send is in flight: it is marked sent, or cancelled if it fails.
-        cancelled = connection.execute(
-            select(actions.c.step, actions.c.is_task)
-            .where(
-                actions.c.enrollment_id == enrollment_id,
-                actions.c.status.in_([PENDING, OPEN]),
-            )
-            .order_by(actions.c.position)
-        ).all()
+        left = connection.execute(_LEFT, {"b_id": enrollment_id}).all()
+        cancelled = [(step, is_task) for step, is_task, status, _ in left if status != CLAIMED]
+        if cancelled:
+            connection.execute(_CANCEL_LEFT, {"b_id": enrollment_id, "b_at": at})
         connection.execute(
-            update(actions)
-            .where(
-                actions.c.enrollment_id == enrollment_id,
-                actions.c.status.in_([PENDING, OPEN]),
-            )
-            .values(status=CANCELLED, closed_at=at)
-        )
-        connection.execute(
-            update(enrollments)
-            .where(enrollments.c.id == enrollment_id)
-            .values(status="ended", reason=reason, success=success, ended_at=at)
+            _END_ENROLLMENT,
+            {"b_id": enrollment_id, "b_reason": reason, "b_success": success, "b_at": at},
         )
         # A claim whose lease ran out has no dispatcher any more: settle it now.
         # A live claim is settled by its dispatcher (sent, or cancelled when it
         # checks the enrollment before delivering), or after its lease by
         # the next claim's sweep.
-        _settle_expired(connection, at, actions.c.enrollment_id == enrollment_id)
+        if any(status == CLAIMED and lease <= at for _, _, status, lease in left):
+            _settle_expired(connection, at, actions.c.enrollment_id == enrollment_id)
         events = [
             _event(
                 at,
@@ -1125,7 +1106,7 @@ class Engine:
                 f"enrollment ended: {reason}" + (" (success)" if success else ""),
             )
         )
-        connection.execute(feed.insert(), events)
+        connection.execute(_FEED_INSERT, events)
 
     # ---- reading -------------------------------------------------------------------------------
     def feed(self, *, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
@@ -1256,6 +1237,46 @@ _CLAIM_STATE = (
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(actions.c.id == bindparam("b_id"))
 )
+
+
+# Built once: ending enrollments (replies, unsubscribes, bounces) is a hot path
+# when a mailbox is read.
+_ENROLLMENT = select(enrollments.c.campaign_id, enrollments.c.person).where(
+    enrollments.c.id == bindparam("b_id")
+)
+_LEFT = (
+    select(actions.c.step, actions.c.is_task, actions.c.status, actions.c.lease_until)
+    .where(
+        actions.c.enrollment_id == bindparam("b_id"),
+        actions.c.status.in_([PENDING, OPEN, CLAIMED]),
+    )
+    .order_by(actions.c.position)
+)
+_CANCEL_LEFT = (
+    update(actions)
+    .where(
+        actions.c.enrollment_id == bindparam("b_id"),
+        actions.c.status.in_([PENDING, OPEN]),
+    )
+    .values(status=CANCELLED, closed_at=bindparam("b_at"))
+)
+_END_ENROLLMENT = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("b_id"))
+    .values(
+        status="ended",
+        reason=bindparam("b_reason"),
+        success=bindparam("b_success"),
+        ended_at=bindparam("b_at"),
+    )
+)
+
+
+_ACTIVE_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person).where(
+    func.lower(enrollments.c.person) == bindparam("b_person"),
+    enrollments.c.status == "active",
+)
+_ACTIVE_IN = _ACTIVE_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
 
 
 def _sends() -> Select[Any]:

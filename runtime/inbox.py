@@ -27,7 +27,7 @@ from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from cadence.runtime import suppression
@@ -36,7 +36,8 @@ from cadence.runtime.engine import Engine
 from cadence.runtime.schema import actions, enrollments, inbound
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what mail providers accept; larger is not a reply
-SEEN_BATCH = 500  # sources looked up at once when reading a whole mailbox
+SEEN_BATCH = 200  # messages looked up, and committed, together when reading a mailbox
+_RECORD = inbound.insert()  # built once: one row per message read
 
 
 @dataclass(frozen=True)
@@ -105,24 +106,33 @@ class Inbox:
     def _batch(
         self, batch: list[tuple[str, bytes]], now: dt.datetime
     ) -> Iterator[Processed | tuple[str, Exception]]:
+        """One transaction for the batch, a savepoint per message: a message
+        that fails leaves nothing, and the others are committed together
+        (one commit per batch, not per message)."""
         seen = self.known([source for source, _ in batch])
-        for source, raw in batch:
-            if source in seen:
-                yield Processed(source, None, "", "", "read before", new=False)
-                continue
-            try:
-                yield self._process(source, raw, now)
-            except Exception as error:  # the transaction rolled back: nothing changed
-                yield source, error
+        results: list[Processed | tuple[str, Exception]] = []
+        with self.engine.store.transaction() as connection:
+            for source, raw in batch:
+                if source in seen:
+                    results.append(Processed(source, None, "", "", "read before", new=False))
+                    continue
+                try:
+                    results.append(self._process(source, raw, now, connection))
+                except Exception as error:  # its savepoint rolled back: nothing of it kept
+                    results.append((source, error))
+        yield from results
 
     def process(self, source: str, raw: bytes, now: dt.datetime) -> Processed:
         """Read one message; act on it unless ``source`` (or its Message-ID)
         was read before."""
         if self._seen(source):
             return Processed(source, None, "", "", "read before", new=False)
-        return self._process(source, raw, now)
+        with self.engine.store.transaction() as connection:
+            return self._process(source, raw, now, connection)
 
-    def _process(self, source: str, raw: bytes, now: dt.datetime) -> Processed:
+    def _process(
+        self, source: str, raw: bytes, now: dt.datetime, connection: Connection
+    ) -> Processed:
         message, problem = self._parse(raw)
         message_id = _message_id(message)
         if problem is not None or message is None:
@@ -130,24 +140,17 @@ class Inbox:
         else:
             found = classify(message, unsubscribe_addresses=self.settings.unsubscribe_addresses)
         try:
-            with self.engine.store.transaction() as connection:
+            with connection.begin_nested():
                 earlier = self._acted_on(connection, message_id)
-                record = self._record(connection, source, message_id, found, now)
                 if earlier is not None:
                     outcome, person, key = f"read before as {earlier}: nothing done", None, None
                 else:
                     outcome, person, key = self._act(connection, found, now)
-                acted = found.kind != "ignore" and not outcome.startswith("ignored")
-                connection.execute(
-                    update(inbound)
-                    .where(inbound.c.id == record)
-                    .values(
-                        outcome=outcome,
-                        person=person,
-                        campaign_id=key,
-                        raw=raw if acted and earlier is None else None,
-                    )
-                )
+                acted = earlier is None and found.kind != "ignore"
+                acted = acted and not outcome.startswith("ignored")
+                self._record(connection, source, message_id, found, now,
+                             outcome=outcome, person=person, campaign=key,
+                             raw=raw if acted else None)  # fmt: skip
         except IntegrityError:  # another reader took this source at the same moment
             return Processed(source, message_id, "", "", "read before", new=False)
         return Processed(source, message_id, found.kind, found.reason, outcome)
@@ -180,24 +183,30 @@ class Inbox:
         message_id: str | None,
         found: Classification,
         now: dt.datetime,
-    ) -> int:
+        *,
+        outcome: str,
+        person: str | None,
+        campaign: str | None,
+        raw: bytes | None,
+    ) -> None:
         permanent = None
         if found.kind == "bounce" and found.recipients:
             permanent = any(recipient.permanent for recipient in found.recipients)
-        result = connection.execute(
-            inbound.insert()
-            .returning(inbound.c.id)
-            .values(
-                source=source,
-                message_id=message_id,
-                kind=found.kind,
-                reason=found.reason[:1000],
-                outcome="",
-                permanent=permanent,
-                processed_at=now,
-            )
+        connection.execute(
+            _RECORD,
+            {
+                "source": source,
+                "message_id": message_id,
+                "kind": found.kind,
+                "reason": found.reason[:1000],
+                "outcome": outcome,
+                "person": person,
+                "campaign_id": campaign,
+                "permanent": permanent,
+                "raw": raw,
+                "processed_at": now,
+            },
         )
-        return int(result.scalar_one())
 
     # ---- acting ---------------------------------------------------------------------------
     def _act(

@@ -49,11 +49,16 @@ class SchemaError(RuntimeError):
 MIGRATION_LOCK = 0x63616465  # "cade"
 
 
-def current_version(connection: Connection) -> int:
+def current_version(connection: Connection, *, strict: bool = True) -> int:
     """The database's schema version (0: new); raises :class:`SchemaError` for
-    one this cadence cannot use. Only reads."""
+    one this cadence cannot use. Only reads. Not ``strict``, tables of ours
+    without a version are no reason to refuse yet: another process may be
+    migrating the database right now (only under the migration lock is that
+    decided)."""
     inspector = inspect(connection)
     if not inspector.has_table("schema_version"):
+        if not strict:
+            return 0
         ours = sorted(
             name for name in schema.metadata.tables if name != "schema_version"
             if inspector.has_table(name)

@@ -69,7 +69,7 @@ class Store:
         current database never waits for a writer (a long enroll, a
         dispatcher); only a database that needs migrating takes the lock."""
         with self.read() as connection:
-            if current_version(connection) == LATEST:
+            if current_version(connection, strict=False) == LATEST:
                 return
         with self.transaction() as connection:
             lock_for_migration(connection)
