@@ -471,13 +471,7 @@ class Engine:
         with self.store.transaction() as connection:
             return int(
                 connection.execute(
-                    update(actions)
-                    .where(
-                        actions.c.id.in_([send.action_id for send in sends]),
-                        actions.c.status == CLAIMED,
-                        actions.c.claimed_by == sends[0].worker,
-                    )
-                    .values(lease_until=until)
+                    update(actions).where(*_held_by(sends)).values(lease_until=until)
                 ).rowcount
             )
 
@@ -490,11 +484,7 @@ class Engine:
             return int(
                 connection.execute(
                     update(actions)
-                    .where(
-                        actions.c.id.in_([send.action_id for send in sends]),
-                        actions.c.status == CLAIMED,
-                        actions.c.claimed_by == sends[0].worker,
-                    )
+                    .where(*_held_by(sends))
                     .values(
                         status=PENDING,
                         claimed_by=None,
@@ -1277,6 +1267,15 @@ _ACTIVE_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.p
     enrollments.c.status == "active",
 )
 _ACTIVE_IN = _ACTIVE_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+
+
+def _held_by(sends: Sequence[DueSend]) -> tuple[Any, ...]:
+    """Those of ``sends`` still claimed by the dispatcher that claimed them."""
+    return (
+        actions.c.id.in_([send.action_id for send in sends]),
+        actions.c.status == CLAIMED,
+        actions.c.claimed_by == sends[0].worker,
+    )
 
 
 def _sends() -> Select[Any]:
