@@ -735,6 +735,13 @@ def _config(path: str | None) -> Any:
     default=None,
     help="This dispatcher's name in claims and the feed (host and process id are added).",
 )
+@click.option(
+    "--daily-cap",
+    type=click.IntRange(1, 10_000_000),
+    default=None,
+    help="At most N sends a day from the sender's mailbox, across all dispatchers; "
+    "the rest roll to the next day.",
+)
 @click.option("--sender-name", default=None)
 @click.option("--sender-email", default=None)
 @click.option("--sender-signature", default=None)
@@ -749,6 +756,7 @@ def run(
     now_text: str | None,
     throttle: str | None,
     worker: str | None,
+    daily_cap: int | None,
     sender_name: str | None,
     sender_email: str | None,
     sender_signature: str | None,
@@ -820,6 +828,15 @@ def run(
         )
     except ValueError as error:
         _fail(str(error))
+    cap = None
+    if daily_cap or config.sender.daily_cap:
+        from cadence.runtime.calendar import zone
+        from cadence.runtime.caps import DailyCap
+
+        where = zone(config.sender.cap_timezone)
+        if where is None:
+            _fail(f"[sender] cap_timezone {config.sender.cap_timezone!r} is not a time zone")
+        cap = DailyCap(sender.email, daily_cap or config.sender.daily_cap or 0, where)
     with _engine(db) as engine:
         dispatcher = Dispatcher(
             engine,
@@ -829,6 +846,7 @@ def run(
             throttle=limiter,
             on_progress=progress,
             unsubscribe=links,
+            daily_cap=cap,
         )
         try:
             while True:

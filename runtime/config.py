@@ -19,6 +19,8 @@ verify = true                # check the server's certificate
 name = "Sam Seller"
 email = "sam@example.com"
 signature = "-- Sam"
+daily_cap = 400              # sends a day from this mailbox, across all dispatchers
+cap_timezone = "America/New_York"   # where its day begins (UTC by default)
 
 [unsubscribe]
 mailto = "unsubscribe@example.com"          # default: the sender's address
@@ -56,6 +58,8 @@ class SenderConfig(_Section):
     name: str = ""
     email: str = "cadence@localhost"
     signature: str = ""
+    daily_cap: int | None = Field(None, ge=1, le=10_000_000)
+    cap_timezone: str = "UTC"  # where the mailbox's day begins
 
 
 class SmtpConfig(_Section):

@@ -30,6 +30,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from cadence.compiler.ir import Campaign
 from cadence.runtime.addresses import has_control, sender_address
 from cadence.runtime.calendar import zone
+from cadence.runtime.caps import DailyCap
 from cadence.runtime.delivery import DeliveryError, Transport, TransportError
 from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
 from cadence.runtime.planner import Action
@@ -149,6 +150,7 @@ class Dispatcher:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         unsubscribe: UnsubscribeLinks | None = None,
+        daily_cap: DailyCap | None = None,
     ) -> None:
         self.engine, self.transport, self.sender = engine, transport, sender
         self.worker, self.throttle, self.batch = worker, throttle, batch
@@ -157,6 +159,7 @@ class Dispatcher:
         self.on_progress = on_progress
         self._from = sender.address  # refused here, before any send is claimed
         self.unsubscribe = unsubscribe or UnsubscribeLinks(sender.email)
+        self.daily_cap = daily_cap
         self._renderers: dict[str, Renderer] = {}
 
     def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
@@ -198,7 +201,9 @@ class Dispatcher:
                 self.on_progress(report)
 
     def _claim(self, now: dt.datetime) -> list[DueSend]:
-        return self.engine.claim(now, self._batch_size(), worker=self.worker, lease=self.lease)
+        return self.engine.claim(
+            now, self._batch_size(), worker=self.worker, lease=self.lease, cap=self.daily_cap
+        )
 
     def _batch_size(self) -> int:
         """No more than a throttle lets through in half a lease."""

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
-from cadence.runtime import suppression
+from cadence.runtime import caps, suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
 from cadence.runtime.calendar import UTC, BusinessDays, place, zone
 from cadence.runtime.people import Person, RowProblem
@@ -398,31 +398,25 @@ class Engine:
         *,
         worker: str = "dispatcher",
         lease: dt.timedelta = DEFAULT_LEASE,
+        cap: caps.DailyCap | None = None,
     ) -> list[DueSend]:
         """Take up to ``limit`` due sends for ``worker`` until ``now + lease``.
         On PostgreSQL concurrent dispatchers skip each other's rows
-        (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers."""
+        (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers. With a daily
+        ``cap``, what today's cap has no room for rolls to the next day."""
         query = self._due_query(now, limit)
         if self.store.dialect == "postgresql":
             query = query.with_for_update(of=actions, skip_locked=True)
         with self.store.transaction() as connection:
             _settle_expired(connection, now, limit=SETTLE_BATCH)
             self._resume_due(connection, now)
-            found = [
-                DueSend(
-                    row.id,
-                    row.enrollment_id,
-                    row.campaign_id,
-                    row.person,
-                    row.step,
-                    row.due_at,
-                    row.thread,
-                    row.attempts + 1,  # this attempt counts
-                    worker,
-                )
-                for row in connection.execute(query)
-            ]
+            found = [_due_send(row, worker) for row in connection.execute(query)]
             found = self._drop_suppressed(connection, found, now)
+            full = False
+            if cap is not None and found:
+                granted = caps.reserve(connection, cap, len(found), now)
+                self._roll_over(connection, found[granted:], cap, now)
+                found, full = found[:granted], granted < len(found)
             if found:
                 connection.execute(
                     update(actions)
@@ -434,6 +428,11 @@ class Engine:
                         attempts=actions.c.attempts + 1,
                     )
                 )
+            if full and cap is not None:
+                # The day is full: everything due now goes to tomorrow, not
+                # just this batch (else every claim today would roll a few).
+                while rest := [_due_send(row, worker) for row in connection.execute(query)]:
+                    self._roll_over(connection, rest, cap, now)
         return found
 
     def _drop_suppressed(
@@ -462,6 +461,26 @@ class Engine:
                        f"suppression list ({entry.describe()})"),
             )  # fmt: skip
         return keep
+
+    def _roll_over(
+        self, connection: Connection, sends: list[DueSend], cap: caps.DailyCap, now: dt.datetime
+    ) -> None:
+        """Sends today's cap has no room for: to the mailbox's next day, each
+        keeping its time of day, with a feed entry."""
+        next_day = cap.next_day(now)
+        for send in sends:
+            due = caps.rolled(send.due_at, next_day)
+            connection.execute(  # a dead dispatcher's claim among them is pending again
+                update(actions)
+                .where(actions.c.id == send.action_id)
+                .values(due_at=due, status=PENDING, claimed_by=None, lease_until=None)
+            )
+            connection.execute(
+                _FEED_INSERT,
+                _event(now, send.campaign_id, send.enrollment_id, send.person, "rolled",
+                       send.step, f"daily cap of {cap.limit} for {cap.mailbox} reached: "
+                       f"`{send.step}` moved to {due:%Y-%m-%d %H:%M}Z"),
+            )  # fmt: skip
 
     def renew(self, sends: list[DueSend], until: dt.datetime) -> int:
         """Extend this dispatcher's leases on ``sends`` (a long, throttled batch
@@ -1267,6 +1286,14 @@ _ACTIVE_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.p
     enrollments.c.status == "active",
 )
 _ACTIVE_IN = _ACTIVE_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+
+
+def _due_send(row: Any, worker: str) -> DueSend:
+    """A row of the due query, as the claim of ``worker`` (this attempt counts)."""
+    return DueSend(
+        row.id, row.enrollment_id, row.campaign_id, row.person, row.step, row.due_at,
+        row.thread, row.attempts + 1, worker,
+    )  # fmt: skip
 
 
 def _held_by(sends: Sequence[DueSend]) -> tuple[Any, ...]:

@@ -149,6 +149,14 @@ suppressions = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+mailbox_usage = Table(
+    "mailbox_usage",
+    metadata,
+    Column("mailbox", Text, primary_key=True, comment="the sender address, lower case"),
+    Column("day", Date, primary_key=True, comment="in the cap's time zone"),
+    Column("sent", Integer, nullable=False, comment="sends claimed that day, all dispatchers"),
+)
+
 inbound = Table(
     "inbound",
     metadata,

@@ -251,6 +251,7 @@ def test_a_version_1_database_is_migrated_with_its_data(
     with engine.store.transaction() as connection:  # back to what version 1 was
         connection.execute(text("DROP TABLE suppressions"))
         connection.execute(text("DROP TABLE inbound"))
+        connection.execute(text("DROP TABLE mailbox_usage"))
         connection.execute(text("ALTER TABLE enrollments DROP COLUMN paused_until"))
         connection.execute(schema_version.delete().where(schema_version.c.version > 1))
     engine.close()

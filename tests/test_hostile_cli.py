@@ -144,6 +144,9 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
     for now in ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00", "yesterday", "2026"]:
         case(f"run --now {now}", "run", "--db", db, "--now", now, "--outbox", str(folder / "out"))
         case(f"bounce --at {now}", "bounce", "ada@example.com", "--db", db, "--at", now)
+    for cap in ["0", "-5", "x", "99999999999"]:
+        case(f"run --daily-cap {cap}", "run", "--db", db, "--once", "--daily-cap", cap,
+             "--outbox", str(folder / "out"))  # fmt: skip
     for smtp in ["host:99999", "host:0", "host", ":25", "[::1]:x", "127.0.0.1:1"]:
         case(f"run --smtp {smtp}", "run", "--db", db, "--once", "--smtp", smtp)
     for name in ("config-types.toml", "config-binary.toml", "people-hostile.csv"):

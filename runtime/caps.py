@@ -1,0 +1,80 @@
+"""Daily caps of a sender mailbox, held across every dispatcher: the count of
+a day's sends lives in the database, and a dispatcher reserves its share in
+the same transaction that claims the sends. Four dispatchers with a cap of
+50 send 50, not 200.
+
+A reservation counts a send when it is claimed, so a cap is never exceeded,
+even by sends whose delivery then fails (those are not given back: a
+provider counts attempts too).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select, update
+
+from cadence.runtime.schema import mailbox_usage
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class DailyCap:
+    mailbox: str  # the sender address
+    limit: int
+    zone: ZoneInfo = UTC_ZONE  # where the mailbox's day begins
+
+    def day(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self.zone).date()
+
+    def next_day(self, now: dt.datetime) -> dt.datetime:
+        """The instant the mailbox's next day begins."""
+        tomorrow = self.day(now) + dt.timedelta(days=1)
+        return dt.datetime.combine(tomorrow, dt.time(0, 0), self.zone).astimezone(dt.UTC)
+
+
+def reserve(connection: Connection, cap: DailyCap, wanted: int, now: dt.datetime) -> int:
+    """Reserve up to ``wanted`` of today's sends; returns how many were granted.
+    The day's row is locked (PostgreSQL) or the database is (SQLite's writer
+    lock), so two dispatchers never both take the last places."""
+    key = {"mailbox": cap.mailbox.lower(), "day": cap.day(now)}
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    connection.execute(insert(mailbox_usage).values(**key, sent=0).on_conflict_do_nothing())
+    query = select(mailbox_usage.c.sent).where(
+        mailbox_usage.c.mailbox == key["mailbox"], mailbox_usage.c.day == key["day"]
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    sent = int(connection.execute(query).scalar_one())
+    granted = max(0, min(wanted, cap.limit - sent))
+    if granted:
+        connection.execute(
+            update(mailbox_usage)
+            .where(mailbox_usage.c.mailbox == key["mailbox"], mailbox_usage.c.day == key["day"])
+            .values(sent=mailbox_usage.c.sent + granted)
+        )
+    return granted
+
+
+def rolled(due: dt.datetime, next_day: dt.datetime) -> dt.datetime:
+    """``due`` moved by whole days to the first one on or after ``next_day``:
+    the send keeps its time of day."""
+    if due >= next_day:
+        return due
+    days = -(-(next_day - due) // dt.timedelta(days=1))  # rounded up
+    return due + dt.timedelta(days=days)
+
+
+def usage(connection: Connection, mailbox: str, day: dt.date) -> int:
+    found = connection.execute(
+        select(mailbox_usage.c.sent).where(
+            mailbox_usage.c.mailbox == mailbox.lower(), mailbox_usage.c.day == day
+        )
+    ).scalar()
+    return int(found or 0)
