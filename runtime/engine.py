@@ -898,19 +898,13 @@ class Engine:
         reason: str,
         campaign: str | None = None,
     ) -> int:
-        query = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zone).where(
-            func.lower(enrollments.c.person) == person.lower(), enrollments.c.status == "active"
-        )
-        if campaign is not None:
-            query = query.where(enrollments.c.campaign_id == campaign)
-        found = connection.execute(query).all()
+        found = connection.execute(
+            _ZONES_OF if campaign is None else _ZONES_IN,
+            {"b_person": person.lower(), "b_campaign": campaign},
+        ).all()
         for enrollment_id, key, zone_name in found:
             back = place(until, dt.time(0, 0), zone(zone_name) or UTC_ZONE).utc
-            connection.execute(
-                update(enrollments)
-                .where(enrollments.c.id == enrollment_id)
-                .values(paused_until=back)
-            )
+            connection.execute(_PAUSE, {"b_id": enrollment_id, "b_until": back})
             connection.execute(
                 _FEED_INSERT,
                 _event(at, key, enrollment_id, person, "paused", None,
@@ -1303,6 +1297,17 @@ def _held_by(sends: Sequence[DueSend]) -> tuple[Any, ...]:
         actions.c.status == CLAIMED,
         actions.c.claimed_by == sends[0].worker,
     )
+
+
+_ZONES_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zone).where(
+    func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
+)
+_ZONES_IN = _ZONES_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+_PAUSE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("b_id"))
+    .values(paused_until=bindparam("b_until"))
+)
 
 
 def _sends() -> Select[Any]:

@@ -19,6 +19,7 @@ file's digest) and acted on at most once per Message-ID.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.policy
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,7 @@ from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from cadence.runtime import suppression
@@ -37,7 +38,27 @@ from cadence.runtime.schema import actions, enrollments, inbound
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what mail providers accept; larger is not a reply
 SEEN_BATCH = 200  # messages looked up, and committed, together when reading a mailbox
-_RECORD = inbound.insert()  # built once: one row per message read
+# Built once: each runs for every message read.
+_RECORD = inbound.insert()
+_ACTED_ON = select(inbound.c.source).where(inbound.c.message_id == bindparam("b_message_id"))
+_BY_SEND = (
+    select(actions.c.id, enrollments.c.campaign_id, enrollments.c.person)
+    .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+    .where(actions.c.id.in_(bindparam("b_ids", expanding=True)), enrollments.c.status == "active")
+)
+_BY_SENDER = select(enrollments.c.campaign_id, enrollments.c.person).where(
+    func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
+)
+_EVER_WRITTEN = (
+    select(enrollments.c.id)
+    .where(func.lower(enrollments.c.person) == bindparam("b_person"))
+    .limit(1)
+)
+_SOFT_BOUNCES = select(func.count()).where(
+    inbound.c.kind == "bounce",
+    inbound.c.permanent.is_(False),
+    inbound.c.person == bindparam("b_person"),
+)
 
 
 @dataclass(frozen=True)
@@ -110,17 +131,25 @@ class Inbox:
         that fails leaves nothing, and the others are committed together
         (one commit per batch, not per message)."""
         seen = self.known([source for source, _ in batch])
-        results: list[Processed | tuple[str, Exception]] = []
-        with self.engine.store.transaction() as connection:
-            for source, raw in batch:
-                if source in seen:
-                    results.append(Processed(source, None, "", "", "read before", new=False))
-                    continue
-                try:
-                    results.append(self._process(source, raw, now, connection))
-                except Exception as error:  # its savepoint rolled back: nothing of it kept
-                    results.append((source, error))
-        yield from results
+        fresh = [(source, raw) for source, raw in batch if source not in seen]
+        results: list[Processed | tuple[str, Exception]] = [
+            Processed(source, None, "", "", "read before", new=False)
+            for source, _ in batch
+            if source in seen
+        ]
+        done: list[Processed | tuple[str, Exception]]
+        try:  # the usual case: every message goes through, in one transaction
+            with self.engine.store.transaction() as connection:
+                done = [self._process(s, raw, now, connection, alone=False) for s, raw in fresh]
+        except Exception:  # one did not: again, each on its own savepoint
+            done = []
+            with self.engine.store.transaction() as connection:
+                for source, raw in fresh:
+                    try:
+                        done.append(self._process(source, raw, now, connection))
+                    except Exception as error:  # its savepoint rolled back: nothing kept
+                        done.append((source, error))
+        yield from results + done
 
     def process(self, source: str, raw: bytes, now: dt.datetime) -> Processed:
         """Read one message; act on it unless ``source`` (or its Message-ID)
@@ -131,8 +160,16 @@ class Inbox:
             return self._process(source, raw, now, connection)
 
     def _process(
-        self, source: str, raw: bytes, now: dt.datetime, connection: Connection
+        self,
+        source: str,
+        raw: bytes,
+        now: dt.datetime,
+        connection: Connection,
+        *,
+        alone: bool = True,
     ) -> Processed:
+        """One message; ``alone``: on a savepoint of its own, so that a failure
+        undoes only it (else the caller's transaction is undone whole)."""
         message, problem = self._parse(raw)
         message_id = _message_id(message)
         if problem is not None or message is None:
@@ -140,7 +177,7 @@ class Inbox:
         else:
             found = classify(message, unsubscribe_addresses=self.settings.unsubscribe_addresses)
         try:
-            with connection.begin_nested():
+            with connection.begin_nested() if alone else contextlib.nullcontext():
                 earlier = self._acted_on(connection, message_id)
                 if earlier is not None:
                     outcome, person, key = f"read before as {earlier}: nothing done", None, None
@@ -152,6 +189,8 @@ class Inbox:
                              outcome=outcome, person=person, campaign=key,
                              raw=raw if acted else None)  # fmt: skip
         except IntegrityError:  # another reader took this source at the same moment
+            if not alone:
+                raise  # the batch is undone, and done again message by message
             return Processed(source, message_id, "", "", "read before", new=False)
         return Processed(source, message_id, found.kind, found.reason, outcome)
 
@@ -172,9 +211,7 @@ class Inbox:
     def _acted_on(self, connection: Connection, message_id: str | None) -> str | None:
         if message_id is None:
             return None
-        return connection.execute(
-            select(inbound.c.source).where(inbound.c.message_id == message_id).limit(1)
-        ).scalar()
+        return connection.execute(_ACTED_ON, {"b_message_id": message_id}).scalar()
 
     def _record(
         self,
@@ -239,23 +276,14 @@ class Inbox:
         ids = {int(match.group(2)): match.group(1) for ref in found.refers_to
                if (match := OUR_ID.fullmatch(ref))}  # fmt: skip
         if ids:
-            rows = connection.execute(
-                select(actions.c.id, enrollments.c.campaign_id, enrollments.c.person)
-                .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-                .where(actions.c.id.in_(list(ids)), enrollments.c.status == "active")
-            ).all()
+            rows = connection.execute(_BY_SEND, {"b_ids": list(ids)}).all()
             matched = [(key, person) for action_id, key, person in rows
                        if key.startswith(ids[action_id])]  # fmt: skip
             if matched:
                 return sorted(set(matched))
         if found.sender is None:
             return []
-        by_sender = connection.execute(
-            select(enrollments.c.campaign_id, enrollments.c.person).where(
-                func.lower(enrollments.c.person) == found.sender,
-                enrollments.c.status == "active",
-            )
-        ).all()
+        by_sender = connection.execute(_BY_SENDER, {"b_person": found.sender}).all()
         return sorted({(key, person) for key, person in by_sender})
 
     def _away(
@@ -309,21 +337,10 @@ class Inbox:
         return "bounce: " + "; ".join(done), person, None
 
     def _ever_written(self, connection: Connection, address: str) -> bool:
-        found = connection.execute(
-            select(enrollments.c.id).where(func.lower(enrollments.c.person) == address).limit(1)
-        ).first()
-        return found is not None
+        return connection.execute(_EVER_WRITTEN, {"b_person": address}).first() is not None
 
     def _soft_bounces(self, connection: Connection, address: str) -> int:
-        return int(
-            connection.execute(
-                select(func.count()).where(
-                    inbound.c.kind == "bounce",
-                    inbound.c.permanent.is_(False),
-                    inbound.c.person == address,
-                )
-            ).scalar_one()
-        )
+        return int(connection.execute(_SOFT_BOUNCES, {"b_person": address}).scalar_one())
 
     # ---- explaining -------------------------------------------------------------------------
     def explain(self, message_id: str) -> list[InboundRecord]:

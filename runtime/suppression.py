@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, func, select
 
 from cadence.runtime.schema import suppressions
 
@@ -34,6 +34,13 @@ class Suppression:
     def describe(self) -> str:
         """Why, in a few words: "unsubscribed on 2026-03-02"."""
         return f"{self.reason} on {self.created_at:%Y-%m-%d}"
+
+
+# Built once: bounces and unsubscribes read from a mailbox come by the thousand.
+_KNOWN = select(suppressions.c.email).where(
+    suppressions.c.email.in_(bindparam("b_emails", expanding=True))
+)
+_INSERT = suppressions.insert()
 
 
 def key(email: str) -> str:
@@ -55,15 +62,11 @@ def add(
     wanted = {key(email) for email in emails}
     if not wanted:
         return []
-    known = set(
-        connection.execute(
-            select(suppressions.c.email).where(suppressions.c.email.in_(wanted))
-        ).scalars()
-    )
+    known = set(connection.execute(_KNOWN, {"b_emails": sorted(wanted)}).scalars())
     new = sorted(wanted - known)
     if new:
         connection.execute(
-            suppressions.insert(),
+            _INSERT,
             [
                 {
                     "email": email,

@@ -238,3 +238,29 @@ def test_inbox_command_reads_files_and_explains(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["inbox", "--db", db]).exit_code == 2  # nothing to read
     not_maildir = runner.invoke(cli, ["inbox", "--maildir", str(tmp_path), "--db", db])
     assert not_maildir.exit_code == 2 and "not a Maildir" in not_maildir.stderr
+
+
+def test_a_message_that_cannot_be_processed_leaves_the_others_done(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = sent_ids(engine, tmp_path / "outbox")
+    reader = Inbox(engine, InboxSettings(UNSUBSCRIBE))
+    original = reader._act
+
+    def failing(connection: Any, found: Any, now: dt.datetime) -> Any:
+        if found.sender == "bo@example.com":
+            raise RuntimeError("the disk is full")
+        return original(connection, found, now)
+
+    monkeypatch.setattr(reader, "_act", failing)
+    messages = [
+        ("m:1", as_sent_to("human-reply.eml", "ada", ids["ada"])),
+        ("m:2", as_sent_to("human-reply.eml", "bo", ids["bo"]).replace(b"CAreply1", b"CAreply2")),
+        ("m:3", as_sent_to("unsubscribe-reply.eml", "ken", ids["ken"])),
+    ]
+    done = list(reader.process_all(messages, T0 + dt.timedelta(hours=3)))
+    failed = [item for item in done if isinstance(item, tuple)]
+    assert [source for source, _ in failed] == ["m:2"]
+    assert statuses(engine)["ada"] == "replied" and statuses(engine)["ken"] == "unsubscribed"
+    assert statuses(engine)["bo"] == "active"  # nothing of the failed one was kept
+    assert reader.known(["m:1", "m:2", "m:3"]) == {"m:1", "m:3"}  # m:2 is read again next time
