@@ -561,7 +561,7 @@ def inbox(
     now_text: str,
     db: str,
 ) -> None:
-    """Read inbound mail (a Maildir, FILE.eml..., or - for one message on stdin)
+    """Read inbound mail (an IMAP mailbox, a Maildir, FILE.eml..., or - for stdin)
     and act on replies, out-of-office replies, bounces and unsubscribe requests.
 
     Each message is read once, however often the mailbox is; nothing in the
