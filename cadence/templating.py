@@ -1,4 +1,5 @@
-"""The one Jinja environment templates are checked and rendered in (docs/semantics.md §8).
+"""The one Jinja environment templates are checked and rendered in (docs/language.md,
+Templates).
 
 Templates come from campaign files, which are untrusted input. They run in
 Jinja's immutable sandbox, strict about undefined names, without loaders (no
