@@ -828,6 +828,11 @@ def run(
         )
     except ValueError as error:
         _fail(str(error))
+    shared = None
+    if limiter is not None:  # the window is the mailbox's, across every dispatcher
+        from cadence.runtime.caps import SharedThrottle
+
+        shared = SharedThrottle(sender.email, limiter.count, limiter.seconds)
     cap = None
     if daily_cap or config.sender.daily_cap:
         from cadence.runtime.calendar import zone
@@ -847,6 +852,7 @@ def run(
             on_progress=progress,
             unsubscribe=links,
             daily_cap=cap,
+            shared_throttle=shared,
         )
         try:
             while True:

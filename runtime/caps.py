@@ -1,7 +1,8 @@
-"""Daily caps of a sender mailbox, held across every dispatcher: the count of
-a day's sends lives in the database, and a dispatcher reserves its share in
-the same transaction that claims the sends. Four dispatchers with a cap of
-50 send 50, not 200.
+"""Daily caps and throttles of a sender mailbox, held across every dispatcher:
+the count of a day's sends, and the sends of the last throttle window, live
+in the database, and a dispatcher reserves its share before it claims. Four
+dispatchers with a cap of 50 send 50, not 200; with a throttle of 30 per 60
+they send 30 a minute between them.
 
 A reservation counts a send when it is claimed, so a cap is never exceeded,
 even by sends whose delivery then fails (those are not given back: a
@@ -14,9 +15,9 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, func, select, update
 
-from cadence.runtime.schema import mailbox_usage
+from cadence.runtime.schema import mailbox_sends, mailbox_usage
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -78,3 +79,56 @@ def usage(connection: Connection, mailbox: str, day: dt.date) -> int:
         )
     ).scalar()
     return int(found or 0)
+
+
+@dataclass(frozen=True)
+class SharedThrottle:
+    """At most ``count`` sends from ``mailbox`` in any ``seconds``, all
+    dispatchers together."""
+
+    mailbox: str
+    count: int
+    seconds: float
+
+
+def reserve_window(
+    connection: Connection, throttle: SharedThrottle, wanted: int, now: dt.datetime
+) -> tuple[int, float]:
+    """Take up to ``wanted`` places in the window ending ``now``: how many were
+    granted, and (when none) how many seconds until one frees up. The places
+    are rows, so the window holds across processes; old ones are pruned."""
+    mailbox = throttle.mailbox.lower()
+    since = now - dt.timedelta(seconds=throttle.seconds)
+    connection.execute(
+        delete(mailbox_sends).where(mailbox_sends.c.mailbox == mailbox, mailbox_sends.c.at <= since)
+    )
+    taken, oldest = connection.execute(
+        select(func.count(), func.min(mailbox_sends.c.at)).where(mailbox_sends.c.mailbox == mailbox)
+    ).one()
+    granted = max(0, min(wanted, throttle.count - int(taken)))
+    if granted:
+        connection.execute(mailbox_sends.insert(), [{"mailbox": mailbox, "at": now}] * granted)
+        return granted, 0.0
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    wait = (oldest - since).total_seconds() if oldest is not None else throttle.seconds
+    return 0, max(wait, 0.01)
+
+
+def give_back(
+    connection: Connection, throttle: SharedThrottle, count: int, at: dt.datetime
+) -> None:
+    """Return places taken at ``at`` that were not used (fewer sends were due)."""
+    if count <= 0:
+        return
+    rows = (
+        connection.execute(
+            select(mailbox_sends.c.id)
+            .where(mailbox_sends.c.mailbox == throttle.mailbox.lower(), mailbox_sends.c.at == at)
+            .limit(count)
+        )
+        .scalars()
+        .all()
+    )
+    if rows:
+        connection.execute(delete(mailbox_sends).where(mailbox_sends.c.id.in_(rows)))

@@ -30,7 +30,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from cadence.compiler.ir import Campaign
 from cadence.runtime.addresses import has_control, sender_address
 from cadence.runtime.calendar import zone
-from cadence.runtime.caps import DailyCap
+from cadence.runtime.caps import DailyCap, SharedThrottle
 from cadence.runtime.delivery import DeliveryError, Transport, TransportError
 from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
 from cadence.runtime.planner import Action
@@ -151,6 +151,7 @@ class Dispatcher:
         sleep: Callable[[float], None] = time.sleep,
         unsubscribe: UnsubscribeLinks | None = None,
         daily_cap: DailyCap | None = None,
+        shared_throttle: SharedThrottle | None = None,
     ) -> None:
         self.engine, self.transport, self.sender = engine, transport, sender
         self.worker, self.throttle, self.batch = worker, throttle, batch
@@ -160,6 +161,7 @@ class Dispatcher:
         self._from = sender.address  # refused here, before any send is claimed
         self.unsubscribe = unsubscribe or UnsubscribeLinks(sender.email)
         self.daily_cap = daily_cap
+        self.shared_throttle = shared_throttle
         self._renderers: dict[str, Renderer] = {}
 
     def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
@@ -173,7 +175,22 @@ class Dispatcher:
                     return report  # nothing to wait for
                 self.throttle.ready()
             current = now or self.clock()
-            claimed = self._stored("claim due sends", partial(self._claim, current))
+            budget = self._batch_size()
+            if self.shared_throttle is not None:
+                # The window is the mailbox's, across dispatchers: reserve
+                # places first, on the real clock (even under --now).
+                reserved_at = self.clock()
+                budget, wait = self.engine.reserve_sends(self.shared_throttle, budget, reserved_at)
+                if budget == 0:
+                    if not self.engine.due(current, 1):
+                        return report
+                    self.sleep(wait)
+                    continue
+            claimed = self._stored("claim due sends", partial(self._claim, current, budget))
+            if self.shared_throttle is not None and len(claimed) < budget:
+                self.engine.unreserve_sends(
+                    self.shared_throttle, budget - len(claimed), reserved_at
+                )
             if not claimed:
                 return report
             people = self._people(claimed)  # one read for the whole batch
@@ -200,9 +217,9 @@ class Dispatcher:
             if self.on_progress is not None:
                 self.on_progress(report)
 
-    def _claim(self, now: dt.datetime) -> list[DueSend]:
+    def _claim(self, now: dt.datetime, limit: int) -> list[DueSend]:
         return self.engine.claim(
-            now, self._batch_size(), worker=self.worker, lease=self.lease, cap=self.daily_cap
+            now, limit, worker=self.worker, lease=self.lease, cap=self.daily_cap
         )
 
     def _batch_size(self) -> int:

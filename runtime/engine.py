@@ -462,6 +462,18 @@ class Engine:
             )  # fmt: skip
         return keep
 
+    def reserve_sends(
+        self, throttle: caps.SharedThrottle, wanted: int, now: dt.datetime
+    ) -> tuple[int, float]:
+        """Places for up to ``wanted`` sends in ``throttle``'s window (all
+        dispatchers together); none: the seconds until one frees up."""
+        with self.store.transaction() as connection:
+            return caps.reserve_window(connection, throttle, wanted, now)
+
+    def unreserve_sends(self, throttle: caps.SharedThrottle, count: int, at: dt.datetime) -> None:
+        with self.store.transaction() as connection:
+            caps.give_back(connection, throttle, count, at)
+
     def _roll_over(
         self, connection: Connection, sends: list[DueSend], cap: caps.DailyCap, now: dt.datetime
     ) -> None:

@@ -37,11 +37,16 @@ def _mailbox_usage(connection: Connection) -> None:
     schema.mailbox_usage.create(connection, checkfirst=True)
 
 
+def _mailbox_sends(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.mailbox_sends])
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "campaigns, enrollments, actions and the live feed", _initial),
     (2, "the suppression list", _suppressions),
     (3, "inbound mail, and pauses", _inbound),
     (4, "daily caps of sender mailboxes", _mailbox_usage),
+    (5, "throttles of sender mailboxes", _mailbox_sends),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -157,6 +157,15 @@ mailbox_usage = Table(
     Column("sent", Integer, nullable=False, comment="sends claimed that day, all dispatchers"),
 )
 
+mailbox_sends = Table(
+    "mailbox_sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mailbox", Text, nullable=False, comment="the sender address, lower case"),
+    Column("at", UTCDateTime, nullable=False, comment="when a dispatcher took the place"),
+)
+Index("mailbox_sends_window", mailbox_sends.c.mailbox, mailbox_sends.c.at)
+
 inbound = Table(
     "inbound",
     metadata,

@@ -140,3 +140,52 @@ def test_run_takes_the_cap_from_its_config(tmp_path: Path) -> None:
     config.write_text('[sender]\ndaily_cap = 2\ncap_timezone = "Mars/Olympus"\n')
     bad = runner.invoke(cli, [*args, "--now", "2026-12-07T15:00:00Z"])
     assert bad.exit_code == 2 and "is not a time zone" in bad.stderr
+
+
+class Clock:
+    """One wall clock for several dispatchers in a test; sleeping moves it."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def test_a_throttle_holds_across_dispatchers(engine: Engine, tmp_path: Path) -> None:
+    from cadence.runtime.caps import SharedThrottle
+
+    clock = Clock(T0 + dt.timedelta(hours=2))
+    delivered: list[dt.datetime] = []
+
+    class Recorder:
+        def deliver(self, message: object) -> None:
+            delivered.append(clock.now)
+
+        def close(self) -> None:
+            pass
+
+    class Stopped(Exception):
+        pass
+
+    def stop(_seconds: float) -> None:  # the first dispatcher goes away when it must wait
+        raise Stopped
+
+    throttle = SharedThrottle("sam@example.com", 3, 60)
+    sender = Sender(email="sam@example.com")
+    one = Dispatcher(engine, Recorder(), sender, worker="one", clock=clock, sleep=stop,
+                     shared_throttle=throttle)  # fmt: skip
+    two = Dispatcher(engine, Recorder(), sender, worker="two", clock=clock, sleep=clock.sleep,
+                     shared_throttle=throttle)  # fmt: skip
+    with pytest.raises(Stopped):
+        one.run_once(T0 + dt.timedelta(hours=2))
+    assert len(delivered) == 3  # the minute's three places
+    second = two.run_once(T0 + dt.timedelta(hours=2))  # must wait: the window counts one's
+    assert second.sent == 27 and delivered[3] >= delivered[0] + dt.timedelta(seconds=60)
+    for sent in delivered:  # never more than 3 in any minute, between them
+        window = [t for t in delivered if sent <= t < sent + dt.timedelta(seconds=60)]
+        assert len(window) <= 3
+    assert clock.now - (T0 + dt.timedelta(hours=2)) >= dt.timedelta(minutes=9)

@@ -252,6 +252,7 @@ def test_a_version_1_database_is_migrated_with_its_data(
         connection.execute(text("DROP TABLE suppressions"))
         connection.execute(text("DROP TABLE inbound"))
         connection.execute(text("DROP TABLE mailbox_usage"))
+        connection.execute(text("DROP TABLE mailbox_sends"))
         connection.execute(text("ALTER TABLE enrollments DROP COLUMN paused_until"))
         connection.execute(schema_version.delete().where(schema_version.c.version > 1))
     engine.close()
