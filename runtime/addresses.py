@@ -59,11 +59,6 @@ class AddressChecker:
         return normalised
 
 
-def has_line_break(text: str) -> bool:
-    """Whether ``text`` holds anything a header or a mail reader would break a line at."""
-    return bool(text) and text.splitlines() != [text]
-
-
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 

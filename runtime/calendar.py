@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cadence.compiler.ir import HOST_DEPENDENT_ZONES
 
 UTC = dt.UTC
+UTC_ZONE = ZoneInfo("UTC")  # where a person or mailbox without a usable zone lives
 SATURDAY = 5
 
 

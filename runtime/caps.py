@@ -17,9 +17,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, delete, func, select, update
 
+from cadence.runtime.calendar import UTC_ZONE
 from cadence.runtime.schema import mailbox_sends, mailbox_usage
-
-UTC_ZONE = ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)

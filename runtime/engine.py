@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -35,7 +34,7 @@ from sqlalchemy.sql import Select
 from cadence.compiler.ir import Campaign, dump_ir, load_ir
 from cadence.runtime import caps, suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
-from cadence.runtime.calendar import UTC, BusinessDays, place, zone
+from cadence.runtime.calendar import UTC, UTC_ZONE, BusinessDays, place, zone
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
@@ -53,7 +52,6 @@ OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
 # active: it may have been delivered. A dispatcher whose transport can tell
 # (the outbox) settles it as sent or cancelled.
 UNCONFIRMED = "unconfirmed"
-UTC_ZONE = ZoneInfo("UTC")  # where a person without a usable zone lives
 SETTLE_BATCH = 100  # expired claims a dispatcher settles per claim, at most
 # Longer than one delivery may take (a server may think 10 minutes about a
 # message), so a dispatcher renews its leases only now and then.
@@ -851,7 +849,7 @@ class Engine:
         event: str,
     ) -> int:
         found = connection.execute(
-            _ACTIVE_OF if campaign is None else _ACTIVE_IN,
+            ACTIVE_ENROLLMENTS if campaign is None else _ACTIVE_IN,
             {"b_person": person.lower(), "b_campaign": campaign},
         ).all()
         for enrollment_id, key, email in found:
@@ -1287,11 +1285,15 @@ _END_ENROLLMENT = (
 )
 
 
-_ACTIVE_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person).where(
+# A person's active enrollments (id, campaign, person); built once, as events
+# and inbound mail look them up per message.
+ACTIVE_ENROLLMENTS = select(
+    enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person
+).where(
     func.lower(enrollments.c.person) == bindparam("b_person"),
     enrollments.c.status == "active",
 )
-_ACTIVE_IN = _ACTIVE_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+_ACTIVE_IN = ACTIVE_ENROLLMENTS.where(enrollments.c.campaign_id == bindparam("b_campaign"))
 
 
 def _due_send(row: Any, worker: str) -> DueSend:

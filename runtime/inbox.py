@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cadence.runtime import suppression
 from cadence.runtime.classify import OUR_ID, Classification, classify
-from cadence.runtime.engine import Engine
+from cadence.runtime.engine import ACTIVE_ENROLLMENTS, Engine
 from cadence.runtime.schema import actions, enrollments, inbound
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what mail providers accept; larger is not a reply
@@ -45,9 +45,6 @@ _BY_SEND = (
     select(actions.c.id, enrollments.c.campaign_id, enrollments.c.person)
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(actions.c.id.in_(bindparam("b_ids", expanding=True)), enrollments.c.status == "active")
-)
-_BY_SENDER = select(enrollments.c.campaign_id, enrollments.c.person).where(
-    func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
 )
 _EVER_WRITTEN = (
     select(enrollments.c.id)
@@ -154,7 +151,7 @@ class Inbox:
     def process(self, source: str, raw: bytes, now: dt.datetime) -> Processed:
         """Read one message; act on it unless ``source`` (or its Message-ID)
         was read before."""
-        if self._seen(source):
+        if self.known([source]):
             return Processed(source, None, "", "", "read before", new=False)
         with self.engine.store.transaction() as connection:
             return self._process(source, raw, now, connection)
@@ -202,11 +199,6 @@ class Inbox:
             return self._parser.parsebytes(raw), None
         except Exception as error:  # the parser is lenient; what it still refuses is not mail
             return None, f"cannot be read: {type(error).__name__}"
-
-    def _seen(self, source: str) -> bool:
-        with self.engine.store.read() as connection:
-            found = connection.execute(select(inbound.c.id).where(inbound.c.source == source))
-            return found.first() is not None
 
     def _acted_on(self, connection: Connection, message_id: str | None) -> str | None:
         if message_id is None:
@@ -283,8 +275,8 @@ class Inbox:
                 return sorted(set(matched))
         if found.sender is None:
             return []
-        by_sender = connection.execute(_BY_SENDER, {"b_person": found.sender}).all()
-        return sorted({(key, person) for key, person in by_sender})
+        by_sender = connection.execute(ACTIVE_ENROLLMENTS, {"b_person": found.sender}).all()
+        return sorted({(key, person) for _, key, person in by_sender})
 
     def _away(
         self,
