@@ -58,8 +58,9 @@ def main() -> None:
     from aiosmtpd.controller import Controller
 
     from cadence.compiler import compile_source
-    from cadence.runtime.dispatch import Dispatcher, Sender
+    from cadence.runtime.dispatch import Dispatcher
     from cadence.runtime.engine import Engine
+    from cadence.runtime.mailboxes import Sender
     from cadence.runtime.smtp import SmtpTransport
 
     ir = compile_source(CAMPAIGN, "bench.campaign").ir

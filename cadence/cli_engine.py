@@ -543,7 +543,8 @@ def settle(send_id: int, sent: bool, at_text: str, db: str) -> None:
 @click.option("--soft-bounces", type=click.IntRange(1, 100), default=None,
               help="Temporary failures that count as a permanent one (3).")  # fmt: skip
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Runtime config: [inbox], [unsubscribe], [sender].")  # fmt: skip
+              help="Runtime config: [inbox], [unsubscribe], [sender] or [mailboxes.NAME]; "
+              "without a source, reads the IMAP mailboxes it names.")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text")
 @click.option("--now", "now_text", default="now", help="Act as if it were this time (ISO 8601).")
 @_db_option
@@ -572,34 +573,26 @@ def inbox(
         file_messages,
         imap_messages,
         maildir_messages,
-        parse_imap,
     )
 
     config = _config(config_path)
     fixed = None if now_text == "now" else _instant(now_text)
-    imap_url = imap_url or config.inbox.imap
-    chosen = [bool(maildir), bool(files), bool(imap_url)]
+    accounts = _imap_accounts(config, imap_url) if not (maildir or files) else []
+    chosen = [bool(maildir), bool(files), bool(accounts)]
     if explain_id is None and sum(chosen) != 1:
         _fail("read --maildir DIR, --imap URL, or FILE.eml... (- for stdin), or --explain ID")
     if follow and files:
         _fail("--follow reads a mailbox (--maildir or --imap), not files")
-    account = None
-    if imap_url:
-        try:
-            account = dataclasses.replace(
-                parse_imap(imap_url),
-                password_env=config.inbox.password_env,
-                verify=config.inbox.verify,
-                ca_file=config.inbox.ca_file,
-            )
-        except ValueError as error:
-            _fail(str(error))
-    unsubscribe_to = {config.unsubscribe.mailto or config.sender.email}
+    from cadence.runtime.mailboxes import mailbox_settings
+
+    mailto = config.unsubscribe.mailto
+    unsubscribe_to = {mailto} if mailto else {b.email for b in mailbox_settings(config).values()}
     settings = InboxSettings(
         frozenset(address.lower() for address in unsubscribe_to),
         away_days or config.inbox.away_days,
         soft_bounces or config.inbox.soft_bounce_limit,
     )
+    failed = False
     with _engine(db) as engine:
         reader = Inbox(engine, settings)
         if explain_id is not None:
@@ -608,24 +601,62 @@ def inbox(
         counts: dict[str, int] = {}
         try:
             while True:
-                if account is not None:
-                    messages = imap_messages(account, reader.known)
-                elif maildir:
-                    messages = maildir_messages(maildir)
-                else:
-                    messages = file_messages(list(files))
-                _read(reader, messages, fixed or dt.datetime.now(dt.UTC), fmt, counts)
+                now = fixed or dt.datetime.now(dt.UTC)
+                try:
+                    if maildir:
+                        _read(reader, maildir_messages(maildir), now, fmt, counts)
+                    elif files:
+                        _read(reader, file_messages(list(files)), now, fmt, counts)
+                except SourceError as error:
+                    _fail(str(error))
+                for account in accounts:
+                    # One mailbox that cannot be read (a refused login) is a line
+                    # here; the others are read all the same.
+                    try:
+                        _read(reader, imap_messages(account, reader.known), now, fmt, counts)
+                    except SourceError as error:
+                        click.echo(f"cadence: inbox: {error}", err=True)
+                        failed = True
                 if not follow:
                     break
                 time.sleep(interval)
-        except SourceError as error:
-            _fail(str(error))
         except KeyboardInterrupt:
             pass
     summary = ", ".join(
         f"{count} {kind.replace('_', ' ')}" for kind, count in sorted(counts.items())
     )
     click.echo(f"read {sum(counts.values())} message(s): {summary or 'none'}", err=True)
+    if failed:
+        sys.exit(2)
+
+
+def _imap_accounts(config: Any, url: str | None) -> list[Any]:
+    """The IMAP mailboxes to read: ``--imap``, else the config's [inbox] imap and
+    every mailbox's ``imap``. Bad settings are refused here, before any is read."""
+    from cadence.runtime.mailsources import parse_imap
+
+    wanted: list[tuple[str, str | None]] = []
+    if url or config.inbox.imap:
+        wanted.append((url or config.inbox.imap, config.inbox.password_env))
+    if not url:
+        wanted += [
+            (box.imap, box.imap_password_env) for box in config.mailboxes.values() if box.imap
+        ]
+    accounts = []
+    for text, password_env in wanted:
+        try:
+            account = parse_imap(text)
+        except ValueError as error:
+            _fail(str(error))
+        accounts.append(
+            dataclasses.replace(
+                account,
+                password_env=password_env or config.inbox.password_env,
+                verify=config.inbox.verify,
+                ca_file=config.inbox.ca_file,
+            )
+        )
+    return accounts
 
 
 def _read(reader: Any, messages: Any, now: dt.datetime, fmt: str, counts: dict[str, int]) -> None:
@@ -762,44 +793,61 @@ def run(
     sender_signature: str | None,
     db: str | None,
 ) -> None:
-    """The dispatcher: claim due sends, render, deliver, mark; retries with backoff."""
+    """The dispatcher: claim due sends, render, deliver, mark; retries with backoff.
+    With [mailboxes.NAME] in the config it sends from each (routed as its
+    [routing] says); --smtp or --outbox then delivers every mailbox's mail."""
     from sqlalchemy.exc import InterfaceError, OperationalError
 
-    from cadence.runtime.delivery import OutboxTransport, TransportError
-    from cadence.runtime.dispatch import Dispatcher, Sender, Throttle, parse_throttle, worker_name
+    from cadence.runtime.delivery import TransportError
+    from cadence.runtime.dispatch import Dispatcher, worker_name
+    from cadence.runtime.mailboxes import open_mailboxes
     from cadence.runtime.redact import redact
-    from cadence.runtime.smtp import SmtpTransport, parse_smtp
 
     config = _config(config_path)
-    smtp = smtp or config.smtp
-    outbox = outbox or config.outbox
-    throttle = throttle or config.throttle
-    db = db or config.db or DEFAULT_DB
     if smtp and outbox:
         _fail("choose --smtp or --outbox, not both")
-    transport: Any
-    if smtp:
-        try:
-            account = parse_smtp(smtp) if isinstance(smtp, str) else smtp.account()
-        except ValueError as error:
-            _fail(str(error))
-        transport = SmtpTransport(account)
-        try:
-            transport.check()  # a refused login is one line, before anything is claimed
-        except TransportError as error:
-            _fail(str(error))
+    if config.mailboxes:
+        given = [
+            flag for flag, value in (
+                ("--sender-name", sender_name), ("--sender-email", sender_email),
+                ("--sender-signature", sender_signature), ("--daily-cap", daily_cap),
+                ("--throttle", throttle),
+            ) if value is not None
+        ]  # fmt: skip
+        if given:
+            _fail(f"{given[0]} is for a config without mailboxes; set it in [mailboxes.NAME]")
+        if smtp or outbox:  # every mailbox delivers there (a preview, a test relay)
+            where = {"smtp": smtp, "outbox": None} if smtp else {"smtp": None, "outbox": outbox}
+            boxes = {name: box.model_copy(update=where) for name, box in config.mailboxes.items()}
+            config = config.model_copy(update={"mailboxes": boxes})
     else:
+        sender = config.sender.model_copy(
+            update={
+                key: value for key, value in (
+                    ("name", sender_name), ("email", sender_email),
+                    ("signature", sender_signature), ("daily_cap", daily_cap),
+                ) if value is not None
+            }
+        )  # fmt: skip
+        update: dict[str, Any] = {"sender": sender, "throttle": throttle or config.throttle}
+        if smtp or outbox:  # an option wins over the file
+            update.update(smtp=smtp or None, outbox=outbox or None)
+        elif config.smtp and config.outbox:
+            _fail("the config has both smtp and outbox; choose one")
+        config = config.model_copy(update=update)
+    db = db or config.db or DEFAULT_DB
+    try:
+        opened = open_mailboxes(config)
+    except ValueError as error:
+        _fail(str(error))
+    for label, transport in opened.transports:
+        check = getattr(transport, "check", None)
         try:
-            transport = OutboxTransport(outbox or "outbox")
-        except OSError as error:
-            _fail(f"outbox {outbox or 'outbox'}: {error.strerror or error}")
-    limiter = None
-    if throttle:
-        try:
-            count, seconds = parse_throttle(throttle)
-        except ValueError as error:
-            _fail(str(error))
-        limiter = Throttle(count, seconds, clock=time.monotonic, sleep=time.sleep)
+            if check is not None:
+                check()  # a refused login is one line, before anything is claimed
+        except TransportError as error:
+            opened.close()
+            _fail(f"{label}: {error}")
     fixed = _instant(now_text) if now_text else None
     show = sys.stderr.isatty()
 
@@ -811,48 +859,13 @@ def run(
                 nl=False,
             )
 
-    sender = Sender(
-        sender_name if sender_name is not None else config.sender.name,
-        sender_email or config.sender.email,
-        sender_signature if sender_signature is not None else config.sender.signature,
-    )
-    from cadence.runtime.unsubscribe import UnsubscribeLinks
-
-    try:
-        sender.address  # noqa: B018 - refused before any send is claimed
-        links = UnsubscribeLinks.from_config(
-            config.unsubscribe.mailto,
-            config.unsubscribe.url,
-            sender.email,
-            config.unsubscribe.secret_env,
-        )
-    except ValueError as error:
-        _fail(str(error))
-    shared = None
-    if limiter is not None:  # the window is the mailbox's, across every dispatcher
-        from cadence.runtime.caps import SharedThrottle
-
-        shared = SharedThrottle(sender.email, limiter.count, limiter.seconds)
-    cap = None
-    if daily_cap or config.sender.daily_cap:
-        from cadence.runtime.calendar import zone
-        from cadence.runtime.caps import DailyCap
-
-        where = zone(config.sender.cap_timezone)
-        if where is None:
-            _fail(f"[sender] cap_timezone {config.sender.cap_timezone!r} is not a time zone")
-        cap = DailyCap(sender.email, daily_cap or config.sender.daily_cap or 0, where)
     with _engine(db) as engine:
         dispatcher = Dispatcher(
             engine,
-            transport,
-            sender,
+            mailboxes=opened.mailboxes,
+            routing=opened.routing,
             worker=worker_name(worker or config.worker),
-            throttle=limiter,
             on_progress=progress,
-            unsubscribe=links,
-            daily_cap=cap,
-            shared_throttle=shared,
         )
         try:
             while True:
@@ -875,4 +888,4 @@ def run(
         except (OperationalError, InterfaceError) as error:  # the database stayed away
             _fail(f"the database {redact(db)} cannot be reached: {error.orig}")
         finally:
-            transport.close()
+            opened.close()

@@ -22,6 +22,28 @@ signature = "-- Sam"
 daily_cap = 400              # sends a day from this mailbox, across all dispatchers
 cap_timezone = "America/New_York"   # where its day begins (UTC by default)
 
+# Several sender mailboxes instead of [sender] (smtp/outbox/throttle above
+# are then what a mailbox without its own uses):
+[mailboxes.sam]
+email = "sam@example.com"
+name = "Sam Seller"
+signature = "-- Sam"
+smtp = { host = "smtp.gmail.com", username = "sam@example.com", password_env = "SAM_PASSWORD" }
+daily_cap = 400
+throttle = "30 per 60"
+imap = "imaps://sam%40example.com@imap.gmail.com/INBOX"   # read by `cadence inbox`
+imap_password_env = "SAM_IMAP_PASSWORD"
+
+[mailboxes.kim]
+email = "kim@example.com"
+name = "Kim Closer"
+
+[routing]
+person_field = "owner"       # a person's `owner` names their mailbox (name or address)
+default = "sam"              # everyone else
+[routing.campaigns]          # or by campaign name
+"Q1 outbound" = "kim"
+
 [unsubscribe]
 mailto = "unsubscribe@example.com"          # default: the sender's address
 url = "https://example.com/unsubscribe"     # adds one-click (RFC 8058)
@@ -37,11 +59,12 @@ password_env = "CADENCE_IMAP_PASSWORD"
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cadence.runtime.smtp import DEFAULT_PORTS, SmtpAccount
 
@@ -83,6 +106,25 @@ class SmtpConfig(_Section):
         )
 
 
+class MailboxConfig(_Section):
+    email: str
+    name: str = ""
+    signature: str = ""
+    smtp: str | SmtpConfig | None = None  # default: the top-level smtp (or outbox)
+    outbox: str | None = None
+    daily_cap: int | None = Field(None, ge=1, le=10_000_000)
+    cap_timezone: str = "UTC"
+    throttle: str | None = None
+    imap: str | None = None  # where its replies arrive, for `cadence inbox`
+    imap_password_env: str | None = None
+
+
+class RoutingConfig(_Section):
+    default: str | None = None  # a mailbox's name
+    person_field: str | None = None
+    campaigns: dict[str, str] = {}  # campaign name -> mailbox name
+
+
 class UnsubscribeConfig(_Section):
     mailto: str | None = None
     url: str | None = None
@@ -105,11 +147,43 @@ class RuntimeConfig(_Section):
     throttle: str | None = None
     worker: str | None = None
     sender: SenderConfig = SenderConfig()
+    mailboxes: dict[str, MailboxConfig] = {}
+    routing: RoutingConfig | None = None
     unsubscribe: UnsubscribeConfig = UnsubscribeConfig()
     inbox: InboxConfig = InboxConfig()
 
+    @model_validator(mode="after")
+    def _one_way_to_send(self) -> RuntimeConfig:
+        if self.mailboxes and "sender" in self.model_fields_set:
+            raise ValueError("declare [sender] or [mailboxes.NAME] tables, not both")
+        if self.routing is not None and not self.mailboxes:
+            raise ValueError("[routing] chooses among [mailboxes.NAME] tables; there are none")
+        seen: dict[str, str] = {}
+        for name, box in self.mailboxes.items():
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"mailbox name {name!r}: use letters, digits, '-', '_' and '.'")
+            other = seen.setdefault(box.email.lower(), name)
+            if other != name:
+                raise ValueError(f"mailboxes {other} and {name} have the same address")
+        if len(self.mailboxes) > 1 and self.routing is None:
+            raise ValueError(
+                "several mailboxes: say which sends for whom in [routing] "
+                "(person_field, campaigns, default)"
+            )
+        if self.routing is not None:
+            named = [("routing.default", self.routing.default)] + [
+                (f"routing.campaigns.{campaign!r}", box)
+                for campaign, box in self.routing.campaigns.items()
+            ]
+            for where, chosen in named:
+                if chosen is not None and chosen not in self.mailboxes:
+                    known = ", ".join(sorted(self.mailboxes))
+                    raise ValueError(f"`{where}`: no mailbox named {chosen!r} (known: {known})")
+        return self
+
 
 MAX_CONFIG_BYTES = 1024 * 1024
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def load_config(path: str | Path) -> RuntimeConfig:
@@ -140,8 +214,10 @@ def _first_problem(error: ValidationError) -> str:
     problem = max(problems, key=lambda found: len(found["loc"]))  # the deepest says most
     where = tuple(part for part in problem["loc"] if part not in _BRANCHES)
     key = ".".join(str(part) for part in where)
-    if key == "smtp" and len(problem["loc"]) <= 2:
-        return '`smtp` must be "HOST:PORT" or an [smtp] table with host, port, security…'
+    if problem["type"] == "value_error" and not where:
+        return str(problem["ctx"]["error"])
+    if key.endswith("smtp") and problem["type"] in ("string_type", "model_type"):
+        return f'`{key}` must be "HOST:PORT" or an [smtp] table with host, port, security…'
     if problem["type"] == "extra_forbidden":
         known = _known(problem["loc"][:-1])
         return f"unknown setting {key!r} (known: {', '.join(known)})"
@@ -156,5 +232,9 @@ def _known(section: tuple[int | str, ...]) -> list[str]:
         ("smtp", "SmtpConfig"): SmtpConfig,
         ("unsubscribe",): UnsubscribeConfig,
         ("inbox",): InboxConfig,
+        ("routing",): RoutingConfig,
     }
+    if len(section) >= 2 and section[0] == "mailboxes":
+        inner = tuple(part for part in section[2:] if part not in _BRANCHES)
+        return sorted((SmtpConfig if inner == ("smtp",) else MailboxConfig).model_fields)
     return sorted(sections.get(section, RuntimeConfig).model_fields)

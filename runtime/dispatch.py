@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -28,11 +28,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cadence.compiler.ir import Campaign
-from cadence.runtime.addresses import has_control, sender_address
+from cadence.runtime.addresses import has_control
 from cadence.runtime.calendar import zone
 from cadence.runtime.caps import DailyCap, SharedThrottle
 from cadence.runtime.delivery import DeliveryError, Transport, TransportError
-from cadence.runtime.engine import DEFAULT_LEASE, DueSend, Engine, EngineError
+from cadence.runtime.engine import DEFAULT_LEASE, Claim, DueSend, Engine, EngineError
+from cadence.runtime.mailboxes import Mailbox, Routing, Sender, Throttle
 from cadence.runtime.planner import Action
 from cadence.runtime.render import Renderer
 from cadence.runtime.schema import actions, enrollments
@@ -51,77 +52,6 @@ log = logging.getLogger("cadence.dispatch")
 
 
 @dataclass
-class Throttle:
-    """At most ``count`` sends per ``seconds`` (email connection throttling):
-    a sliding window over the injected clock; ``sleep`` waits for room."""
-
-    count: int
-    seconds: float
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
-    _sent: list[float] = field(default_factory=list)
-
-    def delay(self) -> float:
-        """Seconds until a send may go (0: now)."""
-        now = self.clock()
-        self._sent = [t for t in self._sent if now - t < self.seconds]
-        if len(self._sent) < self.count:
-            return 0.0
-        return max(0.0, self.seconds - (now - self._sent[0]))
-
-    def ready(self) -> None:
-        """Wait until a send may go, without taking its place (before a claim:
-        a dispatcher never holds sends while it waits)."""
-        delay = self.delay()
-        if delay > 0:
-            self.sleep(delay)
-
-    def wait(self) -> None:
-        """Wait for room, and take it."""
-        self.ready()
-        self._sent.append(self.clock())
-
-
-MAX_THROTTLE_COUNT = 1_000_000
-MAX_THROTTLE_SECONDS = 366 * 24 * 3600.0
-
-
-def parse_throttle(text: str) -> tuple[int, float]:
-    """``30 per 60`` or ``30/60``: at most 30 sends in any 60 seconds."""
-    count, _, seconds = text.replace(" per ", "/").replace(" ", "").partition("/")
-    try:
-        parsed = int(count), float(seconds)
-    except ValueError:
-        raise ValueError(f"throttle {text!r}: write N per SECONDS, like `30 per 60`") from None
-    if not 1 <= parsed[0] <= MAX_THROTTLE_COUNT:
-        raise ValueError(f"throttle {text!r}: N must be from 1 to {MAX_THROTTLE_COUNT:,}")
-    # Not `> 0`: NaN passes that, and 1e-320 divides into infinity.
-    if not 0.001 <= parsed[1] <= MAX_THROTTLE_SECONDS:
-        raise ValueError(f"throttle {text!r}: SECONDS must be from 0.001 to a year")
-    return parsed
-
-
-@dataclass(frozen=True)
-class Sender:
-    name: str = ""
-    email: str = "cadence@localhost"
-    signature: str = ""
-
-    @property
-    def domain(self) -> str:
-        return self.email.rpartition("@")[2] or "localhost"
-
-    @property
-    def address(self) -> Address:
-        """The From header's address; :class:`AddressError` for one that a
-        header cannot hold (a line break in the name, a bad address)."""
-        return sender_address(self.name, self.email)
-
-    def as_fields(self) -> dict[str, str]:
-        return {"name": self.name, "email": self.email, "signature": self.signature}
-
-
-@dataclass
 class DispatchReport:
     sent: int = 0
     retried: int = 0
@@ -135,12 +65,18 @@ def message_id(send: DueSend, domain: str) -> str:
 
 
 class Dispatcher:
+    """Delivers due sends from one or more sender mailboxes: each round takes a
+    batch for every mailbox that has room (its throttle, its daily cap), so a
+    throttled mailbox never holds up the others."""
+
     def __init__(
         self,
         engine: Engine,
-        transport: Transport,
-        sender: Sender,
+        transport: Transport | None = None,
+        sender: Sender | None = None,
         *,
+        mailboxes: Sequence[Mailbox] | None = None,
+        routing: Routing | None = None,
         worker: str = "dispatcher",
         throttle: Throttle | None = None,
         batch: int = 100,
@@ -153,16 +89,32 @@ class Dispatcher:
         daily_cap: DailyCap | None = None,
         shared_throttle: SharedThrottle | None = None,
     ) -> None:
-        self.engine, self.transport, self.sender = engine, transport, sender
-        self.worker, self.throttle, self.batch = worker, throttle, batch
+        if mailboxes is None:
+            if transport is None:
+                raise TypeError("a Dispatcher needs a transport or mailboxes")
+            mailboxes = [
+                Mailbox(
+                    "default", sender or Sender(), transport, unsubscribe, daily_cap,
+                    throttle, shared_throttle,
+                )
+            ]  # fmt: skip
+        if not mailboxes:
+            raise ValueError("a Dispatcher needs at least one mailbox")
+        self.mailboxes = list(mailboxes)
+        self._by_key = {box.key: box for box in self.mailboxes}
+        self._from: dict[str, Address] = {}
+        for box in self.mailboxes:
+            self._from[box.key] = box.sender.address  # refused here, before any claim
+            if box.unsubscribe is None:
+                box.unsubscribe = UnsubscribeLinks(box.sender.email)
+        if routing is None and len(self.mailboxes) > 1:
+            raise ValueError("several mailboxes need a routing: which one sends for whom")
+        self.routing = routing or Routing.only(self.mailboxes[0])
+        self.engine, self.worker, self.batch = engine, worker, batch
         self.lease, self.clock, self.monotonic = lease, clock, monotonic
         self.sleep = sleep
         self.on_progress = on_progress
-        self._from = sender.address  # refused here, before any send is claimed
-        self.unsubscribe = unsubscribe or UnsubscribeLinks(sender.email)
-        self.daily_cap = daily_cap
-        self.shared_throttle = shared_throttle
-        self._renderers: dict[str, Renderer] = {}
+        self._renderers: dict[tuple[str, str], Renderer] = {}
 
     def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
         """Deliver everything due; returns what happened. ``now`` fixes the
@@ -170,70 +122,97 @@ class Dispatcher:
         report = DispatchReport()
         self._resolve_unconfirmed(now or self.clock())
         while True:
-            if self.throttle is not None and self.throttle.delay() > 0:
-                if not self.engine.due(now or self.clock(), 1):
-                    return report  # nothing to wait for
-                self.throttle.ready()
-            current = now or self.clock()
-            budget = self._batch_size()
-            if self.shared_throttle is not None:
-                # The window is the mailbox's, across dispatchers: reserve
-                # places first, on the real clock (even under --now).
-                reserved_at = self.clock()
-                budget, wait = self.engine.reserve_sends(self.shared_throttle, budget, reserved_at)
-                if budget == 0:
-                    if not self.engine.due(current, 1):
-                        return report
-                    self.sleep(wait)
-                    continue
-            claimed = self._stored("claim due sends", partial(self._claim, current, budget))
-            if self.shared_throttle is not None and len(claimed) < budget:
-                self.engine.unreserve_sends(
-                    self.shared_throttle, budget - len(claimed), reserved_at
-                )
-            if not claimed:
+            worked, waits = False, []
+            for box in self.mailboxes:
+                outcome = self._round(box, now, report)
+                if outcome is True:
+                    worked = True
+                elif outcome is not False:
+                    waits.append(outcome)
+            if worked:
+                continue
+            if not waits:
                 return report
-            people = self._people(claimed)  # one read for the whole batch
-            started = self.monotonic()
-            held = self.lease.total_seconds()  # until the leases run out, from `started`
-            for position, send in enumerate(claimed):
-                if self.throttle is not None:
-                    self.throttle.wait()
-                elapsed = self.monotonic() - started
-                if held - elapsed < DELIVERY_MARGIN.total_seconds():
-                    # A long (throttled, slow) batch keeps its leases: the send
-                    # about to go has a whole delivery's time left, so no other
-                    # dispatcher takes over a send this one still holds.
-                    until = current + dt.timedelta(seconds=elapsed) + self.lease
-                    self.engine.renew(claimed[position:], until)
-                    held = elapsed + self.lease.total_seconds()
-                try:
-                    self._deliver(send, now or self.clock(), report, people[send.enrollment_id])
-                except TransportError:
-                    # Nothing can be delivered (a refused login, a certificate):
-                    # give the rest of the batch back untouched, and stop.
-                    self.engine.release(claimed[position:])
-                    raise
-            if self.on_progress is not None:
-                self.on_progress(report)
+            # Every mailbox with due sends is at its throttle: wait for the first.
+            seconds, sleep = min(waits, key=lambda wait: wait[0])
+            sleep(seconds)
 
-    def _claim(self, now: dt.datetime, limit: int) -> list[DueSend]:
-        return self.engine.claim(
-            now, limit, worker=self.worker, lease=self.lease, cap=self.daily_cap
+    def _round(
+        self, box: Mailbox, now: dt.datetime | None, report: DispatchReport
+    ) -> bool | tuple[float, Callable[[float], None]]:
+        """One batch of ``box``'s sends: ``True`` when it claimed any (or handed
+        due sends to other mailboxes), ``False`` when none are due, else how
+        long until its throttle lets the next one go (and what waits: the
+        process's throttle keeps its own clock)."""
+        current = now or self.clock()
+        throttle = box.throttle
+        if throttle is not None and (delay := throttle.delay()) > 0:
+            return (delay, throttle.sleep) if self.engine.due(current, 1, box.key) else False
+        budget = self._batch_size(box)
+        reserved_at = None
+        if box.shared_throttle is not None:
+            # The window is the mailbox's, across dispatchers: reserve places
+            # first, on the real clock (even under --now).
+            reserved_at = self.clock()
+            budget, wait = self.engine.reserve_sends(box.shared_throttle, budget, reserved_at)
+            if budget == 0:
+                return (wait, self.sleep) if self.engine.due(current, 1, box.key) else False
+        claim = self._stored("claim due sends", partial(self._claim, box, current, budget))
+        claimed = claim.sends
+        if box.shared_throttle is not None and reserved_at is not None and len(claimed) < budget:
+            self.engine.unreserve_sends(box.shared_throttle, budget - len(claimed), reserved_at)
+        if not claimed:
+            return claim.routed > 0
+        people = self._people(claimed)  # one read for the whole batch
+        started = self.monotonic()
+        held = self.lease.total_seconds()  # until the leases run out, from `started`
+        for position, send in enumerate(claimed):
+            if box.throttle is not None:
+                box.throttle.wait()
+            elapsed = self.monotonic() - started
+            if held - elapsed < DELIVERY_MARGIN.total_seconds():
+                # A long (throttled, slow) batch keeps its leases: the send
+                # about to go has a whole delivery's time left, so no other
+                # dispatcher takes over a send this one still holds.
+                until = current + dt.timedelta(seconds=elapsed) + self.lease
+                self.engine.renew(claimed[position:], until)
+                held = elapsed + self.lease.total_seconds()
+            try:
+                self._deliver(box, send, now or self.clock(), report, people[send.enrollment_id])
+            except TransportError as error:
+                # Nothing can be delivered (a refused login, a certificate):
+                # give the rest of the batch back untouched, and stop.
+                self.engine.release(claimed[position:])
+                raise TransportError(f"{box.describe()}: {error}") from error
+        if self.on_progress is not None:
+            self.on_progress(report)
+        return True
+
+    def _claim(self, box: Mailbox, now: dt.datetime, limit: int) -> Claim:
+        return self.engine.claim_for(
+            box.key,
+            self.routing.route,
+            now,
+            limit,
+            worker=self.worker,
+            lease=self.lease,
+            cap=box.daily_cap,
         )
 
-    def _batch_size(self) -> int:
-        """No more than a throttle lets through in half a lease."""
-        if self.throttle is None:
+    def _batch_size(self, box: Mailbox) -> int:
+        """No more than the throttle lets through at once, so a throttled
+        mailbox waits between batches (while the others send), not within one;
+        and no more than it lets through in half a lease."""
+        if box.throttle is None:
             return self.batch
-        per_half_lease = (
-            self.throttle.count * (self.lease.total_seconds() / 2) / self.throttle.seconds
-        )
-        return max(1, min(self.batch, int(per_half_lease)))
+        throttle = box.throttle
+        per_half_lease = throttle.count * (self.lease.total_seconds() / 2) / throttle.seconds
+        return max(1, min(self.batch, throttle.count, int(per_half_lease)))
 
     def _deliver(
-        self, send: DueSend, now: dt.datetime, report: DispatchReport, person: _Person
-    ) -> None:
+        self, box: Mailbox, send: DueSend, now: dt.datetime, report: DispatchReport,
+        person: _Person,
+    ) -> None:  # fmt: skip
         try:
             message, note = self.compose(send, now, person)
         except Exception as error:  # a template that cannot render for this person
@@ -248,7 +227,7 @@ class Dispatcher:
             report.lost += 1
             return
         try:
-            self.transport.deliver(message)
+            box.transport.deliver(message)
         except TransportError:
             raise
         except Exception as error:
@@ -324,23 +303,36 @@ class Dispatcher:
     def _resolve_unconfirmed(self, now: dt.datetime) -> None:
         """Sends a stopped dispatcher may have delivered, looked up where the
         transport can tell (the outbox): sent, or cancelled."""
-        delivered = getattr(self.transport, "delivered", None)
-        if delivered is None:
-            return
         for send in self.engine.unconfirmed():
-            found = bool(delivered(message_id(send, self.sender.domain)))
+            box = self._mailbox(send)
+            delivered = getattr(box.transport, "delivered", None) if box else None
+            if box is None or delivered is None:
+                continue
+            found = bool(delivered(message_id(send, box.sender.domain)))
             with contextlib.suppress(EngineError):  # settled by another dispatcher
                 self.engine.resolve(send, found, now)
+
+    def _mailbox(self, send: DueSend) -> Mailbox | None:
+        """The mailbox that sends ``send`` (the only one, before the first claim
+        of a single mailbox's dispatcher chose it); ``None``: another config's."""
+        if send.mailbox is None:
+            return self.mailboxes[0] if len(self.mailboxes) == 1 else None
+        return self._by_key.get(send.mailbox)
 
     def compose(
         self, send: DueSend, now: dt.datetime, person: _Person | None = None
     ) -> tuple[EmailMessage, str | None]:
         """The email for ``send``: rendered for its person, threaded under the
         email it replies to when that was sent (quoting its template, §5)."""
+        box = self._mailbox(send)
+        if box is None:
+            raise EngineError(
+                f"send {send.action_id} is from mailbox {send.mailbox}, not one of these"
+            )
         ir = self.engine.campaign(send.campaign_id)
         person = person or self._people([send])[send.enrollment_id]
         fields, history = person.fields, person.history(send.action_id)
-        renderer = self._renderer(send.campaign_id, ir)
+        renderer = self._renderer(send.campaign_id, ir, box)
         sent = {row["step"]: row for row in history if row["status"] == "sent"}
         replied = sent.get(send.thread or "") if send.thread else None
         planned = [_as_action(send.person, row) for row in history]
@@ -357,12 +349,13 @@ class Dispatcher:
             # edited subject (the quote below still comes from the template, §5).
             this = dataclasses.replace(this, subject=f"Re: {replied['subject']}")
         message = EmailMessage()
-        message["From"] = self._from
+        message["From"] = self._from[box.key]
         message["To"] = Address(addr_spec=send.person)
         message["Subject"] = this.subject or ""
         message["Date"] = format_datetime(now)
-        message["Message-ID"] = message_id(send, self.sender.domain)
-        for name, value in self.unsubscribe.headers(send.person).items():
+        message["Message-ID"] = message_id(send, box.sender.domain)
+        links = box.unsubscribe or UnsubscribeLinks(box.sender.email)
+        for name, value in links.headers(send.person).items():
             message[name] = value
         for name in ("Subject", "From", "To"):
             # The last word: as the email package will write them, after any
@@ -411,9 +404,10 @@ class Dispatcher:
                 person.add(dict(row))
         return people
 
-    def _renderer(self, key: str, ir: Campaign) -> Renderer:
+    def _renderer(self, campaign: str, ir: Campaign, box: Mailbox) -> Renderer:
+        key = (campaign, box.key)  # `sender.*` in templates is the mailbox's
         if key not in self._renderers:
-            self._renderers[key] = Renderer(ir, self.sender.as_fields())
+            self._renderers[key] = Renderer(ir, box.sender.as_fields())
         return self._renderers[key]
 
 

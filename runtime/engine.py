@@ -10,6 +10,7 @@ docs/engine.md for exactly what is guaranteed).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from cadence.compiler.ir import Campaign, dump_ir, load_ir
 from cadence.runtime import caps, suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
 from cadence.runtime.calendar import UTC, UTC_ZONE, BusinessDays, place, zone
+from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
@@ -57,6 +59,9 @@ SETTLE_BATCH = 100  # expired claims a dispatcher settles per claim, at most
 # message), so a dispatcher renews its leases only now and then.
 DEFAULT_LEASE = dt.timedelta(minutes=15)
 ENROLL_BATCH = 1000  # people per transaction: a long enroll lets others in between
+# Picks the mailbox (its key) that sends a person's emails, from their campaign's
+# name and their fields; raises NoMailbox when none does.
+Router = Callable[[str, Mapping[str, Any]], str]
 
 
 class EngineError(Exception):
@@ -97,7 +102,17 @@ class DueSend:
     due_at: dt.datetime
     thread: str | None
     attempts: int
+    mailbox: str | None = None  # the sending mailbox's key, once chosen
     worker: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a mailbox's claim took, and how many due sends it found to be
+    other mailboxes' (their people had none yet): due there now."""
+
+    sends: list[DueSend]
+    routed: int = 0
 
 
 class LostClaim(EngineError):
@@ -348,7 +363,7 @@ class Engine:
         return len(action_rows)
 
     # ---- due sends ------------------------------------------------------------------------
-    def _due_query(self, now: dt.datetime, limit: int) -> Select[Any]:
+    def _due_query(self, now: dt.datetime, limit: int, mailbox: str | None = None) -> Select[Any]:
         earlier = actions.alias("earlier")
         blocked = _earlier_open_task()  # §6
         # An earlier send of the person is due (or in flight) too: campaign order
@@ -379,15 +394,18 @@ class Engine:
                 ~blocked,
                 ~queued,
             )
+            .where(*_sent_by(mailbox))
             .order_by(actions.c.due_at, actions.c.enrollment_id, actions.c.position)
             .limit(limit)
         )
 
-    def due(self, now: dt.datetime, limit: int = 100) -> list[DueSend]:
+    def due(self, now: dt.datetime, limit: int = 100, mailbox: str | None = None) -> list[DueSend]:
         """Sends due at ``now`` (not claimed): their time has come and no
-        earlier task of their enrollment is open (§6)."""
+        earlier task of their enrollment is open (§6). With ``mailbox``: those
+        it sends, or that no mailbox sends yet."""
+        query = self._due_query(now, limit, mailbox)
         with self.store.read() as connection:
-            return [DueSend(*row) for row in connection.execute(self._due_query(now, limit))]
+            return [DueSend(*row) for row in connection.execute(query)]
 
     def claim(
         self,
@@ -402,7 +420,37 @@ class Engine:
         On PostgreSQL concurrent dispatchers skip each other's rows
         (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers. With a daily
         ``cap``, what today's cap has no room for rolls to the next day."""
-        query = self._due_query(now, limit)
+        return self._claim(now, limit, worker, lease, cap, None, None).sends
+
+    def claim_for(
+        self,
+        mailbox: str,
+        route: Router | None,
+        now: dt.datetime,
+        limit: int = 100,
+        *,
+        worker: str = "dispatcher",
+        lease: dt.timedelta = DEFAULT_LEASE,
+        cap: caps.DailyCap | None = None,
+    ) -> Claim:
+        """:meth:`claim` of the sends ``mailbox`` (a mailbox's key) sends: a
+        person without a mailbox yet is given the one ``route`` picks (kept
+        for all their emails; ``None``: this one), and a send ``route`` finds
+        no mailbox for fails with the reason."""
+        return self._claim(now, limit, worker, lease, cap, mailbox, route)
+
+    def _claim(
+        self,
+        now: dt.datetime,
+        limit: int,
+        worker: str,
+        lease: dt.timedelta,
+        cap: caps.DailyCap | None,
+        mailbox: str | None,
+        route: Router | None,
+    ) -> Claim:
+        routed = 0
+        query = self._due_query(now, limit, mailbox)
         if self.store.dialect == "postgresql":
             query = query.with_for_update(of=actions, skip_locked=True)
         with self.store.transaction() as connection:
@@ -410,6 +458,8 @@ class Engine:
             self._resume_due(connection, now)
             found = [_due_send(row, worker) for row in connection.execute(query)]
             found = self._drop_suppressed(connection, found, now)
+            if mailbox is not None:
+                found, routed = self._assign(connection, found, mailbox, route, now)
             full = False
             if cap is not None and found:
                 granted = caps.reserve(connection, cap, len(found), now)
@@ -430,8 +480,63 @@ class Engine:
                 # The day is full: everything due now goes to tomorrow, not
                 # just this batch (else every claim today would roll a few).
                 while rest := [_due_send(row, worker) for row in connection.execute(query)]:
+                    if mailbox is not None:  # others' sends leave the query once assigned
+                        rest, elsewhere = self._assign(connection, rest, mailbox, route, now)
+                        routed += elsewhere
                     self._roll_over(connection, rest, cap, now)
-        return found
+        return Claim(found, routed)
+
+    def _assign(
+        self,
+        connection: Connection,
+        found: list[DueSend],
+        mailbox: str,
+        route: Router | None,
+        at: dt.datetime,
+    ) -> tuple[list[DueSend], int]:
+        """Those of ``found`` that ``mailbox`` sends, each person's mailbox
+        chosen and stored on their first claim; and how many went to others."""
+        loose = {send.enrollment_id for send in found if send.mailbox is None}
+        if not loose:
+            return found, 0
+        chosen: dict[int, str | NoMailbox] = dict.fromkeys(loose, mailbox)
+        if route is not None:
+            rows = connection.execute(
+                select(enrollments.c.id, enrollments.c.fields, campaigns.c.name)
+                .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+                .where(enrollments.c.id.in_(loose))
+            )
+            for row in rows:
+                try:
+                    chosen[row.id] = route(row.name, row.fields)
+                except NoMailbox as error:
+                    chosen[row.id] = error
+        assigned = [
+            {"b_id": key, "b_mailbox": value}
+            for key, value in chosen.items()
+            if isinstance(value, str)
+        ]
+        if assigned:
+            connection.execute(_ASSIGN, assigned)
+        keep, elsewhere = [], 0
+        for send in found:
+            target = send.mailbox or chosen[send.enrollment_id]
+            if isinstance(target, NoMailbox):
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == send.action_id)
+                    .values(status=FAILED, error=str(target), lease_until=None)
+                )
+                connection.execute(
+                    _FEED_INSERT,
+                    _event(at, send.campaign_id, send.enrollment_id, send.person, "failed",
+                           send.step, f"send `{send.step}` failed: {target}"),
+                )  # fmt: skip
+            elif target == mailbox:
+                keep.append(dataclasses.replace(send, mailbox=target))
+            else:
+                elsewhere += 1
+        return keep, elsewhere
 
     def _drop_suppressed(
         self, connection: Connection, found: list[DueSend], at: dt.datetime
@@ -1300,8 +1405,15 @@ def _due_send(row: Any, worker: str) -> DueSend:
     """A row of the due query, as the claim of ``worker`` (this attempt counts)."""
     return DueSend(
         row.id, row.enrollment_id, row.campaign_id, row.person, row.step, row.due_at,
-        row.thread, row.attempts + 1, worker,
+        row.thread, row.attempts + 1, row.mailbox, worker,
     )  # fmt: skip
+
+
+def _sent_by(mailbox: str | None) -> tuple[Any, ...]:
+    """Sends of ``mailbox``, or not yet of any (all sends, without one)."""
+    if mailbox is None:
+        return ()
+    return (or_(enrollments.c.mailbox == mailbox, enrollments.c.mailbox.is_(None)),)
 
 
 def _held_by(sends: Sequence[DueSend]) -> tuple[Any, ...]:
@@ -1317,6 +1429,11 @@ _ZONES_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zo
     func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
 )
 _ZONES_IN = _ZONES_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+_ASSIGN = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("b_id"), enrollments.c.mailbox.is_(None))
+    .values(mailbox=bindparam("b_mailbox"))
+)
 _PAUSE = (
     update(enrollments)
     .where(enrollments.c.id == bindparam("b_id"))
@@ -1335,6 +1452,7 @@ def _sends() -> Select[Any]:
         actions.c.due_at,
         actions.c.thread,
         actions.c.attempts,
+        enrollments.c.mailbox,
     ).join(enrollments, enrollments.c.id == actions.c.enrollment_id)
 
 

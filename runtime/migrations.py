@@ -41,12 +41,19 @@ def _mailbox_sends(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.mailbox_sends])
 
 
+def _enrollment_mailboxes(connection: Connection) -> None:
+    if "mailbox" not in {c["name"] for c in inspect(connection).get_columns("enrollments")}:
+        kind = schema.enrollments.c.mailbox.type.compile(dialect=connection.dialect)
+        connection.execute(text(f"ALTER TABLE enrollments ADD COLUMN mailbox {kind}"))
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "campaigns, enrollments, actions and the live feed", _initial),
     (2, "the suppression list", _suppressions),
     (3, "inbound mail, and pauses", _inbound),
     (4, "daily caps of sender mailboxes", _mailbox_usage),
     (5, "throttles of sender mailboxes", _mailbox_sends),
+    (6, "the mailbox each enrollment sends from", _enrollment_mailboxes),
 ]
 LATEST = MIGRATIONS[-1][0]
 

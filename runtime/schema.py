@@ -84,6 +84,11 @@ enrollments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
     Column("paused_until", UTCDateTime, comment="out of office or paused: nothing until then"),
+    Column(
+        "mailbox",
+        Text,
+        comment="the sender address its emails come from (lower case), fixed at its first claim",
+    ),
 )
 # One active enrollment per person and campaign (SPEC.md §7); emails compare
 # case-insensitively, as the people checker does.

@@ -64,3 +64,17 @@ def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
         return
     with _fresh_schema() as schema:
         yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+
+
+@contextmanager
+def engine_on(kind: str, tmp_path: Path, now: Any) -> Iterator[Any]:
+    """An engine on a fresh database of ``kind``, closed (and dropped) afterwards."""
+    from cadence.runtime.engine import Engine
+    from cadence.runtime.store import Store
+
+    with database(kind, tmp_path) as (url, options):
+        engine = Engine(Store.open(url, now=now, **options))
+        try:
+            yield engine
+        finally:
+            engine.close()

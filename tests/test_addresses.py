@@ -19,8 +19,9 @@ from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.addresses import AddressChecker, AddressError, sender_address
 from cadence.runtime.delivery import OutboxTransport
-from cadence.runtime.dispatch import Dispatcher, Sender
+from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine, EngineError
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.store import Store
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)

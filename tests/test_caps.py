@@ -17,8 +17,9 @@ from sqlalchemy import func, select
 from cadence.compiler import compile_source
 from cadence.runtime.caps import DailyCap, rolled, usage
 from cadence.runtime.delivery import OutboxTransport
-from cadence.runtime.dispatch import Dispatcher, Sender
+from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.schema import actions
 from cadence.runtime.store import Store
 from tests.engine_db import database
@@ -75,7 +76,8 @@ WORKER = """
 import datetime as dt, json, pathlib, sys, time
 from cadence.runtime.caps import DailyCap
 from cadence.runtime.delivery import OutboxTransport
-from cadence.runtime.dispatch import Dispatcher, Sender
+from cadence.runtime.dispatch import Dispatcher
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.engine import Engine
 from cadence.runtime.store import Store
 url, options, name, folder = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]

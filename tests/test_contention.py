@@ -23,12 +23,13 @@ from sqlalchemy import func, select
 from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.delivery import DeliveryError, OutboxTransport
-from cadence.runtime.dispatch import Dispatcher, Sender, message_id
+from cadence.runtime.dispatch import Dispatcher, message_id
 from cadence.runtime.engine import Engine
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.schema import actions
 from cadence.runtime.smtp import SmtpTransport
 from cadence.runtime.store import Store
-from tests.engine_db import database
+from tests.engine_db import database, engine_on
 from tests.test_dispatch import free_port
 from tests.test_engine_review import Recorder
 
@@ -45,10 +46,8 @@ def campaign() -> Any:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with database(request.param, tmp_path) as (url, options):
-        engine = Engine(Store.open(url, now=T0, **options))
+    with engine_on(request.param, tmp_path, T0) as engine:
         yield engine
-        engine.close()
 
 
 def statuses(engine: Engine) -> dict[str, int]:
@@ -340,7 +339,7 @@ def test_a_slow_delivery_keeps_its_lease(engine: Engine) -> None:
 
 
 def test_a_throttled_dispatcher_waits_before_it_claims(engine: Engine) -> None:
-    from cadence.runtime.dispatch import Throttle
+    from cadence.runtime.mailboxes import Throttle
 
     engine.enroll(campaign(), people(2), T0, now=T0)
     clock = [0.0]

@@ -16,8 +16,9 @@ from aiosmtpd.controller import Controller
 
 from cadence.compiler import compile_source
 from cadence.runtime.delivery import OutboxTransport
-from cadence.runtime.dispatch import Dispatcher, Sender, Throttle
+from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine
+from cadence.runtime.mailboxes import Sender, Throttle
 from cadence.runtime.smtp import SmtpTransport
 from cadence.runtime.store import Store
 from tests.engine_db import database

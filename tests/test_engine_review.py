@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cadence.compiler import compile_source
-from cadence.runtime.dispatch import Dispatcher, Sender
+from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine, LostClaim
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.store import Store
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)

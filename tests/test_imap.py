@@ -132,3 +132,28 @@ def test_a_refused_imap_login_is_one_line(
     os.environ.pop("CADENCE_IMAP_PASSWORD")
     with pytest.raises(SourceError, match="set the password"):
         list(imap_messages(account))
+
+
+def test_the_inbox_reads_every_mailbox_and_one_refused_login_stops_only_that_one(
+    imap_server: tuple[int, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, ca_file = imap_server
+    deliver_to_server(port, MESSAGE.replace(b"imap-1@", b"imap-2@"))
+    monkeypatch.setenv("SAM_IMAP", PASSWORD)
+    monkeypatch.setenv("KIM_IMAP", "not the password")
+    db = str(tmp_path / "c.db")
+    config = tmp_path / "team.toml"
+    url = f"imap://{USER}@127.0.0.1:{port}/INBOX"
+    config.write_text(
+        f'[mailboxes.kim]\nemail = "kim@example.com"\nimap = "{url}"\n'
+        'imap_password_env = "KIM_IMAP"\n'
+        f'[mailboxes.sam]\nemail = "sam@example.com"\nimap = "{url}"\n'
+        'imap_password_env = "SAM_IMAP"\n'
+        f'[routing]\ndefault = "sam"\n[inbox]\nca_file = "{ca_file}"\n'
+    )
+    result = CliRunner().invoke(cli, ["inbox", "--config", str(config), "--db", db])
+    assert result.exit_code == 2
+    refused, summary = result.stderr.splitlines()
+    assert refused.startswith("cadence: inbox: imap sam@127.0.0.1:")
+    assert "the server refused the login" in refused
+    assert summary.startswith("read ") and not summary.endswith("none")  # Sam's was read

@@ -21,9 +21,10 @@ from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.classify import classify
 from cadence.runtime.delivery import OutboxTransport
-from cadence.runtime.dispatch import Dispatcher, Sender
+from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine
 from cadence.runtime.inbox import Inbox, InboxSettings
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.mailsources import maildir_messages
 from cadence.runtime.store import Store
 from tests.conftest import CASES

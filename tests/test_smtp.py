@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.delivery import OutboxTransport, TransportError
-from cadence.runtime.dispatch import Dispatcher, Sender
+from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine
+from cadence.runtime.mailboxes import Sender
 from cadence.runtime.redact import redact
 from cadence.runtime.schema import actions
 from cadence.runtime.smtp import SmtpAccount, SmtpTransport, parse_smtp

@@ -15,8 +15,7 @@ from click.testing import CliRunner, Result
 from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.engine import Engine
-from cadence.runtime.store import Store
-from tests.engine_db import database
+from tests.engine_db import engine_on
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
@@ -33,10 +32,8 @@ def campaign(name: str, on_bounce: str = "remove") -> Any:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with database(request.param, tmp_path) as (url, options):
-        engine = Engine(Store.open(url, now=T0, **options))
+    with engine_on(request.param, tmp_path, T0) as engine:
         yield engine
-        engine.close()
 
 
 PEOPLE = [{"email": "ada@example.com"}, {"email": "bo@example.com"}]

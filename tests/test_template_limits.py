@@ -321,8 +321,9 @@ def test_the_dispatcher_fails_an_expensive_send_quickly_and_delivers_the_rest(
     import datetime as dt
 
     from cadence.runtime.delivery import OutboxTransport
-    from cadence.runtime.dispatch import Dispatcher, Sender
+    from cadence.runtime.dispatch import Dispatcher
     from cadence.runtime.engine import Engine
+    from cadence.runtime.mailboxes import Sender
     from cadence.runtime.store import Store
 
     start = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
