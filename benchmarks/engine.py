@@ -10,6 +10,7 @@ Run: ``python benchmarks/engine.py [--people 50000] [--sends 5000] [--db URL]``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -99,7 +100,7 @@ def main() -> None:
             transport.close()
 
     dispatcher = Dispatcher(engine, Timed(), Sender("Bench", "bench@example.com"), batch=200)
-    original_claim, original_mark = engine.claim, engine.mark_sent
+    original_claim, original_mark = engine.claim_for, engine.mark_sent
     original_confirm = engine.confirm
 
     def confirm(*a: Any, **k: Any) -> Any:
@@ -110,9 +111,9 @@ def main() -> None:
 
     def claim(*a: Any, **k: Any) -> Any:
         t = time.perf_counter()
-        found = original_claim(*a, **k)[: max(0, target["sends"] - sink.count)]
+        found = original_claim(*a, **k)
         timed["store"] += time.perf_counter() - t
-        return found
+        return dataclasses.replace(found, sends=found.sends[: max(0, target["sends"] - sink.count)])
 
     def mark_sent(*a: Any, **k: Any) -> Any:
         t = time.perf_counter()
@@ -127,7 +128,7 @@ def main() -> None:
         timed["store"] += time.perf_counter() - t
         return found
 
-    engine.claim, engine.mark_sent = claim, mark_sent  # type: ignore[method-assign]
+    engine.claim_for, engine.mark_sent = claim, mark_sent  # type: ignore[method-assign]
     engine.confirm = confirm  # type: ignore[method-assign]
     dispatcher._people = history  # type: ignore[method-assign]
     began = time.perf_counter()

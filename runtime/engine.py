@@ -957,30 +957,37 @@ class Engine:
             ACTIVE_ENROLLMENTS if campaign is None else _ACTIVE_IN,
             {"b_person": person.lower(), "b_campaign": campaign},
         ).all()
+        return self._event_on(connection, [tuple(row) for row in found], at, event)
+
+    def _event_on(
+        self,
+        connection: Connection,
+        found: Sequence[tuple[int, str, str]],
+        at: dt.datetime,
+        event: str,
+    ) -> int:
+        """``event`` for the active enrollments ``found`` (id, campaign, person)."""
         for enrollment_id, key, email in found:
             settings = self._ir(connection, key).settings
-            if event == "reply":
-                connection.execute(
-                    _FEED_INSERT,
-                    _event(at, key, enrollment_id, email, "reply", None, f"{email} replied"),
-                )
-                if settings.on_reply != "continue":
-                    self._end(
-                        connection,
-                        enrollment_id,
-                        at,
-                        "replied",
-                        success=settings.on_reply == "end_success",
+            whose = (key, email)
+            if event in ("reply", "bounce"):
+                verb = "replied" if event == "reply" else "bounced"
+                entry = _event(at, key, enrollment_id, email, event, None, f"{email} {verb}")
+                if event == "reply":
+                    ends, success = (
+                        settings.on_reply != "continue",
+                        settings.on_reply == "end_success",
                     )
-            elif event == "bounce":
-                connection.execute(
-                    _FEED_INSERT,
-                    _event(at, key, enrollment_id, email, "bounce", None, f"{email} bounced"),
-                )
-                if settings.on_bounce == "remove":
-                    self._end(connection, enrollment_id, at, "bounced")
+                else:
+                    ends, success = settings.on_bounce == "remove", False
+                if not ends:
+                    connection.execute(_FEED_INSERT, entry)
+                    continue
+                self._end(connection, enrollment_id, at, verb, success=success, whose=whose,
+                          first=entry)  # fmt: skip
             else:  # a removal, or a suppression: the event is the reason
-                self._end(connection, enrollment_id, at, "removed" if event == "remove" else event)
+                reason = "removed" if event == "remove" else event
+                self._end(connection, enrollment_id, at, reason, whose=whose)
         return len(found)
 
     # ---- pauses -------------------------------------------------------------------------------
@@ -1183,9 +1190,15 @@ class Engine:
         reason: str,
         *,
         success: bool = False,
+        whose: tuple[str, str] | None = None,
+        first: dict[str, Any] | None = None,
     ) -> None:
-        """Cancel what is pending, close what is open, end the enrollment."""
-        row = connection.execute(_ENROLLMENT, {"b_id": enrollment_id}).one()
+        """Cancel what is pending, close what is open, end the enrollment.
+        ``whose``: its campaign and person, when the caller has them; ``first``:
+        the feed entry of what ended it, written with the others."""
+        campaign_id, person = (
+            whose or connection.execute(_ENROLLMENT, {"b_id": enrollment_id}).one()
+        )
         # A claimed send is in flight: it is marked sent, or cancelled if it fails.
         left = connection.execute(_LEFT, {"b_id": enrollment_id}).all()
         cancelled = [(step, is_task) for step, is_task, status, _ in left if status != CLAIMED]
@@ -1201,12 +1214,13 @@ class Engine:
         # the next claim's sweep.
         if any(status == CLAIMED and lease <= at for _, _, status, lease in left):
             _settle_expired(connection, at, actions.c.enrollment_id == enrollment_id)
-        events = [
+        events = [first] if first is not None else []
+        events += [
             _event(
                 at,
-                row.campaign_id,
+                campaign_id,
                 enrollment_id,
-                row.person,
+                person,
                 "cancelled",
                 step,
                 f"{'task' if is_task else 'send'} `{step}` cancelled: {reason}",
@@ -1216,9 +1230,9 @@ class Engine:
         events.append(
             _event(
                 at,
-                row.campaign_id,
+                campaign_id,
                 enrollment_id,
-                row.person,
+                person,
                 "ended",
                 None,
                 f"enrollment ended: {reason}" + (" (success)" if success else ""),

@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import email.policy
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 from typing import Any
@@ -41,8 +41,11 @@ SEEN_BATCH = 200  # messages looked up, and committed, together when reading a m
 # Built once: each runs for every message read.
 _RECORD = inbound.insert()
 _ACTED_ON = select(inbound.c.source).where(inbound.c.message_id == bindparam("b_message_id"))
+_ACTED_ON_ANY = select(inbound.c.message_id, inbound.c.source).where(
+    inbound.c.message_id.in_(bindparam("b_ids", expanding=True))
+)
 _BY_SEND = (
-    select(actions.c.id, enrollments.c.campaign_id, enrollments.c.person)
+    select(actions.c.id, enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person)
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(actions.c.id.in_(bindparam("b_ids", expanding=True)), enrollments.c.status == "active")
 )
@@ -128,20 +131,29 @@ class Inbox:
         that fails leaves nothing, and the others are committed together
         (one commit per batch, not per message)."""
         seen = self.known([source for source, _ in batch])
-        fresh = [(source, raw) for source, raw in batch if source not in seen]
-        results: list[Processed | tuple[str, Exception]] = [
-            Processed(source, None, "", "", "read before", new=False)
-            for source, _ in batch
-            if source in seen
-        ]
+        fresh: dict[str, bytes] = {}
+        results: list[Processed | tuple[str, Exception]] = []
+        for source, raw in batch:
+            if source in seen or source in fresh:  # the same message twice: read once
+                results.append(Processed(source, None, "", "", "read before", new=False))
+            else:
+                fresh[source] = raw
         done: list[Processed | tuple[str, Exception]]
         try:  # the usual case: every message goes through, in one transaction
             with self.engine.store.transaction() as connection:
-                done = [self._process(s, raw, now, connection, alone=False) for s, raw in fresh]
+                parsed = {source: self._parse(raw) for source, raw in fresh.items()}
+                ids = [i for message, _ in parsed.values() if (i := _message_id(message))]
+                state = _Pass(dict(connection.execute(_ACTED_ON_ANY, {"b_ids": ids}).all()))
+                done = [
+                    self._process(source, raw, now, connection, state=state, parsed=parsed[source])
+                    for source, raw in fresh.items()
+                ]
+                if state.records:
+                    connection.execute(_RECORD, state.records)
         except Exception:  # one did not: again, each on its own savepoint
             done = []
             with self.engine.store.transaction() as connection:
-                for source, raw in fresh:
+                for source, raw in fresh.items():
                     try:
                         done.append(self._process(source, raw, now, connection))
                     except Exception as error:  # its savepoint rolled back: nothing kept
@@ -163,28 +175,35 @@ class Inbox:
         now: dt.datetime,
         connection: Connection,
         *,
-        alone: bool = True,
+        state: _Pass | None = None,
+        parsed: tuple[Message | None, str | None] | None = None,
     ) -> Processed:
-        """One message; ``alone``: on a savepoint of its own, so that a failure
-        undoes only it (else the caller's transaction is undone whole)."""
-        message, problem = self._parse(raw)
+        """One message, on a savepoint of its own so that a failure undoes only
+        it; or, as part of a batch's ``state``, undoing the whole batch (which
+        is then done again message by message)."""
+        message, problem = parsed or self._parse(raw)
         message_id = _message_id(message)
         if problem is not None or message is None:
             found = Classification("ignore", problem or "cannot be read")
         else:
             found = classify(message, unsubscribe_addresses=self.settings.unsubscribe_addresses)
+        alone = state is None
         try:
             with connection.begin_nested() if alone else contextlib.nullcontext():
-                earlier = self._acted_on(connection, message_id)
+                earlier = self._acted_on(connection, message_id, state)
                 if earlier is not None:
                     outcome, person, key = f"read before as {earlier}: nothing done", None, None
                 else:
-                    outcome, person, key = self._act(connection, found, now)
+                    outcome, person, key = self._act(connection, found, now, state)
                 acted = earlier is None and found.kind != "ignore"
                 acted = acted and not outcome.startswith("ignored")
-                self._record(connection, source, message_id, found, now,
-                             outcome=outcome, person=person, campaign=key,
-                             raw=raw if acted else None)  # fmt: skip
+                kept = raw if acted else None
+                record = _record(source, message_id, found, now, outcome=outcome,
+                                 person=person, campaign=key, raw=kept)  # fmt: skip
+                if state is None:
+                    connection.execute(_RECORD, record)
+                else:
+                    state.kept(record)
         except IntegrityError:  # another reader took this source at the same moment
             if not alone:
                 raise  # the batch is undone, and done again message by message
@@ -200,89 +219,65 @@ class Inbox:
         except Exception as error:  # the parser is lenient; what it still refuses is not mail
             return None, f"cannot be read: {type(error).__name__}"
 
-    def _acted_on(self, connection: Connection, message_id: str | None) -> str | None:
+    def _acted_on(
+        self, connection: Connection, message_id: str | None, state: _Pass | None
+    ) -> str | None:
+        """Where a message with this Message-ID was read before, if it was."""
         if message_id is None:
             return None
+        if state is not None:
+            return state.acted.get(message_id)
         return connection.execute(_ACTED_ON, {"b_message_id": message_id}).scalar()
-
-    def _record(
-        self,
-        connection: Connection,
-        source: str,
-        message_id: str | None,
-        found: Classification,
-        now: dt.datetime,
-        *,
-        outcome: str,
-        person: str | None,
-        campaign: str | None,
-        raw: bytes | None,
-    ) -> None:
-        permanent = None
-        if found.kind == "bounce" and found.recipients:
-            permanent = any(recipient.permanent for recipient in found.recipients)
-        connection.execute(
-            _RECORD,
-            {
-                "source": source,
-                "message_id": message_id,
-                "kind": found.kind,
-                "reason": found.reason[:1000],
-                "outcome": outcome,
-                "person": person,
-                "campaign_id": campaign,
-                "permanent": permanent,
-                "raw": raw,
-                "processed_at": now,
-            },
-        )
 
     # ---- acting ---------------------------------------------------------------------------
     def _act(
-        self, connection: Connection, found: Classification, now: dt.datetime
+        self,
+        connection: Connection,
+        found: Classification,
+        now: dt.datetime,
+        state: _Pass | None = None,
     ) -> tuple[str, str | None, str | None]:
         """What was done, the person it concerned and the campaign (when one)."""
         if found.kind == "ignore":
             return f"ignored: {found.reason}", found.sender, None
         if found.kind == "bounce":
-            return self._bounce(connection, found, now)
+            return self._bounce(connection, found, now, state)
         targets = self._targets(connection, found)
-        person = targets[0][1] if targets else found.sender
+        person = targets[0][2] if targets else found.sender
         if found.kind == "unsubscribe":
             assert person is not None
             suppression.add(connection, [person], "unsubscribed", now, source=found.reason)
             ended = self.engine._event_for(connection, person, now, None, "unsubscribed")
-            key = targets[0][0] if targets else None
+            key = targets[0][1] if targets else None
             return f"unsubscribed: suppressed, {ended} enrollment(s) ended", person, key
         if not targets:
             return f"ignored: {found.sender} is not active in any campaign", found.sender, None
         if found.kind == "auto_reply":
             return self._away(connection, found, targets, now)
-        for key, email_address in targets:
-            self.engine._event_for(connection, email_address, now, key, "reply")
-        return f"reply: `on reply` ran in {len(targets)} campaign(s)", person, targets[0][0]
+        self.engine._event_on(connection, targets, now, "reply")
+        return f"reply: `on reply` ran in {len(targets)} campaign(s)", person, targets[0][1]
 
-    def _targets(self, connection: Connection, found: Classification) -> list[tuple[str, str]]:
-        """Active enrollments the message is about: (campaign, person), by the
-        Message-IDs it answers, else by its sender."""
+    def _targets(self, connection: Connection, found: Classification) -> list[tuple[int, str, str]]:
+        """Active enrollments the message is about: (enrollment, campaign,
+        person), by the Message-IDs it answers, else by its sender."""
         ids = {int(match.group(2)): match.group(1) for ref in found.refers_to
                if (match := OUR_ID.fullmatch(ref))}  # fmt: skip
         if ids:
             rows = connection.execute(_BY_SEND, {"b_ids": list(ids)}).all()
-            matched = [(key, person) for action_id, key, person in rows
+            matched = [(enrollment, key, person) for action_id, enrollment, key, person in rows
                        if key.startswith(ids[action_id])]  # fmt: skip
             if matched:
-                return sorted(set(matched))
+                return sorted(set(matched), key=lambda found: found[1:])
         if found.sender is None:
             return []
         by_sender = connection.execute(ACTIVE_ENROLLMENTS, {"b_person": found.sender}).all()
-        return sorted({(key, person) for _, key, person in by_sender})
+        return sorted({tuple(row) for row in by_sender}, key=lambda found: found[1:])
 
     def _away(
         self,
         connection: Connection,
         found: Classification,
-        targets: list[tuple[str, str]],
+        targets: list[tuple[int, str, str]],
         now: dt.datetime,
     ) -> tuple[str, str | None, str | None]:
         today = now.date()
@@ -291,19 +286,23 @@ class Inbox:
         else:
             until = today + dt.timedelta(days=self.settings.away_days)
             why = f"no return date found: {self.settings.away_days} days"
-        for key, person in targets:
+        for _, key, person in targets:
             self.engine._pause(
                 connection, person, until, now, reason=f"out of office ({why})", campaign=key
             )
         return (
             f"out of office: paused until {until:%Y-%m-%d} ({why}) in {len(targets)} "
             "campaign(s); not counted as a reply",
+            targets[0][2],
             targets[0][1],
-            targets[0][0],
         )
 
     def _bounce(
-        self, connection: Connection, found: Classification, now: dt.datetime
+        self,
+        connection: Connection,
+        found: Classification,
+        now: dt.datetime,
+        state: _Pass | None,
     ) -> tuple[str, str | None, str | None]:
         done = []
         person = None
@@ -315,7 +314,7 @@ class Inbox:
             person = person or address
             permanent = recipient.permanent
             if not permanent:
-                count = self._soft_bounces(connection, address) + 1
+                count = self._soft_bounces(connection, address, state) + 1
                 if count < self.settings.soft_bounce_limit:
                     done.append(f"{address}: temporary failure {count} of "
                                 f"{self.settings.soft_bounce_limit}, counted")  # fmt: skip
@@ -331,8 +330,10 @@ class Inbox:
     def _ever_written(self, connection: Connection, address: str) -> bool:
         return connection.execute(_EVER_WRITTEN, {"b_person": address}).first() is not None
 
-    def _soft_bounces(self, connection: Connection, address: str) -> int:
-        return int(connection.execute(_SOFT_BOUNCES, {"b_person": address}).scalar_one())
+    def _soft_bounces(self, connection: Connection, address: str, state: _Pass | None) -> int:
+        """Temporary failures of ``address`` recorded so far (this batch's too)."""
+        stored = int(connection.execute(_SOFT_BOUNCES, {"b_person": address}).scalar_one())
+        return stored + (state.soft.get(address, 0) if state is not None else 0)
 
     # ---- explaining -------------------------------------------------------------------------
     def explain(self, message_id: str) -> list[InboundRecord]:
@@ -345,6 +346,52 @@ class Inbox:
                 select(inbound).where(inbound.c.message_id == wanted).order_by(inbound.c.id)
             ).all()
         return [_record_of(row) for row in rows]
+
+
+@dataclass
+class _Pass:
+    """What a batch has read so far, its records written together at its end:
+    the Message-IDs read before (and in it), the temporary failures it counted."""
+
+    acted: dict[str, str]  # Message-ID -> the source it was read from
+    soft: dict[str, int] = field(default_factory=dict)  # address -> this batch's soft bounces
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def kept(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if record["message_id"] is not None:
+            self.acted.setdefault(record["message_id"], record["source"])
+        if record["kind"] == "bounce" and record["permanent"] is False and record["person"]:
+            self.soft[record["person"]] = self.soft.get(record["person"], 0) + 1
+
+
+def _record(
+    source: str,
+    message_id: str | None,
+    found: Classification,
+    now: dt.datetime,
+    *,
+    outcome: str,
+    person: str | None,
+    campaign: str | None,
+    raw: bytes | None,
+) -> dict[str, Any]:
+    """The `inbound` row of a message read."""
+    permanent = None
+    if found.kind == "bounce" and found.recipients:
+        permanent = any(recipient.permanent for recipient in found.recipients)
+    return {
+        "source": source,
+        "message_id": message_id,
+        "kind": found.kind,
+        "reason": found.reason[:1000],
+        "outcome": outcome,
+        "person": person,
+        "campaign_id": campaign,
+        "permanent": permanent,
+        "raw": raw,
+        "processed_at": now,
+    }
 
 
 def _message_id(message: Message | None) -> str | None:

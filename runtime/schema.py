@@ -100,6 +100,9 @@ Index(
     sqlite_where=text("status = 'active'"),
     postgresql_where=text("status = 'active'"),
 )
+# A person's enrollments in every campaign (replies, bounces, suppression and
+# pauses look people up by address, not by campaign).
+enrollments_by_person = Index("enrollments_by_person", func.lower(enrollments.c.person))
 
 actions = Table(
     "actions",

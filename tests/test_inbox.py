@@ -248,10 +248,10 @@ def test_a_message_that_cannot_be_processed_leaves_the_others_done(
     reader = Inbox(engine, InboxSettings(UNSUBSCRIBE))
     original = reader._act
 
-    def failing(connection: Any, found: Any, now: dt.datetime) -> Any:
+    def failing(connection: Any, found: Any, now: dt.datetime, *rest: Any) -> Any:
         if found.sender == "bo@example.com":
             raise RuntimeError("the disk is full")
-        return original(connection, found, now)
+        return original(connection, found, now, *rest)
 
     monkeypatch.setattr(reader, "_act", failing)
     messages = [
