@@ -162,7 +162,8 @@ def enroll(
     already = f"; {report.already} already enrolled with this start" if report.already else ""
     click.echo(
         f"enrolled {report.enrolled} {'person' if report.enrolled == 1 else 'people'} "
-        f"({report.actions} actions) in campaign {report.campaign_id[:12]} {ir.name!r}{already}",
+        f"({report.actions} actions) in {ir.name!r} version {report.version} "
+        f"({report.campaign_id[:12]}){already}",
         err=True,
     )
     sys.exit(EXIT_SKIPPED if report.problems else 0)

@@ -105,6 +105,7 @@ C023 = _code("C023", "step-cycle", ERROR, "steps that align with each other in a
 C024 = _code("C024", "day-zero", ERROR, "a day number below 1")
 C026 = _code("C026", "day-too-far", ERROR, "a day number beyond what a campaign can reach")
 C025 = _code("C025", "no-steps", ERROR, "a campaign without any step")
+C027 = _code("C027", "bad-campaign-id", ERROR, "a campaign id that cannot identify it")
 # Compile: templates.
 C030 = _code("C030", "template-syntax", ERROR, "a Jinja syntax error in a template")
 C031 = _code("C031", "unknown-template-name", ERROR, "a name a template may not use")

@@ -7,6 +7,7 @@ breaks readers of version N is version N+1, with upgrade code for N here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Literal
 
@@ -30,6 +31,9 @@ class SourceFile(_Model):
 
 
 class Settings(_Model):
+    id: str | None = Field(
+        None, description="the campaign's identity across renames (else its name)"
+    )
     timezone: str = "UTC"
     timezone_from_recipient: bool = Field(
         False, description="use the person's `timezone` field when valid, else `timezone`"
@@ -111,6 +115,41 @@ class IRError(ValueError):
 def dump_ir(campaign: Campaign) -> str:
     """The IR as JSON text, byte for byte the same for the same campaign."""
     return campaign.model_dump_json(indent=2) + "\n"
+
+
+def identity(campaign: Campaign) -> str:
+    """Who the campaign is: its `id` setting, else its name. Versions of one
+    campaign share it."""
+    return campaign.settings.id or campaign.name
+
+
+def behaviour_digest(campaign: Campaign) -> str:
+    """sha256 of what the campaign *does*: its settings, steps, times and
+    texts. Not where it was compiled from, by which cadence, where its text
+    sits in the file or whether a text was inline or in a template file: the
+    same campaign compiled from another path, after a comment was added, or
+    by a newer cadence is the same version."""
+    steps = []
+    for step in campaign.steps:
+        data = step.model_dump(mode="json", exclude={"span"})
+        for text in ("subject", "body", "notes", "message", "title"):
+            template = getattr(step, text)
+            data[text] = None if template is None else template.source
+        if step.timing is not None:
+            data["timing"] = step.timing.model_dump(mode="json", exclude={"note"})
+        steps.append(data)
+    settings = campaign.settings.model_dump(mode="json")
+    settings["requires"] = sorted(settings["requires"])  # the order they are listed in does nothing
+    behaviour = {
+        "identity": identity(campaign),
+        "name": campaign.name,
+        "settings": settings,
+        "person_fields": sorted(campaign.person_fields),
+        "steps": steps,
+        "edges": [edge.model_dump(mode="json") for edge in campaign.edges],
+    }
+    text = json.dumps(behaviour, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_ir(text: str | bytes) -> Campaign:

@@ -4,6 +4,7 @@ resolved into the IR's :class:`Settings` with the defaults of SPEC.md §4, §7."
 from __future__ import annotations
 
 import difflib
+import re
 import zoneinfo
 from collections.abc import Iterator
 from functools import cache
@@ -14,7 +15,10 @@ from cadence.compiler.rules import repeats
 from cadence.diagnostics import Diagnostic, Related
 from cadence.grammar import ast
 
+# An id outlives renames and shows in commands and URLs: plain characters only.
+CAMPAIGN_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _NAMES = {
+    "id": "id",
     "timezone": "timezone",
     "skip_weekends": "skip weekends",
     "skip_holidays": "skip holidays",
@@ -29,6 +33,8 @@ def resolve_settings(campaign: ast.Campaign) -> Settings:
     values: dict[str, object] = {}
     for setting in reversed(campaign.settings):
         match setting:
+            case ast.CampaignKey(value=value):
+                values["id"] = value.value
             case ast.Timezone(zone=zone, recipient=recipient):
                 values["timezone"] = zone.value
                 values["timezone_from_recipient"] = recipient
@@ -58,6 +64,14 @@ def check_settings(campaign: ast.Campaign) -> Iterator[Diagnostic]:
             yield from _check_zone(setting.zone)
         elif isinstance(setting, ast.SkipHolidays):
             yield from _check_country(setting.country)
+        elif isinstance(setting, ast.CampaignKey) and not CAMPAIGN_KEY.fullmatch(
+            setting.value.value
+        ):
+            yield codes.C027.at(
+                setting.value.span,
+                f"campaign id {setting.value.value!r} is not a usable id",
+                help='use up to 100 letters, digits, "-", "_" or ".", like "q1-outbound"',
+            )
 
 
 def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:

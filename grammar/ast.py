@@ -51,6 +51,13 @@ class TimeOfDay(Node):
 # ---- settings -------------------------------------------------------------------
 
 
+class CampaignKey(Node):
+    """``id "q1-outbound"``: who the campaign is, whatever its name says."""
+
+    kind: Literal["id"] = "id"
+    value: Text
+
+
 class Timezone(Node):
     """``timezone "Z"`` or, with ``recipient``, ``timezone recipient else "Z"``."""
 
@@ -88,7 +95,7 @@ class Requires(Node):
 
 
 Setting = Annotated[
-    Timezone | SkipWeekends | SkipHolidays | OnReply | OnBounce | Requires,
+    CampaignKey | Timezone | SkipWeekends | SkipHolidays | OnReply | OnBounce | Requires,
     Field(discriminator="kind"),
 ]
 

@@ -142,6 +142,8 @@ def _text_of(prop: ast.Property) -> ast.Text | None:
 
 def _setting(setting: ast.Setting) -> str:
     match setting:
+        case ast.CampaignKey(value=value):
+            return f"id {encode_inline(value.value)}"
         case ast.Timezone(recipient=True, zone=zone):
             return f"timezone recipient else {encode_inline(zone.value)}"
         case ast.Timezone(zone=zone):

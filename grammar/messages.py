@@ -32,7 +32,7 @@ _WORDS = {
 
 # The order expectations are listed in: as they are written in a file.
 _ORDER = [
-    "CAMPAIGN", "TIMEZONE", "SKIP", "ON", "REQUIRES", "DAY",
+    "CAMPAIGN", "ID", "TIMEZONE", "SKIP", "ON", "REQUIRES", "DAY",
     "EMAIL", "CALL", "INMAIL", "CUSTOM",
     "SEND", "FOLLOW", "SUBJECT", "BODY", "NOTES", "MESSAGE", "TITLE",
     "CHOOSE", "AT", "TASK", "WITH",
@@ -44,7 +44,7 @@ _ORDER = [
 
 SEND_OPTIONS = frozenset({"CHOOSE", "AT", "TASK", "WITH"})
 STEP_KINDS = frozenset({"EMAIL", "CALL", "INMAIL", "CUSTOM"})
-SETTINGS = frozenset({"TIMEZONE", "SKIP", "ON", "REQUIRES"})
+SETTINGS = frozenset({"ID", "TIMEZONE", "SKIP", "ON", "REQUIRES"})
 
 # Phrases for whole expectation sets that read better as one idea.
 _SETS: dict[frozenset[str], str] = {
@@ -96,7 +96,7 @@ def describe_expected(expected: Collection[str]) -> str:
         parts.append("a step (`email`, `call`, `inmail` or `custom`)")
         rest -= STEP_KINDS
     if rest >= SETTINGS:
-        parts.append("a setting (`timezone`, `skip`, `on` or `requires`)")
+        parts.append("a setting (`id`, `timezone`, `skip`, `on` or `requires`)")
         rest -= SETTINGS
     parts.extend(keyword_text(t) for t in sorted(rest, key=_rank))
     return join_or(parts)

@@ -140,6 +140,9 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
             days=tuple(item for item in body if isinstance(item, ast.Day)),
         )
 
+    def campaign_key(self, children: list[Token]) -> ast.CampaignKey:
+        return ast.CampaignKey(span=self._span_of(children), value=self._string(children[1]))
+
     def timezone(self, children: list[Token]) -> ast.Timezone:
         return ast.Timezone(
             span=self._span_of(children), zone=self._string(children[1]), recipient=False

@@ -26,13 +26,14 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Select
 
-from cadence.compiler.ir import Campaign, dump_ir, load_ir
+from cadence.compiler.ir import Campaign, behaviour_digest, dump_ir, identity, load_ir
 from cadence.runtime import caps, suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
 from cadence.runtime.calendar import UTC, UTC_ZONE, BusinessDays, place, zone
@@ -76,6 +77,7 @@ class EnrollReport:
     again), and the rows refused."""
 
     campaign_id: str
+    version: int = 1
     enrolled: int = 0
     actions: int = 0
     already: int = 0
@@ -143,7 +145,9 @@ class FeedEntry:
 
 
 def campaign_id(ir: Campaign) -> str:
-    return hashlib.sha256(dump_ir(ir).encode()).hexdigest()
+    """The key of the campaign version ``ir`` is, in a database that does not
+    hold it yet (one that does may know it by an older key: see ``enroll``)."""
+    return behaviour_digest(ir)
 
 
 class Engine:
@@ -177,9 +181,8 @@ class Engine:
         people already active with the same start count as ``already``;
         active with another start, they are refused like invalid rows."""
         planner = Planner(ir, start, overrides)
-        key = campaign_id(ir)
-        report = EnrollReport(key)
-        self._store_campaign(key, ir, now)
+        key, version = self._store_campaign(ir, now)
+        report = EnrollReport(key, version)
         chunk: list[tuple[Person, str, list[Action]]] = []
         for person, where, planned in plan_people(planner, people, report.problems.append):
             chunk.append((person, where.key, planned))
@@ -192,13 +195,29 @@ class Engine:
             self._enroll_batch(key, chunk, planner.start, now, report)
         return report
 
-    def _store_campaign(self, key: str, ir: Campaign, now: dt.datetime) -> None:
-        """The campaign's row, made by whichever enroll comes first."""
+    def _store_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:
+        """The version of its campaign ``ir`` is (its key and number): the one
+        that behaves the same, wherever and by whichever cadence it was
+        compiled, else a new version, made by whichever enroll comes first."""
+        who, digest = identity(ir), behaviour_digest(ir)
         with self.store.transaction() as connection:
-            row = {"id": key, "name": ir.name, "ir": dump_ir(ir), "created_at": now}
-            connection.execute(_insert_if_absent(self.store.dialect, campaigns, row))
-            self._campaigns[key] = ir
-            self._check_open(connection, key)
+            _lock_campaign(connection, who)
+            versions = connection.execute(_VERSIONS, {"b_identity": who}).all()
+            if any(row.ended_at is not None for row in versions):
+                raise EngineError(f"campaign {ir.name!r} has ended; it takes no more people")
+            same = [row for row in versions if row.behaviour == digest]
+            if same:
+                key, version = same[0].id, same[0].version
+            else:
+                key, version = digest, max((row.version for row in versions), default=0) + 1
+                connection.execute(
+                    campaigns.insert().values(
+                        id=key, name=ir.name, ir=dump_ir(ir), created_at=now, identity=who,
+                        version=version, behaviour=digest,
+                    )
+                )  # fmt: skip
+        self._campaigns.setdefault(key, ir)
+        return key, version
 
     def _enroll_batch(
         self,
@@ -211,6 +230,9 @@ class Engine:
         for attempt in range(3):
             try:
                 with self.store.transaction() as connection:
+                    # Enrolls of other versions wait: a person is active once
+                    # in a campaign, whichever version.
+                    _lock_campaign(connection, identity(self.campaign(key)))
                     self._check_open(connection, key)
                     wanted = self._not_yet_active(connection, key, chunk, start, report, attempt)
                     report.actions += self._insert(connection, key, wanted, start, now)
@@ -254,20 +276,16 @@ class Engine:
         of the failed attempt are not repeated."""
         emails = [person.email.lower() for person, _, _ in chunk]
         active = {
-            person.lower(): started
-            for person, started in connection.execute(
-                select(enrollments.c.person, enrollments.c.start_at).where(
-                    enrollments.c.campaign_id == key,
-                    enrollments.c.status == "active",
-                    func.lower(enrollments.c.person).in_(emails),
-                )
+            person.lower(): (started, version_key, version)
+            for person, started, version_key, version in connection.execute(
+                _ACTIVE_IN_VERSIONS, {"b_key": key, "b_emails": emails}
             )
         }
         suppressed = suppression.among(connection, emails)
         wanted = []
         for entry in chunk:
             person = entry[0]
-            started = active.get(person.email.lower())
+            started, version_key, version = active.get(person.email.lower(), (None, key, 0))
             stopped = suppressed.get(suppression.key(person.email))
             if stopped is not None:
                 if attempt == 0:
@@ -279,6 +297,14 @@ class Engine:
                     )
             elif started is None:
                 wanted.append(entry)
+            elif attempt == 0 and version_key != key:
+                report.problems.append(
+                    RowProblem(
+                        person.line,
+                        f"`{person.email}` is already active in version {version} of this "
+                        "campaign (`cadence migrate` moves people to a new version)",
+                    )
+                )
             elif attempt == 0 and started == start:
                 report.already += 1
             elif attempt == 0:
@@ -706,7 +732,7 @@ class Engine:
             .order_by(actions.c.id)
         )
         if campaign is not None:
-            query = query.where(enrollments.c.campaign_id == campaign)
+            query = query.where(in_campaign(campaign))
         if person is not None:
             query = query.where(func.lower(enrollments.c.person) == person.lower())
         if since is not None:
@@ -1044,7 +1070,7 @@ class Engine:
             enrollments.c.paused_until.is_not(None),
         )
         if campaign is not None:
-            query = query.where(enrollments.c.campaign_id == campaign)
+            query = query.where(in_campaign(campaign))
         with self.store.transaction() as connection:
             found = connection.execute(query).scalars().all()
             for enrollment_id in found:
@@ -1161,18 +1187,27 @@ class Engine:
             return suppression.listing(connection, reason)
 
     def end(self, campaign: str, at: dt.datetime) -> int:
-        """End a campaign for everyone in it; returns how many enrollments ended."""
+        """End a campaign (its identity, or any version's key), every version,
+        for everyone in it; returns how many enrollments ended."""
         with self.store.transaction() as connection:
-            found = connection.execute(self._campaign_row(campaign)).first()
-            if found is None:
+            versions = connection.execute(
+                select(campaigns.c.id, campaigns.c.identity).where(
+                    or_(campaigns.c.id == campaign, campaigns.c.identity == campaign)
+                )
+            ).all()
+            if not versions:
                 raise EngineError(f"no campaign {campaign}")
+            who = versions[0].identity
+            _lock_campaign(connection, who)
             connection.execute(
-                update(campaigns).where(campaigns.c.id == campaign).values(ended_at=at)
+                update(campaigns)
+                .where(campaigns.c.identity == who, campaigns.c.ended_at.is_(None))
+                .values(ended_at=at)
             )
             active = (
                 connection.execute(
                     select(enrollments.c.id).where(
-                        enrollments.c.campaign_id == campaign, enrollments.c.status == "active"
+                        in_campaign(who), enrollments.c.status == "active"
                     )
                 )
                 .scalars()
@@ -1266,17 +1301,29 @@ class Engine:
             ).scalar_one()
         return dict(fields)
 
-    def find_campaign(self, name_or_id: str) -> str:
-        """A campaign id from its id, a unique prefix of it (6+ characters) or its name."""
+    def find_campaign(self, text: str) -> str:
+        """A campaign's identity from its `id`, its name (any version's), a
+        version's key, or a unique prefix of 4+ characters of a key; an
+        ambiguous one lists the campaigns it could be."""
         with self.store.read() as connection:
-            rows = connection.execute(select(campaigns.c.id, campaigns.c.name)).all()
-        exact = [key for key, name in rows if name_or_id in (key, name)]
-        prefixed = [key for key, _ in rows if len(name_or_id) >= 6 and key.startswith(name_or_id)]
+            rows = connection.execute(
+                select(
+                    campaigns.c.id, campaigns.c.name, campaigns.c.identity, campaigns.c.version
+                ).order_by(campaigns.c.identity, campaigns.c.version)
+            ).all()
+        exact = {row.identity for row in rows if text in (row.id, row.name, row.identity)}
+        prefixed = {row.identity for row in rows if len(text) >= 4 and row.id.startswith(text)}
         found = exact or prefixed
-        if len(found) != 1:
-            problem = "no campaign" if not found else "more than one campaign"
-            raise EngineError(f"{problem} matches {name_or_id!r}")
-        return str(found[0])
+        if not found:
+            raise EngineError(f"no campaign matches {text!r} (`cadence campaigns` lists them)")
+        if len(found) > 1:
+            candidates = [
+                f"{row.name!r} (id {row.identity}, version {row.version}, key {row.id[:12]})"
+                for row in rows
+                if row.identity in found
+            ]
+            raise EngineError(f"more than one campaign matches {text!r}: {'; '.join(candidates)}")
+        return str(found.pop())
 
     def campaign(self, key: str) -> Campaign:
         if key in self._campaigns:  # campaigns never change once stored
@@ -1412,7 +1459,44 @@ ACTIVE_ENROLLMENTS = select(
     func.lower(enrollments.c.person) == bindparam("b_person"),
     enrollments.c.status == "active",
 )
-_ACTIVE_IN = ACTIVE_ENROLLMENTS.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+
+
+def in_campaign(named: Any) -> Any:
+    """Enrollments of a campaign, every version of it: ``named`` (a value or a
+    bind parameter) is the campaign's identity or one of its versions' keys."""
+    other = campaigns.alias("named")
+    who = select(other.c.identity).where(or_(other.c.id == named, other.c.identity == named))
+    return enrollments.c.campaign_id.in_(
+        select(campaigns.c.id).where(campaigns.c.identity.in_(who))
+    )
+
+
+_ACTIVE_IN = ACTIVE_ENROLLMENTS.where(in_campaign(bindparam("b_campaign")))
+_VERSIONS = (
+    select(campaigns.c.id, campaigns.c.version, campaigns.c.behaviour, campaigns.c.ended_at)
+    .where(campaigns.c.identity == bindparam("b_identity"))
+    .order_by(campaigns.c.version, campaigns.c.created_at)
+)
+# Who of a batch is active in any version of the campaign of version `b_key`.
+_ACTIVE_IN_VERSIONS = (
+    select(enrollments.c.person, enrollments.c.start_at, campaigns.c.id, campaigns.c.version)
+    .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+    .where(
+        in_campaign(bindparam("b_key")),
+        enrollments.c.status == "active",
+        func.lower(enrollments.c.person).in_(bindparam("b_emails", expanding=True)),
+    )
+)
+
+
+def _lock_campaign(connection: Connection, who: str) -> None:
+    """One writer at a time per campaign on PostgreSQL (a transaction lock on
+    its identity): enrolls of two versions never both take the same person,
+    and two first enrolls of a new version never both number it. SQLite's
+    writer lock already does this."""
+    if connection.dialect.name == "postgresql":
+        number = int.from_bytes(hashlib.sha256(who.encode()).digest()[:8], "big", signed=True)
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": number})
 
 
 def _due_send(row: Any, worker: str) -> DueSend:
@@ -1442,7 +1526,7 @@ def _held_by(sends: Sequence[DueSend]) -> tuple[Any, ...]:
 _ZONES_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zone).where(
     func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
 )
-_ZONES_IN = _ZONES_OF.where(enrollments.c.campaign_id == bindparam("b_campaign"))
+_ZONES_IN = _ZONES_OF.where(in_campaign(bindparam("b_campaign")))
 _ASSIGN = (
     update(enrollments)
     .where(enrollments.c.id == bindparam("b_id"), enrollments.c.mailbox.is_(None))

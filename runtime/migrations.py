@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, inspect, select, text, update
 
+from cadence.compiler.ir import IRError, behaviour_digest, identity, load_ir
 from cadence.runtime import schema
 
 Migration = Callable[[Connection], None]
@@ -51,17 +52,47 @@ def _enrollment_mailboxes(connection: Connection) -> None:
     )
 
 
+def _campaign_versions(connection: Connection) -> None:
+    """Campaigns become versions of a campaign: the rows of one name are its
+    versions, one per distinct behaviour, numbered in the order they came."""
+    have = {c["name"] for c in inspect(connection).get_columns("campaigns")}
+    for name in ("identity", "version", "behaviour"):
+        if name not in have:
+            kind = schema.campaigns.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE campaigns ADD COLUMN {name} {kind}"))
+    connection.execute(
+        text("CREATE INDEX IF NOT EXISTS campaign_versions ON campaigns (identity, behaviour)")
+    )
+    table = schema.campaigns
+    rows = connection.execute(
+        select(table.c.id, table.c.name, table.c.ir)
+        .where(table.c.identity.is_(None))
+        .order_by(table.c.created_at, table.c.id)
+    ).all()
+    numbers: dict[str, dict[str, int]] = {}  # identity -> behaviour -> version
+    for key, name, stored in rows:
+        try:
+            ir = load_ir(stored)
+            who, digest = identity(ir), behaviour_digest(ir)
+        except IRError:  # kept as it was: a version of its own
+            who, digest = name, key
+        versions = numbers.setdefault(who, {})
+        version = versions.setdefault(digest, len(versions) + 1)
+        connection.execute(
+            update(table)
+            .where(table.c.id == key)
+            .values(identity=who, version=version, behaviour=digest)
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "campaigns, enrollments, actions and the live feed", _initial),
     (2, "the suppression list", _suppressions),
     (3, "inbound mail, and pauses", _inbound),
     (4, "daily caps of sender mailboxes", _mailbox_usage),
     (5, "throttles of sender mailboxes", _mailbox_sends),
-    (
-        6,
-        "the mailbox each enrollment sends from; people looked up by address",
-        _enrollment_mailboxes,
-    ),
+    (6, "the mailbox each person sends from; people by address", _enrollment_mailboxes),
+    (7, "campaigns with versions: one identity, a version per behaviour", _campaign_versions),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -62,12 +62,16 @@ schema_version = Table(
 campaigns = Table(
     "campaigns",
     metadata,
-    Column("id", String(64), primary_key=True, comment="sha256 of the IR"),
+    Column("id", String(64), primary_key=True, comment="the version's key: its behaviour digest"),
     Column("name", Text, nullable=False),
     Column("ir", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
+    Column("identity", Text, comment="the campaign this is a version of: its id, else its name"),
+    Column("version", Integer, comment="1, 2, ...: the campaign's behaviours, in order"),
+    Column("behaviour", String(64), comment="sha256 of what it does (not path or compiler)"),
 )
+Index("campaign_versions", campaigns.c.identity, campaigns.c.behaviour)
 
 enrollments = Table(
     "enrollments",

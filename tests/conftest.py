@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -40,3 +42,15 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 
 def example_files() -> list[Path]:
     return sorted(EXAMPLES.glob("*.campaign"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """An engine on a fresh SQLite file, and on a fresh PostgreSQL schema (a
+    module may define its own `engine`, which wins)."""
+    import datetime as dt
+
+    from tests.engine_db import engine_on
+
+    with engine_on(request.param, tmp_path, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) as made:
+        yield made

@@ -48,6 +48,7 @@ def texts(draw: st.DrawFn) -> list[str]:
 @st.composite
 def settings(draw: st.DrawFn) -> list[list[str]]:
     options = [
+        ["id", draw(st.sampled_from(['"q1-outbound"', '"a.b_c"', '"bad/id"']))],
         ["timezone", '"Europe/Stockholm"'],
         ["timezone", "recipient", "else", '"UTC"'],
         ["skip", "weekends"],

@@ -10,7 +10,6 @@ import datetime as dt
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from cadence.runtime.mailboxes import Sender
 from cadence.runtime.schema import actions
 from cadence.runtime.smtp import SmtpTransport
 from cadence.runtime.store import Store
-from tests.engine_db import database, engine_on
+from tests.engine_db import database
 from tests.test_dispatch import free_port
 from tests.test_engine_review import Recorder
 
@@ -42,12 +41,6 @@ def campaign() -> Any:
     ir = compile_source(SOURCE, "c.campaign").ir
     assert ir is not None
     return ir
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with engine_on(request.param, tmp_path, T0) as engine:
-        yield engine
 
 
 def statuses(engine: Engine) -> dict[str, int]:

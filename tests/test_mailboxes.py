@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine
 from cadence.runtime.mailboxes import Mailbox, NoMailbox, Routing, Sender, Throttle
 from cadence.runtime.schema import enrollments
-from tests.engine_db import database_url, engine_on
+from tests.engine_db import database_url
 
 T0 = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
 SOURCE = """campaign "Q1" {
@@ -51,12 +50,6 @@ class Recorder:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with engine_on(request.param, tmp_path, T0) as engine:
-        yield engine
 
 
 def enroll(engine: Engine, people: list[dict[str, Any]], source: str = SOURCE) -> None:

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner, Result
 
 from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.engine import Engine
-from tests.engine_db import engine_on
 
 T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)
@@ -28,12 +25,6 @@ def campaign(name: str, on_bounce: str = "remove") -> Any:
     ir = compile_source(source, f"{name}.campaign").ir
     assert ir is not None
     return ir
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with engine_on(request.param, tmp_path, T0) as engine:
-        yield engine
 
 
 PEOPLE = [{"email": "ada@example.com"}, {"email": "bo@example.com"}]
