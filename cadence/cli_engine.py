@@ -95,7 +95,7 @@ def _engine(db: str) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress, inbox, pause, resume,
+        suppress, inbox, pause, resume, mailboxes,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -693,6 +693,31 @@ def _explain(reader: Any, message_id: str) -> None:
                 click.echo(f"  {line}")
 
 
+@click.group()
+def mailboxes() -> None:
+    """The sender mailboxes people send from."""
+
+
+@mailboxes.command(name="move")
+@click.argument("old")
+@click.argument("new")
+@_db_option
+def mailboxes_move(old: str, new: str, db: str) -> None:
+    """Let the active people of mailbox OLD (an address) send from NEW from now
+    on: for a mailbox removed from the config, or whose address changed."""
+    from cadence.runtime.addresses import AddressError, sender_address
+
+    try:
+        sender_address("", new)
+    except AddressError as error:
+        _fail(f"{new!r}: {error}")
+    with _engine(db) as engine:
+        moved = engine.move_mailbox(old, new)
+    click.echo(
+        f"moved {moved} {'person' if moved == 1 else 'people'} from {old} to {new}", err=True
+    )
+
+
 @click.command()
 @click.argument("person")
 @click.option("--until", "until_text", required=True, help="The day they are back (YYYY-MM-DD).")
@@ -860,6 +885,9 @@ def run(
                 nl=False,
             )
 
+    import logging
+
+    logging.basicConfig(format="cadence: %(message)s", level=logging.WARNING)
     with _engine(db) as engine:
         dispatcher = Dispatcher(
             engine,
@@ -880,7 +908,7 @@ def run(
                     err=True,
                 )
                 if once or fixed:
-                    return
+                    sys.exit(2 if report.down else 0)  # a mailbox that could not send
                 time.sleep(30)
         except KeyboardInterrupt:
             return

@@ -121,7 +121,7 @@ class MailboxConfig(_Section):
 
 class RoutingConfig(_Section):
     default: str | None = None  # a mailbox's name
-    person_field: str | None = None
+    person_field: str | None = Field(None, min_length=1)
     campaigns: dict[str, str] = {}  # campaign name -> mailbox name
 
 
@@ -162,9 +162,17 @@ class RuntimeConfig(_Section):
         for name, box in self.mailboxes.items():
             if not _NAME.fullmatch(name):
                 raise ValueError(f"mailbox name {name!r}: use letters, digits, '-', '_' and '.'")
-            other = seen.setdefault(box.email.lower(), name)
-            if other != name:
-                raise ValueError(f"mailboxes {other} and {name} have the same address")
+            # A person's owner names a mailbox in any case: names must differ in more.
+            for key, what in ((box.email.lower(), "address"), (name.lower(), "name")):
+                other = seen.setdefault(f"{what}:{key}", name)
+                if other != name:
+                    raise ValueError(f"mailboxes {other} and {name} have the same {what}")
+        if self.mailboxes and self.smtp is not None and self.outbox is not None:
+            raise ValueError("the config has both smtp and outbox; choose one")
+        if self.routing is not None and not (
+            self.routing.default or self.routing.person_field or self.routing.campaigns
+        ):
+            raise ValueError("[routing] says nothing: give it person_field, campaigns or a default")
         if len(self.mailboxes) > 1 and self.routing is None:
             raise ValueError(
                 "several mailboxes: say which sends for whom in [routing] "

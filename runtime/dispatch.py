@@ -58,6 +58,9 @@ class DispatchReport:
     failed: int = 0
     lost: int = 0  # taken over by another dispatcher after this one's lease ran out
     cancelled: int = 0  # the person stopped being active after the send was claimed
+    # Mailboxes that could not send (a refused login): their batch was given
+    # back, the others went on. Mailbox -> why.
+    down: dict[str, str] = field(default_factory=dict)
 
 
 def message_id(send: DueSend, domain: str) -> str:
@@ -110,6 +113,8 @@ class Dispatcher:
         if routing is None and len(self.mailboxes) > 1:
             raise ValueError("several mailboxes need a routing: which one sends for whom")
         self.routing = routing or Routing.only(self.mailboxes[0])
+        # One mailbox sends everything; several keep each person to theirs.
+        self._pinned = len(self.mailboxes) > 1
         self.engine, self.worker, self.batch = engine, worker, batch
         self.lease, self.clock, self.monotonic = lease, clock, monotonic
         self.sleep = sleep
@@ -121,10 +126,21 @@ class Dispatcher:
         time (tests, `--now`); without it each batch reads the clock."""
         report = DispatchReport()
         self._resolve_unconfirmed(now or self.clock())
+        self._warn_stranded(now or self.clock())
         while True:
             worked, waits = False, []
             for box in self.mailboxes:
-                outcome = self._round(box, now, report)
+                if box.describe() in report.down:
+                    continue
+                try:
+                    outcome = self._round(box, now, report)
+                except TransportError as error:
+                    # Its batch was given back; the other mailboxes go on.
+                    report.down[box.describe()] = str(error)
+                    if len(report.down) == len(self.mailboxes):
+                        raise TransportError(f"{box.describe()}: {error}") from error
+                    log.error("%s: %s (its sends wait; the others go on)", box.describe(), error)
+                    continue
                 if outcome is True:
                     worked = True
                 elif outcome is not False:
@@ -159,6 +175,7 @@ class Dispatcher:
                 return (wait, self.sleep) if self.engine.due(current, 1, box.key) else False
         claim = self._stored("claim due sends", partial(self._claim, box, current, budget))
         claimed = claim.sends
+        report.failed += claim.failed
         if box.shared_throttle is not None and reserved_at is not None and len(claimed) < budget:
             self.engine.unreserve_sends(box.shared_throttle, budget - len(claimed), reserved_at)
         if not claimed:
@@ -179,16 +196,21 @@ class Dispatcher:
                 held = elapsed + self.lease.total_seconds()
             try:
                 self._deliver(box, send, now or self.clock(), report, people[send.enrollment_id])
-            except TransportError as error:
+            except TransportError:
                 # Nothing can be delivered (a refused login, a certificate):
-                # give the rest of the batch back untouched, and stop.
+                # give the rest of the batch back untouched; the mailbox stops.
                 self.engine.release(claimed[position:])
-                raise TransportError(f"{box.describe()}: {error}") from error
+                raise
         if self.on_progress is not None:
             self.on_progress(report)
         return True
 
     def _claim(self, box: Mailbox, now: dt.datetime, limit: int) -> Claim:
+        if not self._pinned:
+            sends = self.engine.claim(
+                now, limit, worker=self.worker, lease=self.lease, cap=box.daily_cap
+            )
+            return Claim(sends)
         return self.engine.claim_for(
             box.key,
             self.routing.route,
@@ -303,7 +325,11 @@ class Dispatcher:
     def _resolve_unconfirmed(self, now: dt.datetime) -> None:
         """Sends a stopped dispatcher may have delivered, looked up where the
         transport can tell (the outbox): sent, or cancelled."""
-        for send in self.engine.unconfirmed():
+        boxes = [box for box in self.mailboxes if hasattr(box.transport, "delivered")]
+        if not boxes:
+            return
+        keys = None if not self._pinned else [box.key for box in boxes]
+        for send in self.engine.unconfirmed(mailboxes=keys):
             box = self._mailbox(send)
             delivered = getattr(box.transport, "delivered", None) if box else None
             if box is None or delivered is None:
@@ -313,11 +339,23 @@ class Dispatcher:
                 self.engine.resolve(send, found, now)
 
     def _mailbox(self, send: DueSend) -> Mailbox | None:
-        """The mailbox that sends ``send`` (the only one, before the first claim
-        of a single mailbox's dispatcher chose it); ``None``: another config's."""
-        if send.mailbox is None:
-            return self.mailboxes[0] if len(self.mailboxes) == 1 else None
-        return self._by_key.get(send.mailbox)
+        """The mailbox that sends ``send``: the only one, or the one its person
+        was given; ``None``: a mailbox this dispatcher does not have."""
+        if not self._pinned:
+            return self.mailboxes[0]
+        return self._by_key.get(send.mailbox or "")
+
+    def _warn_stranded(self, now: dt.datetime) -> None:
+        """Due sends of mailboxes this dispatcher does not have (removed from
+        the config, or its address changed) are said, not silently left."""
+        if not self._pinned:
+            return
+        for mailbox, count in self.engine.stranded(now, list(self._by_key)).items():
+            log.warning(
+                "%d due send(s) are for mailbox %s, which is not in this config: add it "
+                "back, or move its people with `cadence mailboxes move %s NEW`",
+                count, mailbox, mailbox,
+            )  # fmt: skip
 
     def compose(
         self, send: DueSend, now: dt.datetime, person: _Person | None = None

@@ -115,6 +115,7 @@ class Claim:
 
     sends: list[DueSend]
     routed: int = 0
+    failed: int = 0  # sends no mailbox sends (the routing names none): failed, in the feed
 
 
 class LostClaim(EngineError):
@@ -475,7 +476,7 @@ class Engine:
         mailbox: str | None,
         route: Router | None,
     ) -> Claim:
-        routed = 0
+        routed = failed = 0
         query = self._due_query(now, limit, mailbox)
         if self.store.dialect == "postgresql":
             query = query.with_for_update(of=actions, skip_locked=True)
@@ -485,7 +486,7 @@ class Engine:
             found = [_due_send(row, worker) for row in connection.execute(query)]
             found = self._drop_suppressed(connection, found, now)
             if mailbox is not None:
-                found, routed = self._assign(connection, found, mailbox, route, now)
+                found, routed, failed = self._assign(connection, found, mailbox, route, now)
             full = False
             if cap is not None and found:
                 granted = caps.reserve(connection, cap, len(found), now)
@@ -507,10 +508,42 @@ class Engine:
                 # just this batch (else every claim today would roll a few).
                 while rest := [_due_send(row, worker) for row in connection.execute(query)]:
                     if mailbox is not None:  # others' sends leave the query once assigned
-                        rest, elsewhere = self._assign(connection, rest, mailbox, route, now)
-                        routed += elsewhere
+                        rest, elsewhere, lost = self._assign(connection, rest, mailbox, route, now)
+                        routed, failed = routed + elsewhere, failed + lost
                     self._roll_over(connection, rest, cap, now)
-        return Claim(found, routed)
+        return Claim(found, routed, failed)
+
+    def stranded(self, now: dt.datetime, mailboxes: Sequence[str]) -> dict[str, int]:
+        """Due sends of people whose mailbox is none of ``mailboxes``, by mailbox."""
+        query = (
+            select(enrollments.c.mailbox, func.count())
+            .join(actions, actions.c.enrollment_id == enrollments.c.id)
+            .where(
+                enrollments.c.status == "active",
+                enrollments.c.mailbox.is_not(None),
+                enrollments.c.mailbox.not_in(mailboxes),
+                actions.c.status == PENDING,
+                actions.c.is_task.is_(False),
+                actions.c.due_at <= now,
+            )
+            .group_by(enrollments.c.mailbox)
+        )
+        with self.store.read() as connection:
+            return {str(mailbox): int(count) for mailbox, count in connection.execute(query)}
+
+    def move_mailbox(self, old: str, new: str) -> int:
+        """People sending from mailbox ``old`` send from ``new`` (keys, i.e.
+        addresses) from now on; returns how many active people moved."""
+        with self.store.transaction() as connection:
+            moved = connection.execute(
+                update(enrollments)
+                .where(
+                    enrollments.c.mailbox == old.strip().lower(),
+                    enrollments.c.status == "active",
+                )
+                .values(mailbox=new.strip().lower())
+            ).rowcount
+        return int(moved)
 
     def _assign(
         self,
@@ -519,12 +552,13 @@ class Engine:
         mailbox: str,
         route: Router | None,
         at: dt.datetime,
-    ) -> tuple[list[DueSend], int]:
+    ) -> tuple[list[DueSend], int, int]:
         """Those of ``found`` that ``mailbox`` sends, each person's mailbox
-        chosen and stored on their first claim; and how many went to others."""
+        chosen and stored on their first claim; how many went to others, and
+        how many failed for want of a mailbox."""
         loose = {send.enrollment_id for send in found if send.mailbox is None}
         if not loose:
-            return found, 0
+            return found, 0, 0
         chosen: dict[int, str | NoMailbox] = dict.fromkeys(loose, mailbox)
         if route is not None:
             rows = connection.execute(
@@ -544,7 +578,15 @@ class Engine:
         ]
         if assigned:
             connection.execute(_ASSIGN, assigned)
-        keep, elsewhere = [], 0
+            # Another dispatcher (another config) may have chosen first: what
+            # is stored is what holds.
+            stored = connection.execute(
+                select(enrollments.c.id, enrollments.c.mailbox).where(
+                    enrollments.c.id.in_([row["b_id"] for row in assigned])
+                )
+            )
+            chosen.update({key: value for key, value in stored if value is not None})
+        keep, elsewhere, failed = [], 0, 0
         for send in found:
             target = send.mailbox or chosen[send.enrollment_id]
             if isinstance(target, NoMailbox):
@@ -558,11 +600,12 @@ class Engine:
                     _event(at, send.campaign_id, send.enrollment_id, send.person, "failed",
                            send.step, f"send `{send.step}` failed: {target}"),
                 )  # fmt: skip
+                failed += 1
             elif target == mailbox:
                 keep.append(dataclasses.replace(send, mailbox=target))
             else:
                 elsewhere += 1
-        return keep, elsewhere
+        return keep, elsewhere, failed
 
     def _drop_suppressed(
         self, connection: Connection, found: list[DueSend], at: dt.datetime
@@ -681,10 +724,16 @@ class Engine:
                 )
         return False
 
-    def unconfirmed(self, limit: int = 100) -> list[DueSend]:
+    def unconfirmed(
+        self, limit: int = 100, *, mailboxes: Sequence[str] | None = None
+    ) -> list[DueSend]:
         """Sends that may have been delivered by a dispatcher that stopped
-        (see :data:`UNCONFIRMED`), for a dispatcher that can look them up."""
-        query = _sends().where(actions.c.status == UNCONFIRMED).order_by(actions.c.id).limit(limit)
+        (see :data:`UNCONFIRMED`), for a dispatcher that can look them up:
+        of ``mailboxes`` (their keys) only, when given."""
+        query = _sends().where(actions.c.status == UNCONFIRMED)
+        if mailboxes is not None:
+            query = query.where(enrollments.c.mailbox.in_(mailboxes))
+        query = query.order_by(actions.c.id).limit(limit)
         with self.store.read() as connection:
             return [DueSend(*row) for row in connection.execute(query)]
 

@@ -207,7 +207,8 @@ def open_mailboxes(
     settings = mailbox_settings(config)
     try:
         for name, box in settings.items():
-            boxes.append(_mailbox(config, name, box, transports, clock, sleep))
+            label = f"mailbox {name}" if config.mailboxes else "[sender]"
+            boxes.append(_mailbox(config, name, label, box, transports, clock, sleep))
     except BaseException:
         for _, transport in transports.values():
             transport.close()
@@ -230,12 +231,12 @@ def open_mailboxes(
 def _mailbox(
     config: RuntimeConfig,
     name: str,
+    label: str,  # not the address: it may be what is wrong
     box: MailboxConfig,
     transports: dict[tuple[str, str], tuple[str, Transport]],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> Mailbox:
-    label = f"mailbox {name}"  # not the address: it may be what is wrong
     try:
         sender = Sender(box.name, box.email, box.signature)
         sender.address  # noqa: B018 - a bad address or name is refused now

@@ -143,11 +143,11 @@ def test_the_inbox_reads_every_mailbox_and_one_refused_login_stops_only_that_one
     monkeypatch.setenv("KIM_IMAP", "not the password")
     db = str(tmp_path / "c.db")
     config = tmp_path / "team.toml"
-    url = f"imap://{USER}@127.0.0.1:{port}/INBOX"
+    url = f"imap://{USER}@127.0.0.1:{port}"
     config.write_text(
-        f'[mailboxes.kim]\nemail = "kim@example.com"\nimap = "{url}"\n'
+        f'[mailboxes.kim]\nemail = "kim@example.com"\nimap = "{url}/Kim"\n'
         'imap_password_env = "KIM_IMAP"\n'
-        f'[mailboxes.sam]\nemail = "sam@example.com"\nimap = "{url}"\n'
+        f'[mailboxes.sam]\nemail = "sam@example.com"\nimap = "{url}/INBOX"\n'
         'imap_password_env = "SAM_IMAP"\n'
         f'[routing]\ndefault = "sam"\n[inbox]\nca_file = "{ca_file}"\n'
     )
@@ -155,5 +155,5 @@ def test_the_inbox_reads_every_mailbox_and_one_refused_login_stops_only_that_one
     assert result.exit_code == 2
     refused, summary = result.stderr.splitlines()
     assert refused.startswith("cadence: inbox: imap sam@127.0.0.1:")
-    assert "the server refused the login" in refused
+    assert "/Kim: the server refused the login" in refused  # Kim's password, Kim's mailbox
     assert summary.startswith("read ") and not summary.endswith("none")  # Sam's was read

@@ -138,7 +138,7 @@ def test_a_person_whose_owner_has_no_mailbox_fails_with_the_reason(engine: Engin
     report = Dispatcher(engine, mailboxes=boxes, routing=routing).run_once(
         T0 + dt.timedelta(hours=2)
     )
-    assert report.sent == 0 and sam.messages == kim.messages == []
+    assert (report.sent, report.failed) == (0, 1) and sam.messages == kim.messages == []
     failed = [entry for entry in engine.feed() if entry.event == "failed"]
     assert [entry.message for entry in failed] == [
         "send `intro` failed: `owner` 'alex' is not a mailbox in the config"
@@ -295,6 +295,14 @@ def test_sender_options_are_refused_with_mailboxes(tmp_path: Path, flag: str, va
          "unknown setting 'mailboxes.a.cap' (known: cap_timezone, daily_cap, email"),
         ('[mailboxes.a]\nname = "A"\n', "`mailboxes.a.email`: field required"),
         ('[routing]\ndefault = "a"\n', "[routing] chooses among [mailboxes.NAME] tables"),
+        ('[mailboxes.Sam]\nemail = "a@x.example"\n[mailboxes.sam]\nemail = "b@x.example"\n'
+         '[routing]\ndefault = "sam"\n', "mailboxes Sam and sam have the same name"),
+        ('outbox = "o"\nsmtp = "h:25"\n[mailboxes.a]\nemail = "a@x.example"\n',
+         "the config has both smtp and outbox; choose one"),
+        ('[mailboxes.a]\nemail = "a@x.example"\n[routing]\n',
+         "[routing] says nothing: give it person_field, campaigns or a default"),
+        ('[mailboxes.a]\nemail = "a@x.example"\n[routing]\nperson_field = ""\n',
+         "`routing.person_field`: string should have at least 1 character"),
     ],
 )  # fmt: skip
 def test_a_wrong_mailbox_config_is_one_line_naming_the_key(
@@ -346,3 +354,70 @@ def test_mailboxes_sharing_an_outbox_share_one_transport(tmp_path: Path) -> None
     assert isinstance(opened.mailboxes[0].transport, OutboxTransport)
     assert opened.mailboxes[0].transport is opened.mailboxes[1].transport
     assert opened.routing.route("any", {}) == "a@x.example"
+
+
+class Refusing(Recorder):
+    """A transport whose login was refused (a password rotated mid-run)."""
+
+    def deliver(self, message: EmailMessage) -> None:
+        from cadence.runtime.delivery import TransportError
+
+        raise TransportError("the server refused the login")
+
+
+def test_a_mailbox_that_cannot_log_in_stops_alone(engine: Engine) -> None:
+    people = [{"email": f"p{n}@x.example", "first_name": "P", "owner": "sam" if n < 2 else "kim"}
+              for n in range(4)]  # fmt: skip
+    enroll(engine, people)
+    boxes, _, kim, routing = two_mailboxes(person_field="owner")
+    boxes[0].transport = Refusing()
+    report = Dispatcher(engine, mailboxes=boxes, routing=routing).run_once(
+        T0 + dt.timedelta(hours=2)
+    )
+    assert report.sent == 2 and len(kim.messages) == 2  # Kim's went all the same
+    assert report.down == {"mailbox sam (sam@sam.example)": "the server refused the login"}
+    assert len(engine.due(T0 + dt.timedelta(hours=2))) == 2  # Sam's were given back
+
+
+def test_one_sender_sends_everything_even_after_its_address_changed(engine: Engine) -> None:
+    enroll(engine, [{"email": "ann@a.example", "first_name": "Ann"}])
+    Dispatcher(engine, Recorder(), Sender(email="old@x.example")).run_once(
+        T0 + dt.timedelta(hours=2)
+    )
+    renamed = Recorder()
+    Dispatcher(engine, renamed, Sender(email="new@x.example")).run_once(
+        T0 + dt.timedelta(days=1, hours=2)
+    )
+    assert [m["From"] for m in renamed.messages] == ["new@x.example"]
+
+
+def test_a_removed_mailbox_is_said_and_its_people_can_be_moved(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    enroll(engine, [{"email": "ann@a.example", "first_name": "Ann", "owner": "kim"}])
+    boxes, _, _, routing = two_mailboxes(person_field="owner")
+    Dispatcher(engine, mailboxes=boxes, routing=routing).run_once(T0 + dt.timedelta(hours=2))
+    # Kim left; the config now has Sam and Lee.
+    lee = Mailbox("lee", Sender(email="lee@lee.example"), Recorder())
+    team = [boxes[0], lee]
+    keys = Routing({"sam": "sam@sam.example", "lee": "lee@lee.example"}, default="sam@sam.example")
+    later = T0 + dt.timedelta(days=1, hours=2)
+    with caplog.at_level("WARNING", logger="cadence.dispatch"):
+        assert Dispatcher(engine, mailboxes=team, routing=keys).run_once(later).sent == 0
+    assert "1 due send(s) are for mailbox kim@kim.example, which is not in this config" in (
+        caplog.text
+    )
+    assert engine.move_mailbox("Kim@kim.example", "lee@lee.example") == 1
+    assert Dispatcher(engine, mailboxes=team, routing=keys).run_once(later).sent == 1
+    assert isinstance(lee.transport, Recorder) and len(lee.transport.messages) == 1
+
+
+def test_mailboxes_move_names_the_count(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "c.db")
+    result = runner.invoke(cli, ["mailboxes", "move", "kim@x.example", "lee@x.example", "--db", db])
+    assert result.exit_code == 0 and result.stderr == (
+        "moved 0 people from kim@x.example to lee@x.example\n"
+    )
+    bad = runner.invoke(cli, ["mailboxes", "move", "kim@x.example", "not an address", "--db", db])
+    assert bad.exit_code == 2 and bad.stderr.count("\n") == 1
