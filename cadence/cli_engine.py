@@ -95,7 +95,7 @@ def _engine(db: str) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress, inbox, pause, resume, mailboxes,
+        suppress, inbox, pause, resume, mailboxes, campaigns,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -691,6 +691,46 @@ def _explain(reader: Any, message_id: str) -> None:
             click.echo("headers:")
             for line in head.decode("utf-8", errors="replace").splitlines()[:40]:
                 click.echo(f"  {line}")
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@_db_option
+def campaigns(fmt: str, db: str) -> None:
+    """Every campaign: its versions, and how many people are active, finished
+    (every step done) or ended early in each."""
+    from cadence.runtime.overview import campaign_overviews
+
+    with _engine(db) as engine:
+        found = campaign_overviews(engine.store)
+    if fmt == "json":
+        click.echo(json.dumps([item.model_dump(mode="json") for item in found], indent=2))
+        return
+    if not found:
+        click.echo("no campaigns yet (`cadence enroll` makes one)", err=True)
+        return
+    rows = [("CAMPAIGN", "ID", "VERSION", "KEY", "ACTIVE", "FINISHED", "ENDED", "CREATED",
+             "ENDED AT")]  # fmt: skip
+    for item in found:
+        for number, version in enumerate(item.versions):
+            first = number == 0
+            rows.append((
+                _printable(item.name) if first else "",
+                _printable(item.id) if first and item.id != item.name else "",
+                str(version.version), version.key[:12], str(version.active),
+                str(version.finished), str(version.ended), f"{version.created_at:%Y-%m-%d %H:%M}",
+                f"{version.ended_at:%Y-%m-%d %H:%M}" if version.ended_at else "-",
+            ))  # fmt: skip
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _printable(text: str) -> str:
+    """A name as one line of a table (a name is the author's text: escape what is not)."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 @click.group()

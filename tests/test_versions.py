@@ -6,6 +6,7 @@ active once per campaign, whichever version."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,42 @@ def test_enrolling_an_edited_campaign_says_who_is_active_and_exits_3(
         ended = runner.invoke(cli, ["end", "Q1 outbound", "--db", db])
         assert ended.exit_code == 0, ended.stderr
         assert "2 enrollments closed" in ended.stderr
+
+
+def test_campaigns_lists_versions_with_where_people_are(tmp_path: Path) -> None:
+    one_step = (
+        'campaign "Short" {\n  id "short"\n'
+        '  day 1 { email hi { send at 09:00 subject "s" body "b" } }\n}\n'
+    )
+    (tmp_path / "short.campaign").write_text(one_step)
+    (tmp_path / "q1.campaign").write_text(SOURCE)
+    (tmp_path / "people.csv").write_text("email\nann@a.example\nbob@b.example\n")
+    (tmp_path / "more.csv").write_text("email\ncy@c.example\n")
+    db = str(tmp_path / "c.db")
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, [*args, "--db", db])
+        assert result.exit_code in (0, 3), result.stderr
+        return result.stdout
+
+    start = ["--start", "2026-12-07T08:00Z"]
+    run("enroll", str(tmp_path / "q1.campaign"), "--people", str(tmp_path / "people.csv"), *start)
+    (tmp_path / "q1.campaign").write_text(SOURCE.replace("09:00", "10:00"))
+    run("enroll", str(tmp_path / "q1.campaign"), "--people", str(tmp_path / "more.csv"), *start)
+    run("reply", "ann@a.example")
+    run("enroll", str(tmp_path / "short.campaign"), "--people", str(tmp_path / "more.csv"), *start)
+    run("run", "--outbox", str(tmp_path / "out"), "--now", "2026-12-07T10:00Z")
+    listed = json.loads(run("campaigns", "--format", "json"))
+    assert [(c["name"], c["id"], len(c["versions"])) for c in listed] == [
+        ("Q1 outbound", "Q1 outbound", 2),
+        ("Short", "short", 1),
+    ]
+    counts = [(v["version"], v["active"], v["finished"], v["ended"])
+              for c in listed for v in c["versions"]]  # fmt: skip
+    assert counts == [(1, 1, 0, 1), (2, 1, 0, 0), (1, 0, 1, 0)]
+    table = run("campaigns").splitlines()
+    assert table[0].split() == ["CAMPAIGN", "ID", "VERSION", "KEY", "ACTIVE", "FINISHED",
+                                "ENDED", "CREATED", "ENDED", "AT"]  # fmt: skip
+    assert table[1].startswith("Q1 outbound") and table[2].split()[0] == "2"
+    assert table[3].split()[:3] == ["Short", "short", "1"]
