@@ -95,7 +95,7 @@ def _engine(db: str) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress, inbox, pause, resume, mailboxes, campaigns,
+        suppress, inbox, pause, resume, mailboxes, campaigns, status,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -726,6 +726,48 @@ def campaigns(fmt: str, db: str) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+@click.command()
+@click.argument("person")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@_db_option
+def status(person: str, fmt: str, db: str) -> None:
+    """Where PERSON is in every campaign they were enrolled in: the step done
+    last, what comes next and when, and every step's history."""
+    from cadence.runtime.overview import person_status
+
+    with _engine(db) as engine:
+        found = person_status(engine.store, person)
+    if not found.enrollments:
+        _fail(f"{_printable(person)} was never enrolled")
+    if fmt == "json":
+        click.echo(found.model_dump_json(indent=2))
+        return
+    click.echo(_printable(found.person))
+    for item in found.enrollments:
+        why = f" ({_printable(item.reason)})" if item.reason else ""
+        click.echo(
+            f"  {_printable(item.campaign)}, version {item.version}: {item.state}{why}; "
+            f"started {item.started_at:%Y-%m-%d %H:%M}Z"
+        )
+        if item.next is not None:
+            click.echo(f"    next: {_step_line(item.next)}")
+        for step in item.history:
+            mark = {"sent": "+", "completed": "+", "skipped": "-", "failed": "!",
+                    "cancelled": "x"}.get(step.status, " ")  # fmt: skip
+            click.echo(f"    {mark} {_step_line(step)}")
+
+
+def _step_line(step: Any) -> str:
+    kind = step.kind.replace("_", " ")
+    when = (
+        f"sent {step.sent_at:%Y-%m-%d %H:%M}Z" if step.sent_at
+        else f"{step.status} {step.closed_at:%Y-%m-%d %H:%M}Z" if step.closed_at
+        else f"{step.status}, due {step.due_at:%Y-%m-%d %H:%M}Z" if step.due_at
+        else f"{step.status}, due {step.due_date}"
+    )  # fmt: skip
+    return f"day {step.day} {kind} `{step.step}`: {when}"
 
 
 def _printable(text: str) -> str:

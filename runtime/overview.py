@@ -1,5 +1,6 @@
 """What the engine holds, read for people and tools: every campaign with its
-versions and how many people are where in each (`cadence campaigns`).
+versions and how many people are where in each (`cadence campaigns`), and
+where one person is in every campaign they were in (`cadence status`).
 
 Read-only; the models are the JSON that commands print.
 """
@@ -7,6 +8,7 @@ Read-only; the models are the JSON that commands print.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import case, exists, func, select
@@ -92,3 +94,90 @@ def campaign_overviews(store: Store) -> list[CampaignOverview]:
         for identity, versions in grouped.items()
     ]
     return sorted(overviews, key=lambda found: (found.name.casefold(), found.id))
+
+
+class StepStatus(BaseModel):
+    step: str
+    kind: str  # email | email_task | call | inmail | custom
+    day: int
+    status: str  # pending | claimed | sent | failed | cancelled | open | completed | skipped
+    due_at: dt.datetime | None  # a send's intended instant
+    due_date: dt.date
+    sent_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    error: str | None
+
+
+class EnrollmentStatus(BaseModel):
+    campaign: str  # the version's name
+    id: str  # the campaign's identity
+    version: int
+    key: str
+    state: str  # active | paused | finished | ended
+    reason: str | None  # why it ended, or why it is paused until when
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    paused_until: dt.datetime | None
+    at_step: str | None  # the last step done
+    next: StepStatus | None  # what comes next, and when
+    history: list[StepStatus]
+
+
+class PersonStatus(BaseModel):
+    person: str
+    enrollments: list[EnrollmentStatus]
+
+
+_DONE = ("sent", "completed", "skipped", "failed", "cancelled")
+
+
+def person_status(store: Store, person: str) -> PersonStatus:
+    """Every enrollment of ``person`` (any case), newest first, with each step."""
+    wanted = person.strip().lower()
+    people = (
+        select(
+            enrollments.c.id, enrollments.c.person, enrollments.c.status, enrollments.c.reason,
+            enrollments.c.start_at, enrollments.c.ended_at, enrollments.c.paused_until,
+            campaigns.c.name, campaigns.c.identity, campaigns.c.version,
+            campaigns.c.id.label("key"),
+        )
+        .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
+        .where(func.lower(enrollments.c.person) == wanted)
+        .order_by(enrollments.c.start_at.desc(), enrollments.c.id.desc())
+    )  # fmt: skip
+    steps = select(
+        actions.c.enrollment_id, actions.c.step, actions.c.kind, actions.c.day,
+        actions.c.status, actions.c.due_at, actions.c.due_date, actions.c.sent_at,
+        actions.c.closed_at, actions.c.error,
+    ).order_by(actions.c.enrollment_id, actions.c.position)  # fmt: skip
+    with store.read() as connection:
+        rows = connection.execute(people).all()
+        found: dict[int, list[StepStatus]] = {row.id: [] for row in rows}
+        if found:
+            for step in connection.execute(steps.where(actions.c.enrollment_id.in_(found))):
+                found[step.enrollment_id].append(
+                    StepStatus.model_validate(step._asdict(), from_attributes=False)
+                )
+    return PersonStatus(
+        person=rows[0].person if rows else person.strip(),
+        enrollments=[_enrollment(row, found[row.id]) for row in rows],
+    )
+
+
+def _enrollment(row: Any, history: list[StepStatus]) -> EnrollmentStatus:
+    done = [step for step in history if step.status in _DONE]
+    coming = next((step for step in history if step.status in _LEFT), None)
+    if row.status != "active":
+        state, reason = "ended", row.reason
+    elif row.paused_until is not None:
+        state, reason = "paused", f"paused until {row.paused_until:%Y-%m-%d %H:%M}Z"
+    elif coming is None:
+        state, reason = "finished", None
+    else:
+        state, reason = "active", None
+    return EnrollmentStatus(
+        campaign=row.name, id=row.identity, version=row.version, key=row.key, state=state,
+        reason=reason, started_at=row.start_at, ended_at=row.ended_at,
+        paused_until=row.paused_until, at_step=done[-1].step if done else None,
+        next=coming if state in ("active", "paused") else None, history=history,
+    )  # fmt: skip

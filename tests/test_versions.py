@@ -214,3 +214,46 @@ def test_campaigns_lists_versions_with_where_people_are(tmp_path: Path) -> None:
                                 "ENDED", "CREATED", "ENDED", "AT"]  # fmt: skip
     assert table[1].startswith("Q1 outbound") and table[2].split()[0] == "2"
     assert table[3].split()[:3] == ["Short", "short", "1"]
+
+
+def test_status_says_where_a_person_is_in_every_campaign(tmp_path: Path) -> None:
+    (tmp_path / "q1.campaign").write_text(SOURCE)
+    (tmp_path / "people.csv").write_text("email\nann@a.example\n")
+    db = str(tmp_path / "c.db")
+    runner = CliRunner()
+    args = ["--people", str(tmp_path / "people.csv"), "--start", "2026-12-07T08:00Z", "--db", db]
+    assert runner.invoke(cli, ["enroll", str(tmp_path / "q1.campaign"), *args]).exit_code == 0
+    out = ["--outbox", str(tmp_path / "out"), "--db", db]
+    assert runner.invoke(cli, ["run", *out, "--now", "2026-12-07T10:00Z"]).exit_code == 0
+    shown = runner.invoke(cli, ["status", "ANN@a.example", "--format", "json", "--db", db])
+    assert shown.exit_code == 0, shown.stderr
+    found = json.loads(shown.stdout)
+    assert found["person"] == "ann@a.example"
+    (item,) = found["enrollments"]
+    assert (item["campaign"], item["version"], item["state"], item["at_step"]) == (
+        "Q1 outbound",
+        1,
+        "active",
+        "intro",
+    )
+    assert (item["next"]["step"], item["next"]["status"], item["next"]["due_date"]) == (
+        "ring",
+        "open",
+        "2026-12-09",
+    )
+    assert [(s["step"], s["status"]) for s in item["history"]] == [
+        ("intro", "sent"),
+        ("ring", "open"),
+    ]
+    assert item["history"][0]["sent_at"] == "2026-12-07T10:00:00Z"
+    assert runner.invoke(cli, ["reply", "ann@a.example", "--db", db]).exit_code == 0
+    table = runner.invoke(cli, ["status", "ann@a.example", "--db", db]).stdout.splitlines()
+    assert table[:3] == [
+        "ann@a.example",
+        "  Q1 outbound, version 1: ended (replied); started 2026-12-07 08:00Z",
+        "    + day 1 email `intro`: sent 2026-12-07 10:00Z",
+    ]
+    assert table[3].startswith("    x day 3 call `ring`: cancelled ")
+    unknown = runner.invoke(cli, ["status", "nobody@x.example", "--db", db])
+    assert unknown.exit_code == 2
+    assert unknown.stderr == "cadence: error: nobody@x.example was never enrolled\n"
