@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
@@ -117,6 +117,13 @@ def register(cli: click.Group) -> None:
     default=None,
     help="The folder template files may come from (default: the campaign file's folder).",
 )
+@click.option(
+    "--catch-up",
+    type=click.Choice(["skip", "send"]),
+    default=None,
+    help="For a start in the past: skip the steps already due, or send them now.",
+)
+@click.option("--now", "now_text", default=None, help="Act as if it were this time (ISO 8601).")
 @_db_option
 def enroll(
     file: str,
@@ -124,6 +131,8 @@ def enroll(
     start: str,
     overrides: tuple[str, ...],
     templates_root: str | None,
+    catch_up: str | None,
+    now_text: str | None,
     db: str,
 ) -> None:
     """Enroll PEOPLE in the campaign FILE (.campaign or compiled .json).
@@ -131,9 +140,11 @@ def enroll(
     Exit status 3 when some rows were skipped (each is listed); the others are enrolled.
     """
     from cadence.cli import _load_campaign, _run
+    from cadence.runtime.engine import PastStart
     from cadence.runtime.people import PeopleError, format_of, open_people, read_people
     from cadence.runtime.plan_command import Options
 
+    now = _instant(now_text) if now_text else dt.datetime.now(dt.UTC)
     ir = _load_campaign(_run("text", "auto"), file, templates_root)
     if ir is None:
         sys.exit(1)
@@ -150,8 +161,11 @@ def enroll(
         rows = read_people(stream, None if people_path == "-" else format_of(people_path))
         try:
             report = engine.enroll(
-                ir, rows, options.start, options.overrides, now=dt.datetime.now(dt.UTC)
-            )
+                ir, rows, options.start, options.overrides, now=now,
+                catch_up=cast(Any, catch_up),
+            )  # fmt: skip
+        except PastStart as error:
+            _fail(f"{error}: --catch-up skip, or --catch-up send; nothing was enrolled")
         except PeopleError as error:
             _fail(f"{people_path}: {error}")
         except ValueError as error:
@@ -160,6 +174,9 @@ def enroll(
     for problem in report.problems:
         click.echo(f"cadence: {label}:{problem.line}: skipped: {problem.message}", err=True)
     already = f"; {report.already} already enrolled with this start" if report.already else ""
+    if report.caught_up:
+        done = "skipped" if catch_up == "skip" else "due now"
+        already += f"; {report.caught_up} step(s) already due {done}"
     click.echo(
         f"enrolled {report.enrolled} {'person' if report.enrolled == 1 else 'people'} "
         f"({report.actions} actions) in {ir.name!r} version {report.version} "
@@ -881,6 +898,14 @@ def _config(path: str | None) -> Any:
     help="At most N sends a day from the sender's mailbox, across all dispatchers; "
     "the rest roll to the next day.",
 )
+@click.option(
+    "--late",
+    type=click.Choice(["reschedule", "skip", "send"]),
+    default=None,
+    help="A send more than --late-after behind its time (the dispatchers were down): "
+    "reschedule it to when its time of day next comes (the default), skip it, or send it.",
+)
+@click.option("--late-after", default=None, help="How late is late: 90m, 4h (the default), 2d.")
 @click.option("--sender-name", default=None)
 @click.option("--sender-email", default=None)
 @click.option("--sender-signature", default=None)
@@ -896,6 +921,8 @@ def run(
     throttle: str | None,
     worker: str | None,
     daily_cap: int | None,
+    late: str | None,
+    late_after: str | None,
     sender_name: str | None,
     sender_email: str | None,
     sender_signature: str | None,
@@ -956,6 +983,14 @@ def run(
         except TransportError as error:
             opened.close()
             _fail(f"{label}: {error}")
+    from cadence.runtime.config import parse_duration
+    from cadence.runtime.engine import LatePolicy
+
+    try:
+        after = parse_duration(late_after or config.late_after)
+    except ValueError as error:
+        _fail(f"--late-after: {error}")
+    policy = LatePolicy(cast(Any, late or config.late), after)
     fixed = _instant(now_text) if now_text else None
     show = sys.stderr.isatty()
 
@@ -977,6 +1012,7 @@ def run(
             routing=opened.routing,
             worker=worker_name(worker or config.worker),
             on_progress=progress,
+            late=policy,
         )
         try:
             while True:

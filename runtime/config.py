@@ -6,6 +6,8 @@ db = "cadence.db"            # or a postgresql:// URL
 outbox = "outbox"            # or an [smtp] table (or smtp = "127.0.0.1:25")
 throttle = "30 per 60"
 worker = "dispatcher-1"
+late = "reschedule"          # a send more than late_after behind (dispatchers were
+late_after = "4h"            # down): reschedule (its time of day, next) | skip | send
 
 [smtp]
 host = "smtp.gmail.com"
@@ -59,6 +61,7 @@ password_env = "CADENCE_IMAP_PASSWORD"
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import tomllib
 from pathlib import Path
@@ -146,6 +149,8 @@ class RuntimeConfig(_Section):
     outbox: str | None = None
     throttle: str | None = None
     worker: str | None = None
+    late: Literal["reschedule", "skip", "send"] = "reschedule"
+    late_after: str = "4h"
     sender: SenderConfig = SenderConfig()
     mailboxes: dict[str, MailboxConfig] = {}
     routing: RoutingConfig | None = None
@@ -169,6 +174,10 @@ class RuntimeConfig(_Section):
                     raise ValueError(f"mailboxes {other} and {name} have the same {what}")
         if self.mailboxes and self.smtp is not None and self.outbox is not None:
             raise ValueError("the config has both smtp and outbox; choose one")
+        try:
+            parse_duration(self.late_after)
+        except ValueError as error:
+            raise ValueError(f"`late_after`: {error}") from None
         if self.routing is not None and not (
             self.routing.default or self.routing.person_field or self.routing.campaigns
         ):
@@ -188,6 +197,15 @@ class RuntimeConfig(_Section):
                     known = ", ".join(sorted(self.mailboxes))
                     raise ValueError(f"`{where}`: no mailbox named {chosen!r} (known: {known})")
         return self
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90m``, ``4h``, ``2d``: a span of minutes, hours or days."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in units or not number.isdigit() or not 0 < int(number) <= 100_000:
+        raise ValueError(f"{text!r} is not a duration: write minutes, hours or days, like 4h")
+    return dt.timedelta(**{units[unit]: int(number)})
 
 
 MAX_CONFIG_BYTES = 1024 * 1024

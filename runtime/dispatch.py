@@ -32,7 +32,14 @@ from cadence.runtime.addresses import has_control
 from cadence.runtime.calendar import zone
 from cadence.runtime.caps import DailyCap, SharedThrottle
 from cadence.runtime.delivery import DeliveryError, Transport, TransportError
-from cadence.runtime.engine import DEFAULT_LEASE, Claim, DueSend, Engine, EngineError
+from cadence.runtime.engine import (
+    DEFAULT_LEASE,
+    Claim,
+    DueSend,
+    Engine,
+    EngineError,
+    LatePolicy,
+)
 from cadence.runtime.mailboxes import Mailbox, Routing, Sender, Throttle
 from cadence.runtime.planner import Action
 from cadence.runtime.render import Renderer
@@ -91,6 +98,7 @@ class Dispatcher:
         unsubscribe: UnsubscribeLinks | None = None,
         daily_cap: DailyCap | None = None,
         shared_throttle: SharedThrottle | None = None,
+        late: LatePolicy | None = None,
     ) -> None:
         if mailboxes is None:
             if transport is None:
@@ -116,6 +124,7 @@ class Dispatcher:
         # One mailbox sends everything; several keep each person to theirs.
         self._pinned = len(self.mailboxes) > 1
         self.engine, self.worker, self.batch = engine, worker, batch
+        self.late = late  # None: whatever is due is sent, however late
         self.lease, self.clock, self.monotonic = lease, clock, monotonic
         self.sleep = sleep
         self.on_progress = on_progress
@@ -179,7 +188,7 @@ class Dispatcher:
         if box.shared_throttle is not None and reserved_at is not None and len(claimed) < budget:
             self.engine.unreserve_sends(box.shared_throttle, budget - len(claimed), reserved_at)
         if not claimed:
-            return claim.routed > 0
+            return claim.routed > 0 or claim.late > 0  # others may be due now
         people = self._people(claimed)  # one read for the whole batch
         started = self.monotonic()
         held = self.lease.total_seconds()  # until the leases run out, from `started`
@@ -206,19 +215,15 @@ class Dispatcher:
         return True
 
     def _claim(self, box: Mailbox, now: dt.datetime, limit: int) -> Claim:
-        if not self._pinned:
-            sends = self.engine.claim(
-                now, limit, worker=self.worker, lease=self.lease, cap=box.daily_cap
-            )
-            return Claim(sends)
         return self.engine.claim_for(
-            box.key,
+            box.key if self._pinned else None,
             self.routing.route,
             now,
             limit,
             worker=self.worker,
             lease=self.lease,
             cap=box.daily_cap,
+            late=self.late,
         )
 
     def _batch_size(self, box: Mailbox) -> int:

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Connection,
@@ -70,6 +70,38 @@ class EngineError(Exception):
     nothing was changed."""
 
 
+class PastStart(EngineError):
+    """An enroll whose start is in the past, without a word on what to do with
+    the steps already due; nothing was enrolled."""
+
+    def __init__(self, start: dt.datetime, now: dt.datetime) -> None:
+        ago = now - start
+        self.start, self.ago = start, ago
+        span = f"{ago.days} day(s)" if ago.days else f"{ago.seconds // 60} minute(s)"
+        super().__init__(
+            f"the start {start.astimezone(UTC):%Y-%m-%d %H:%M}Z is {span} in the past: "
+            "say what to do with the steps already due (skip them, or send them now)"
+        )
+
+
+CatchUp = Literal["skip", "send"]
+
+
+@dataclass(frozen=True)
+class LatePolicy:
+    """What becomes of a send claimed more than ``after`` past its time (the
+    dispatchers were down): sent anyway, skipped, or moved to the next time
+    its time of day comes on a counted day of its campaign (the default), so a
+    dispatcher back after a week does not send the week at once."""
+
+    action: Literal["send", "skip", "reschedule"] = "reschedule"
+    after: dt.timedelta = dt.timedelta(hours=4)
+
+
+# A start this close before now is "now" (the time it took to type the command).
+START_GRACE = dt.timedelta(minutes=10)
+
+
 @dataclass
 class EnrollReport:
     """What an enroll did: people enrolled (with their actions), people already
@@ -81,6 +113,7 @@ class EnrollReport:
     enrolled: int = 0
     actions: int = 0
     already: int = 0
+    caught_up: int = 0  # steps already due at the enroll: skipped, or sent now
     problems: list[RowProblem] = field(default_factory=list)
 
 
@@ -116,6 +149,7 @@ class Claim:
     sends: list[DueSend]
     routed: int = 0
     failed: int = 0  # sends no mailbox sends (the routing names none): failed, in the feed
+    late: int = 0  # sends too late (skipped or moved): what they held back may be due now
 
 
 class LostClaim(EngineError):
@@ -174,26 +208,35 @@ class Engine:
         now: dt.datetime,
         batch: int = ENROLL_BATCH,
         on_batch: Callable[[EnrollReport], None] | None = None,
+        catch_up: CatchUp | None = None,
+        grace: dt.timedelta = START_GRACE,
     ) -> EnrollReport:
         """Enroll everyone the campaign can take, ``batch`` people per
         transaction: a long enroll never holds the database for long (a
         dispatcher, `feed` and `tasks` go on beside it), and one that is
         interrupted keeps what it committed. Run again, it enrolls the rest:
         people already active with the same start count as ``already``;
-        active with another start, they are refused like invalid rows."""
+        active with another start, they are refused like invalid rows.
+
+        A start more than ``grace`` before ``now`` is refused (:class:`PastStart`)
+        unless ``catch_up`` says what becomes of the steps already due: ``skip``
+        them (sends cancelled, tasks skipped), or ``send`` them now (in campaign
+        order; their tasks stay open, overdue)."""
         planner = Planner(ir, start, overrides)
+        if catch_up is None and planner.start < now - grace:
+            raise PastStart(planner.start, now)
         key, version = self._store_campaign(ir, now)
         report = EnrollReport(key, version)
         chunk: list[tuple[Person, str, list[Action]]] = []
         for person, where, planned in plan_people(planner, people, report.problems.append):
             chunk.append((person, where.key, planned))
             if len(chunk) >= batch:
-                self._enroll_batch(key, chunk, planner.start, now, report)
+                self._enroll_batch(key, chunk, planner.start, now, report, catch_up)
                 chunk.clear()
                 if on_batch is not None:
                     on_batch(report)
         if chunk:
-            self._enroll_batch(key, chunk, planner.start, now, report)
+            self._enroll_batch(key, chunk, planner.start, now, report, catch_up)
         return report
 
     def _store_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:
@@ -227,6 +270,7 @@ class Engine:
         start: dt.datetime,
         now: dt.datetime,
         report: EnrollReport,
+        catch_up: CatchUp | None = None,
     ) -> None:
         for attempt in range(3):
             try:
@@ -236,7 +280,9 @@ class Engine:
                     _lock_campaign(connection, identity(self.campaign(key)))
                     self._check_open(connection, key)
                     wanted = self._not_yet_active(connection, key, chunk, start, report, attempt)
-                    report.actions += self._insert(connection, key, wanted, start, now)
+                    report.actions += self._insert(
+                        connection, key, wanted, start, now, catch_up, report
+                    )
                     report.enrolled += len(wanted)
                 return
             except IntegrityError:
@@ -325,6 +371,8 @@ class Engine:
         batch: Sequence[tuple[Person, str, list[Action]]],
         start: dt.datetime,
         now: dt.datetime,
+        catch_up: CatchUp | None = None,
+        report: EnrollReport | None = None,
     ) -> int:
         if not batch:
             return 0
@@ -349,8 +397,9 @@ class Engine:
             .all()
         )
         action_rows, events = [], []
-        for enrollment_id, (person, _where, planned) in zip(ids, batch, strict=True):
+        for enrollment_id, (person, where, planned) in zip(ids, batch, strict=True):
             email = person.email.strip()
+            today = now.astimezone(zone(where) or UTC_ZONE).date()
             tasks = [a.step for a in planned if a.kind != "email"]
             sends = len(planned) - len(tasks)
             events.append(
@@ -366,24 +415,33 @@ class Engine:
             )
             for position, action in enumerate(planned):
                 is_task = action.kind != "email"
-                action_rows.append(
-                    {
-                        "enrollment_id": enrollment_id,
-                        "step": action.step,
-                        "position": position,
-                        "day": action.day,
-                        "kind": action.kind,
-                        "is_task": is_task,
-                        "due_at": action.due,
-                        "due_date": action.due_date,
-                        "thread": action.thread,
-                        "waits_for": action.waits_for,
-                        "note": action.note,
-                        "status": OPEN if is_task else PENDING,
-                        "attempts": 0,
-                    }
-                )
+                row = {
+                    "enrollment_id": enrollment_id,
+                    "step": action.step,
+                    "position": position,
+                    "day": action.day,
+                    "kind": action.kind,
+                    "is_task": is_task,
+                    "due_at": action.due,
+                    "due_date": action.due_date,
+                    "thread": action.thread,
+                    "waits_for": action.waits_for,
+                    "note": action.note,
+                    "status": OPEN if is_task else PENDING,
+                    "attempts": 0,
+                    "closed_at": None,  # every row has every key: one executemany
+                }
                 event, message = _announcement(action)
+                overdue = (
+                    action.due_date < today
+                    if is_task
+                    else action.due is not None and action.due < now
+                )
+                if catch_up is not None and overdue:
+                    event, message = _caught_up(row, catch_up, now)
+                    if report is not None:
+                        report.caught_up += 1
+                action_rows.append(row)
                 events.append(_event(now, key, enrollment_id, email, event, action.step, message))
         connection.execute(actions.insert(), action_rows)
         connection.execute(_FEED_INSERT, events)
@@ -442,16 +500,18 @@ class Engine:
         worker: str = "dispatcher",
         lease: dt.timedelta = DEFAULT_LEASE,
         cap: caps.DailyCap | None = None,
+        late: LatePolicy | None = None,
     ) -> list[DueSend]:
         """Take up to ``limit`` due sends for ``worker`` until ``now + lease``.
         On PostgreSQL concurrent dispatchers skip each other's rows
         (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers. With a daily
-        ``cap``, what today's cap has no room for rolls to the next day."""
-        return self._claim(now, limit, worker, lease, cap, None, None).sends
+        ``cap``, what today's cap has no room for rolls to the next day; sends
+        later than ``late`` allows are skipped or moved as it says."""
+        return self._claim(now, limit, worker, lease, cap, None, None, late).sends
 
     def claim_for(
         self,
-        mailbox: str,
+        mailbox: str | None,
         route: Router | None,
         now: dt.datetime,
         limit: int = 100,
@@ -459,12 +519,14 @@ class Engine:
         worker: str = "dispatcher",
         lease: dt.timedelta = DEFAULT_LEASE,
         cap: caps.DailyCap | None = None,
+        late: LatePolicy | None = None,
     ) -> Claim:
         """:meth:`claim` of the sends ``mailbox`` (a mailbox's key) sends: a
         person without a mailbox yet is given the one ``route`` picks (kept
         for all their emails; ``None``: this one), and a send ``route`` finds
-        no mailbox for fails with the reason."""
-        return self._claim(now, limit, worker, lease, cap, mailbox, route)
+        no mailbox for fails with the reason. Without ``mailbox``: every send,
+        as :meth:`claim` does, with the counts."""
+        return self._claim(now, limit, worker, lease, cap, mailbox, route, late)
 
     def _claim(
         self,
@@ -475,8 +537,9 @@ class Engine:
         cap: caps.DailyCap | None,
         mailbox: str | None,
         route: Router | None,
+        late: LatePolicy | None = None,
     ) -> Claim:
-        routed = failed = 0
+        routed = failed = too_late = 0
         query = self._due_query(now, limit, mailbox)
         if self.store.dialect == "postgresql":
             query = query.with_for_update(of=actions, skip_locked=True)
@@ -487,6 +550,9 @@ class Engine:
             found = self._drop_suppressed(connection, found, now)
             if mailbox is not None:
                 found, routed, failed = self._assign(connection, found, mailbox, route, now)
+            if late is not None and late.action != "send":
+                kept = self._drop_late(connection, found, now, late)
+                too_late, found = len(found) - len(kept), kept
             full = False
             if cap is not None and found:
                 granted = caps.reserve(connection, cap, len(found), now)
@@ -511,7 +577,7 @@ class Engine:
                         rest, elsewhere, lost = self._assign(connection, rest, mailbox, route, now)
                         routed, failed = routed + elsewhere, failed + lost
                     self._roll_over(connection, rest, cap, now)
-        return Claim(found, routed, failed)
+        return Claim(found, routed, failed, too_late)
 
     def stranded(self, now: dt.datetime, mailboxes: Sequence[str]) -> dict[str, int]:
         """Due sends of people whose mailbox is none of ``mailboxes``, by mailbox."""
@@ -606,6 +672,61 @@ class Engine:
             else:
                 elsewhere += 1
         return keep, elsewhere, failed
+
+    def _drop_late(
+        self, connection: Connection, found: list[DueSend], now: dt.datetime, late: LatePolicy
+    ) -> list[DueSend]:
+        """Sends more than ``late.after`` past their time: skipped, or moved to
+        the next time their time of day comes on a counted day; each said in
+        the feed. The others are kept."""
+        keep = []
+        for send in found:
+            behind = now - send.due_at
+            if behind <= late.after:
+                keep.append(send)
+                continue
+            hours = f"{behind.total_seconds() / 3600:.0f} hours late"
+            if late.action == "skip":
+                values: dict[str, Any] = {"status": CANCELLED, "closed_at": now}
+                message = f"send `{send.step}` skipped: {hours} (late = skip)"
+            else:
+                due = self._next_time(connection, send, now)
+                # Never before an earlier send of the person: campaign order holds.
+                before = connection.execute(_EARLIER_DUE, {"b_id": send.action_id}).scalar()
+                due = max(due, before) if before is not None else due
+                values = {"status": PENDING, "due_at": due}
+                message = (
+                    f"send `{send.step}` moved to {due:%Y-%m-%d %H:%M}Z: {hours} "
+                    "(late = reschedule)"
+                )
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == send.action_id)
+                .values(claimed_by=None, lease_until=None, **values)
+            )
+            connection.execute(
+                _FEED_INSERT,
+                _event(now, send.campaign_id, send.enrollment_id, send.person, "late",
+                       send.step, message),
+            )  # fmt: skip
+        return keep
+
+    def _next_time(self, connection: Connection, send: DueSend, now: dt.datetime) -> dt.datetime:
+        """When ``send``'s time of day next comes, on or after ``now``, on a day
+        its campaign counts, in its person's zone."""
+        where = (
+            zone(connection.execute(_ZONE_OF, {"b_id": send.enrollment_id}).scalar()) or UTC_ZONE
+        )
+        settings = self._ir(connection, send.campaign_id).settings
+        days = BusinessDays(settings.skip_weekends, settings.holidays)
+        wall = send.due_at.astimezone(where).time().replace(tzinfo=None)
+        day = now.astimezone(where).date()
+        while True:
+            day = days.first_counting(day)
+            due = place(day, wall, where).utc
+            if due >= now:
+                return due
+            day += dt.timedelta(days=1)
 
     def _drop_suppressed(
         self, connection: Connection, found: list[DueSend], at: dt.datetime
@@ -1576,6 +1697,15 @@ _ZONES_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zo
     func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
 )
 _ZONES_IN = _ZONES_OF.where(in_campaign(bindparam("b_campaign")))
+_ZONE_OF = select(enrollments.c.zone).where(enrollments.c.id == bindparam("b_id"))
+_THIS, _EARLIER = actions.alias("this_send"), actions.alias("earlier_send")
+_EARLIER_DUE = select(func.max(_EARLIER.c.due_at)).where(
+    _THIS.c.id == bindparam("b_id"),
+    _EARLIER.c.enrollment_id == _THIS.c.enrollment_id,
+    _EARLIER.c.position < _THIS.c.position,
+    _EARLIER.c.status == PENDING,
+    _EARLIER.c.is_task.is_(False),
+)
 _ASSIGN = (
     update(enrollments)
     .where(enrollments.c.id == bindparam("b_id"), enrollments.c.mailbox.is_(None))
@@ -1712,6 +1842,23 @@ def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, mes
         _FEED_INSERT,
         _event(at, row.campaign_id, row.enrollment_id, row.person, event, row.step, message),
     )
+
+
+def _caught_up(row: dict[str, Any], catch_up: CatchUp, now: dt.datetime) -> tuple[str, str]:
+    """A step already due when its person was enrolled: skipped, or due now
+    (a task stays open: it is overdue, and shown so)."""
+    step = row["step"]
+    if catch_up == "skip":
+        row.update(status="skipped" if row["is_task"] else CANCELLED, closed_at=now)
+        return "skipped", f"`{step}` skipped: it was due before the enrollment (catch-up skip)"
+    if row["is_task"]:
+        return "task_opened", f"task opened: `{step}` was due {row['due_date']} (overdue)"
+    due = row["due_at"]
+    row["due_at"] = now
+    row["note"] = "; ".join(
+        filter(None, [row["note"], f"caught up: was due {due:%Y-%m-%d %H:%M}Z"])
+    )
+    return "queued", f"queued `{step}` now: it was due {due:%Y-%m-%d %H:%M}Z (catch-up send)"
 
 
 def _announcement(action: Action) -> tuple[str, str]:

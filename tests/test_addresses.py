@@ -104,7 +104,7 @@ def test_hostile_addresses_are_refused_rows(address: str, reason: str, tmp_path:
     db = str(tmp_path / "c.db")
     enrolled = run(
         "enroll", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z",
-        "--db", db,
+        "--now", "2026-01-05T08:00Z", "--db", db,
     )  # fmt: skip
     assert enrolled.exit_code == 3 and reason in enrolled.stderr
     assert "enrolled 1 person" in enrolled.stderr
@@ -155,7 +155,7 @@ def test_a_bad_sender_is_refused_before_anything_is_claimed(
     people = tmp_path / "p.csv"
     people.write_text("email,first_name,notes\nada@example.com,Ada,n\n")
     assert run("enroll", str(campaign), "--people", str(people), "--start", "2026-01-05T08:00Z",
-               "--db", db).exit_code == 0  # fmt: skip
+               "--now", "2026-01-05T08:00Z", "--db", db).exit_code == 0  # fmt: skip
     result = run(
         "run", "--db", db, "--outbox", str(tmp_path / "out"), "--now", "2026-01-05T10:00:00Z",
         "--sender-name", name, "--sender-email", address,

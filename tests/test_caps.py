@@ -132,12 +132,13 @@ def test_run_takes_the_cap_from_its_config(tmp_path: Path) -> None:
     people.write_text("email\n" + "".join(f"p{n}@example.com\n" for n in range(5)))
     runner = CliRunner()
     assert runner.invoke(cli, ["enroll", str(campaign), "--people", str(people), "--start",
-                               "2026-12-07T08:00Z", "--db", db]).exit_code == 0  # fmt: skip
+                               "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z", "--db", db]
+                         ).exit_code == 0  # fmt: skip
     config = tmp_path / "cadence.toml"
     config.write_text('[sender]\nemail = "sam@example.com"\ndaily_cap = 2\n'
                       'cap_timezone = "America/New_York"\n')  # fmt: skip
     args = ["run", "--config", str(config), "--db", db, "--outbox", str(tmp_path / "out")]
-    first = runner.invoke(cli, [*args, "--now", "2026-12-07T15:00:00Z"])
+    first = runner.invoke(cli, [*args, "--now", "2026-12-07T10:00:00Z"])
     assert first.exit_code == 0 and "sent 2," in first.stderr
     config.write_text('[sender]\ndaily_cap = 2\ncap_timezone = "Mars/Olympus"\n')
     bad = runner.invoke(cli, [*args, "--now", "2026-12-07T15:00:00Z"])

@@ -262,13 +262,13 @@ def test_feed_tasks_and_run_work_while_a_long_enroll_runs(tmp_path: Path) -> Non
     cadence = [sys.executable, "-m", "cadence"]
     first = subprocess.run(
         [*cadence, "enroll", str(small), "--people", str(few), "--start", "2026-01-05T08:00Z",
-         "--db", db],
+         "--now", "2026-01-05T08:00Z", "--db", db],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert first.returncode == 0, first.stderr
     enroll = subprocess.Popen(
         [*cadence, "enroll", str(large), "--people", str(many), "--start", "2026-01-06T08:00Z",
-         "--db", db],
+         "--now", "2026-01-05T08:00Z", "--db", db],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     commands = [

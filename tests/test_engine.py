@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, select, text
 
 from cadence.compiler import compile_source
 from cadence.compiler.ir import Campaign
-from cadence.runtime.engine import Engine, EngineError
+from cadence.runtime.engine import Engine, EngineError, PastStart
 from cadence.runtime.migrations import LATEST, SchemaError
 from cadence.runtime.schema import actions, schema_version
 from cadence.runtime.store import Store
@@ -105,7 +105,11 @@ def test_a_person_already_active_with_another_start_is_refused(engine: Engine) -
 def test_enrolling_again_with_the_same_start_enrolls_only_the_rest(engine: Engine) -> None:
     ir = compiled()
     first = engine.enroll(ir, PEOPLE[:1], T0, now=T0)
-    again = engine.enroll(ir, PEOPLE, T0, now=T0 + HOUR)  # an interrupted enroll, run again
+    # An interrupted enroll, run again an hour later: the rest are late, and
+    # the run says what becomes of what they missed.
+    with pytest.raises(PastStart):
+        engine.enroll(ir, PEOPLE, T0, now=T0 + HOUR)
+    again = engine.enroll(ir, PEOPLE, T0, now=T0 + HOUR, catch_up="send")
     assert (first.enrolled, again.enrolled, again.already, again.problems) == (1, 1, 1, [])
     assert sorted(send.person for send in engine.due(T0 + 2 * HOUR)) == [
         "ada@example.com",

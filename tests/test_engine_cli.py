@@ -20,10 +20,16 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def enroll(start: str, db: str) -> Result:
+    """The example's people, enrolled with the clock set before any start."""
+    return run("enroll", EXAMPLE, "--people", PEOPLE, "--now", "2026-01-01T00:00Z",
+               "--start", start, "--db", db)  # fmt: skip
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     path = str(tmp_path / "cadence.db")
-    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", START, "--db", path)
+    result = enroll(START, path)
     assert result.exit_code == 0, result.stderr
     assert "enrolled 5 people (35 actions)" in result.stderr
     return path
@@ -31,13 +37,13 @@ def db(tmp_path: Path) -> str:
 
 def test_enrolling_people_already_active_exits_3(db: str) -> None:
     later = "2026-01-12T09:00"
-    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", later, "--db", db)
+    result = enroll(later, db)
     assert result.exit_code == 3
     assert "skipped: `ada@example.com` is already active in this campaign" in result.stderr
 
 
 def test_enrolling_again_with_the_same_start_is_harmless(db: str) -> None:
-    result = run("enroll", EXAMPLE, "--people", PEOPLE, "--start", START, "--db", db)
+    result = enroll(START, db)
     assert result.exit_code == 0, result.stderr
     assert "enrolled 0 people (0 actions)" in result.stderr
     assert "5 already enrolled with this start" in result.stderr

@@ -111,7 +111,7 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
         case(f"plan {name}", "plan", paths[name], "--people", people, "--start", START,
              "--render", "--format", "jsonl")  # fmt: skip
         case(f"enroll {name}", "enroll", paths[name], "--people", people, "--start", START,
-             "--db", db)  # fmt: skip
+             "--now", "2026-01-01T00:00Z", "--db", db)  # fmt: skip
     case("check /dev/zero", "check", "/dev/zero")
     case("check a folder", "check", str(folder))
     case("fmt stdin binary", "fmt", "-", stdin="\x00\x01 campaign {")
@@ -120,14 +120,14 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
         case(f"plan {name}", "plan", example, "--people", paths[name], "--start", START,
              "--format", "csv")  # fmt: skip
         case(f"enroll {name}", "enroll", example, "--people", paths[name], "--start", START,
-             "--db", db)  # fmt: skip
+             "--now", "2026-01-01T00:00Z", "--db", db)  # fmt: skip
     case("people is a folder", "plan", example, "--people", str(folder), "--start", START)
     # Arguments.
     for start in ["0001-01-01T00:00", "99999-01-01", "9999-12-31T23:59:59-12:00", "now+1", "\x00",
                   "2026-02-30T09:00", "2026-01-05T25:00", "1e309"]:  # fmt: skip
         case(f"plan --start {start!r}", "plan", example, "--people", people, "--start", start)
         case(f"enroll --start {start!r}", "enroll", example, "--people", people,
-             "--start", start, "--db", db)  # fmt: skip
+             "--now", "2026-01-01T00:00Z", "--start", start, "--db", db)  # fmt: skip
     for override in ["breakup=25:00", "breakup", "=09:00", "nope=09:00", "breakup=9:99999999999"]:
         case(f"plan --at {override}", "plan", example, "--people", people, "--start", START,
              "--at", override)  # fmt: skip
@@ -136,8 +136,8 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
     case("plan -o /dev/full", "plan", example, "--people", people, "--start", START, "-o",
          "/dev/full")  # fmt: skip
     case("compile -o missing dir", "compile", example, "-o", str(folder / "no" / "x.json"))
-    case("enroll the example", "enroll", example, "--people", people, "--start", START,
-         "--db", db)  # fmt: skip
+    case("enroll the example", "enroll", example, "--people", people, "--now",
+         "2026-01-01T00:00Z", "--start", START, "--db", db)  # fmt: skip
     for value in ["1/nan", "1/inf", "1/1e-320", "0/1", "-1/5", "1/-1", "x", "99999999999999/1"]:
         case(f"run --throttle {value}", "run", "--db", db, "--once", "--throttle", value,
              "--outbox", str(folder / "out"))  # fmt: skip
@@ -202,8 +202,8 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
                    "nonsense://x", "mysql://u@localhost/x", "postgresql://nobody@127.0.0.1:1/x",
                    str(folder / "missing" / "x.db")]:  # fmt: skip
         case(f"tasks --db {bad_db}", "tasks", "--db", bad_db)
-        case(f"enroll --db {bad_db}", "enroll", example, "--people", people, "--start", START,
-             "--db", bad_db)  # fmt: skip
+        case(f"enroll --db {bad_db}", "enroll", example, "--people", people, "--now",
+             "2026-01-01T00:00Z", "--start", START, "--db", bad_db)  # fmt: skip
     return found
 
 

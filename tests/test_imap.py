@@ -103,7 +103,8 @@ def test_the_inbox_reads_an_imap_mailbox_once_and_changes_nothing(
     people.write_text("email\ngrace@example.com\n")
     runner = CliRunner()
     assert runner.invoke(cli, ["enroll", str(campaign), "--people", str(people), "--start",
-                               "2026-12-07T08:00Z", "--db", db]).exit_code == 0  # fmt: skip
+                               "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z", "--db", db]
+                         ).exit_code == 0  # fmt: skip
     config = tmp_path / "cadence.toml"
     config.write_text(
         f'[inbox]\nimap = "imap://{USER}@127.0.0.1:{port}/INBOX"\nca_file = "{ca_file}"\n'

@@ -222,7 +222,8 @@ def test_inbox_command_reads_files_and_explains(tmp_path: Path) -> None:
     people.write_text("email\nada@example.com\n")
     runner = CliRunner()
     assert runner.invoke(cli, ["enroll", str(source), "--people", str(people), "--start",
-                               "2026-12-07T08:00Z", "--db", db]).exit_code == 0  # fmt: skip
+                               "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z", "--db", db]
+                         ).exit_code == 0  # fmt: skip
     message = tmp_path / "reply.eml"
     message.write_bytes(as_sent_to("reply-by-address.eml", "ada", ""))
     result = runner.invoke(cli, ["inbox", str(message), "--db", db, "--now", "2026-12-08T12:00Z"])

@@ -233,7 +233,7 @@ def test_run_sends_from_every_mailbox_of_its_config(tmp_path: Path, kind: str) -
     with database_url(kind, tmp_path) as db:
         enrolled = runner.invoke(cli, [
             "enroll", str(tmp_path / "q1.campaign"), "--people", str(tmp_path / "people.csv"),
-            "--start", "2026-12-07T08:00Z", "--db", db,
+            "--start", "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z", "--db", db,
         ])  # fmt: skip
         assert enrolled.exit_code == 0, enrolled.output
         result = runner.invoke(

@@ -132,7 +132,7 @@ def test_enroll_lists_suppressed_rows_and_exits_3(tmp_path: Path) -> None:
     people.write_text("email\nada@example.com\nbo@example.com\n")
     assert run("unsubscribe", "ada@example.com", "--db", db).exit_code == 0
     result = run("enroll", str(source), "--people", str(people), "--start", "2026-01-05T09:00",
-                 "--db", db)  # fmt: skip
+                 "--now", "2026-01-01T00:00Z", "--db", db)  # fmt: skip
     assert result.exit_code == 3
     assert "p.csv:2: skipped: `ada@example.com` is on the suppression list (unsubscribed" in (
         result.stderr

@@ -159,6 +159,7 @@ def test_enrolling_an_edited_campaign_says_who_is_active_and_exits_3(
     runner = CliRunner()
     with database_url(kind, tmp_path) as db:
         args = ["--people", str(tmp_path / "people.csv"), "--start", "2026-12-07T08:00Z",
+                "--now", "2026-12-07T08:00Z",
                 "--db", db]  # fmt: skip
         first = runner.invoke(cli, ["enroll", str(tmp_path / "q1.campaign"), *args])
         assert first.exit_code == 0, first.stderr
@@ -194,7 +195,7 @@ def test_campaigns_lists_versions_with_where_people_are(tmp_path: Path) -> None:
         assert result.exit_code in (0, 3), result.stderr
         return result.stdout
 
-    start = ["--start", "2026-12-07T08:00Z"]
+    start = ["--start", "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z"]
     run("enroll", str(tmp_path / "q1.campaign"), "--people", str(tmp_path / "people.csv"), *start)
     (tmp_path / "q1.campaign").write_text(SOURCE.replace("09:00", "10:00"))
     run("enroll", str(tmp_path / "q1.campaign"), "--people", str(tmp_path / "more.csv"), *start)
@@ -221,7 +222,8 @@ def test_status_says_where_a_person_is_in_every_campaign(tmp_path: Path) -> None
     (tmp_path / "people.csv").write_text("email\nann@a.example\n")
     db = str(tmp_path / "c.db")
     runner = CliRunner()
-    args = ["--people", str(tmp_path / "people.csv"), "--start", "2026-12-07T08:00Z", "--db", db]
+    args = ["--people", str(tmp_path / "people.csv"), "--start", "2026-12-07T08:00Z",
+            "--now", "2026-12-07T08:00Z", "--db", db]  # fmt: skip
     assert runner.invoke(cli, ["enroll", str(tmp_path / "q1.campaign"), *args]).exit_code == 0
     out = ["--outbox", str(tmp_path / "out"), "--db", db]
     assert runner.invoke(cli, ["run", *out, "--now", "2026-12-07T10:00Z"]).exit_code == 0
