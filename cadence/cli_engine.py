@@ -95,7 +95,7 @@ def _engine(db: str) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress, inbox, pause, resume, mailboxes, campaigns, status,
+        suppress, inbox, pause, resume, mailboxes, campaigns, status, migrate,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -790,6 +790,63 @@ def _step_line(step: Any) -> str:
 def _printable(text: str) -> str:
     """A name as one line of a table (a name is the author's text: escape what is not)."""
     return text if text.isprintable() else repr(text)[1:-1]
+
+
+@click.command()
+@click.argument("campaign")
+@click.option("--to-version", "to_version", type=click.IntRange(1, 10**9), required=True)
+@click.option("--people", "people_path", help="Only these people (CSV or JSON Lines with email).")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would change, per person; change nothing."
+)
+@_at_option
+@_db_option
+def migrate(
+    campaign: str, to_version: int, people_path: str | None, dry_run: bool, at_text: str, db: str
+) -> None:
+    """Move the active people of CAMPAIGN to version N: what they had stays,
+    what is left takes the new version's content and times, removed steps are
+    cancelled, new steps after where they are are scheduled. All or nothing."""
+    from cadence.runtime.moving import move_people
+
+    wanted = _emails_of(people_path) if people_path else None
+    with _engine(db) as engine:
+        identity = engine.find_campaign(campaign)
+        report = move_people(
+            engine, identity, to_version, _instant(at_text), people=wanted, dry_run=dry_run
+        )
+    for move in report.moves:
+        head = f"{_printable(move.person)}: version {move.from_version} → {report.to_version}"
+        if move.problem is not None:
+            click.echo(f"{head}: refused: {move.problem}")
+            continue
+        click.echo(head if move.changes else f"{head} (what is left is the same)")
+        for change in move.changes:
+            click.echo(f"  {change.sign} {change.step}: {change.text}")
+    count = len(report.moves)
+    if report.refused:
+        _fail(f"{len(report.refused)} of {count} people cannot move (above); nobody was moved")
+    verb = "would move" if dry_run else "moved"
+    click.echo(f"{verb} {count} {'person' if count == 1 else 'people'} to version "
+               f"{report.to_version}", err=True)  # fmt: skip
+
+
+def _emails_of(path: str) -> set[str]:
+    """The addresses in a people file, lower case."""
+    from cadence.runtime.people import PeopleError, RowProblem, format_of, open_people, read_people
+
+    try:
+        with open_people(path) as stream:
+            rows = read_people(stream, None if path == "-" else format_of(path))
+            return {
+                str(row.fields.get("email", "")).strip().lower()
+                for row in rows
+                if not isinstance(row, RowProblem)
+            }
+    except OSError as error:
+        _fail(f"{path}: {error.strerror or error}")
+    except PeopleError as error:
+        _fail(f"{path}: {error}")
 
 
 @click.group()

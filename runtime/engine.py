@@ -245,7 +245,7 @@ class Engine:
         compiled, else a new version, made by whichever enroll comes first."""
         who, digest = identity(ir), behaviour_digest(ir)
         with self.store.transaction() as connection:
-            _lock_campaign(connection, who)
+            lock_campaign(connection, who)
             versions = connection.execute(_VERSIONS, {"b_identity": who}).all()
             if any(row.ended_at is not None for row in versions):
                 raise EngineError(f"campaign {ir.name!r} has ended; it takes no more people")
@@ -277,7 +277,7 @@ class Engine:
                 with self.store.transaction() as connection:
                     # Enrolls of other versions wait: a person is active once
                     # in a campaign, whichever version.
-                    _lock_campaign(connection, identity(self.campaign(key)))
+                    lock_campaign(connection, identity(self.campaign(key)))
                     self._check_open(connection, key)
                     wanted = self._not_yet_active(connection, key, chunk, start, report, attempt)
                     report.actions += self._insert(
@@ -1368,7 +1368,7 @@ class Engine:
             if not versions:
                 raise EngineError(f"no campaign {campaign}")
             who = versions[0].identity
-            _lock_campaign(connection, who)
+            lock_campaign(connection, who)
             connection.execute(
                 update(campaigns)
                 .where(campaigns.c.identity == who, campaigns.c.ended_at.is_(None))
@@ -1659,7 +1659,7 @@ _ACTIVE_IN_VERSIONS = (
 )
 
 
-def _lock_campaign(connection: Connection, who: str) -> None:
+def lock_campaign(connection: Connection, who: str) -> None:
     """One writer at a time per campaign on PostgreSQL (a transaction lock on
     its identity): enrolls of two versions never both take the same person,
     and two first enrolls of a new version never both number it. SQLite's

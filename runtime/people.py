@@ -237,6 +237,17 @@ class PeopleChecker:
             return person, [f"`{_shown(email)}` is not an email address: {error}"]
         if normalised != fields["email"]:
             person = Person(person.line, {**fields, "email": normalised})
+        found = self.field_problems(fields)
+        digest = hashlib.blake2b(normalised.lower().encode(), digest_size=16).digest()
+        if digest in self._seen:
+            found.append(f"`{normalised}` is listed twice")
+        elif not found:
+            self._seen.add(digest)
+        return person, found
+
+    def field_problems(self, fields: Mapping[str, Any]) -> list[str]:
+        """What the fields lack or hold that the campaign cannot use (the
+        address aside: for people checked when they were enrolled)."""
         found = []
         for name in self.required:
             value = fields.get(name)
@@ -247,12 +258,7 @@ class PeopleChecker:
             problem = header_problem(value) if isinstance(value, str) else None
             if problem is not None:
                 found.append(f"field `{name}` holds {problem}, and a subject uses it")
-        digest = hashlib.blake2b(normalised.lower().encode(), digest_size=16).digest()
-        if digest in self._seen:
-            found.append(f"`{normalised}` is listed twice")
-        elif not found:
-            self._seen.add(digest)
-        return person, found
+        return found
 
 
 def _shown(text: str, limit: int = 80) -> str:

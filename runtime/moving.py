@@ -1,0 +1,397 @@
+"""Moving people to another version of their campaign (`cadence migrate`).
+
+Steps are matched by name. What a person already had (sent, done, skipped,
+failed, cancelled) stays as it was; what is still to come takes the new
+version's content and times; steps the new version no longer has are
+cancelled; steps it adds are scheduled when they come after the last step the
+person already had. A move that would put a step still to come before one the
+person already had (moving them backwards) is refused, as is a person the new
+version cannot take (a field it needs is missing) or one with a send being
+delivered right now. All or nothing: one refusal and nobody moves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, bindparam, or_, select, update
+
+from cadence.compiler.ir import Campaign
+from cadence.runtime.calendar import UTC_ZONE, zone
+from cadence.runtime.engine import (
+    CANCELLED,
+    CLAIMED,
+    OPEN,
+    PENDING,
+    UNCONFIRMED,
+    Engine,
+    EngineError,
+    lock_campaign,
+)
+from cadence.runtime.people import PeopleChecker
+from cadence.runtime.planner import Action, Planner
+from cadence.runtime.schema import actions, campaigns, enrollments, feed
+
+MOVE_BATCH = 1000  # people per transaction
+_LEFT = (PENDING, OPEN)
+
+
+@dataclass(frozen=True)
+class StepChange:
+    sign: Literal["+", "-", "~"]
+    step: str
+    text: str  # what changes, in the person's zone: "09:00 → 10:15"
+
+
+@dataclass
+class Move:
+    """What moving one person does (or why they cannot be moved)."""
+
+    person: str
+    enrollment_id: int
+    from_version: int
+    changes: list[StepChange] = field(default_factory=list)
+    problem: str | None = None
+
+
+@dataclass
+class MoveReport:
+    to_version: int
+    moves: list[Move] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[Move]:
+        return [move for move in self.moves if move.problem is not None]
+
+
+def move_people(
+    engine: Engine,
+    campaign: str,
+    to_version: int,
+    now: dt.datetime,
+    *,
+    people: set[str] | None = None,
+    dry_run: bool = False,
+) -> MoveReport:
+    """Move the active people of ``campaign`` (its identity) on other versions,
+    or those of them in ``people``, to version ``to_version``. With
+    ``dry_run`` (or when anyone is refused) nothing changes."""
+    key, ir, versions = _target(engine, campaign, to_version)
+    report = MoveReport(to_version)
+    for batch in _batches(engine, versions, key, people):
+        with engine.store.read() as connection:
+            # A dry run says everything; a real one first only looks for
+            # refusals (cheaper: no times), so nobody moves if anyone cannot.
+            report.moves += (_plan if dry_run else _refusals)(connection, batch, ir, now)
+    if dry_run or report.refused:
+        return report
+    moved: list[Move] = []
+    for batch in _batches(engine, versions, key, people):
+        with engine.store.transaction() as connection:
+            lock_campaign(connection, campaign)
+            moved += _plan(connection, batch, ir, now, apply_to=key)
+    report.moves = moved
+    return report
+
+
+def _target(engine: Engine, campaign: str, to_version: int) -> tuple[str, Campaign, dict[str, int]]:
+    """The key and IR of the version moved to, and every version's number."""
+    with engine.store.read() as connection:
+        rows = connection.execute(
+            select(campaigns.c.id, campaigns.c.version, campaigns.c.ended_at).where(
+                campaigns.c.identity == campaign
+            )
+        ).all()
+    if not rows:
+        raise EngineError(f"no campaign {campaign!r}")
+    if any(row.ended_at is not None for row in rows):
+        raise EngineError(f"campaign {campaign!r} has ended; nobody in it can move")
+    wanted = [row.id for row in rows if row.version == to_version]
+    if not wanted:
+        known = ", ".join(str(n) for n in sorted({row.version for row in rows}))
+        raise EngineError(f"campaign {campaign!r} has no version {to_version} (it has {known})")
+    return wanted[0], engine.campaign(wanted[0]), {row.id: row.version for row in rows}
+
+
+def _batches(
+    engine: Engine, versions: dict[str, int], key: str, people: set[str] | None
+) -> Iterator[list[Any]]:
+    """The active enrollments on the other versions, a batch at a time (by id)."""
+    others = [version for version in versions if version != key]
+    query = (
+        select(
+            enrollments.c.id, enrollments.c.person, enrollments.c.fields, enrollments.c.zone,
+            enrollments.c.start_at, enrollments.c.campaign_id,
+        )
+        .where(
+            enrollments.c.campaign_id.in_(others),
+            enrollments.c.status == "active",
+            enrollments.c.id > bindparam("b_after"),
+        )
+        .order_by(enrollments.c.id)
+        .limit(MOVE_BATCH)
+    )  # fmt: skip
+    after = 0
+    while True:
+        with engine.store.read() as connection:
+            rows = connection.execute(query, {"b_after": after}).all()
+        if not rows:
+            return
+        after = rows[-1].id
+        wanted = [row for row in rows if people is None or row.person.lower() in people]
+        if wanted:
+            yield [(row, versions[row.campaign_id]) for row in wanted]
+
+
+_STEPS = (
+    select(
+        actions.c.id, actions.c.enrollment_id, actions.c.step, actions.c.status,
+        actions.c.position, actions.c.is_task, actions.c.due_at, actions.c.due_date,
+        actions.c.day, actions.c.kind, actions.c.thread, actions.c.waits_for, actions.c.note,
+    )
+    .where(actions.c.enrollment_id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(actions.c.enrollment_id, actions.c.position)
+)  # fmt: skip
+
+
+# What the refusal checks need: no times to convert.
+_STATUSES = (
+    select(actions.c.enrollment_id, actions.c.step, actions.c.status)
+    .where(actions.c.enrollment_id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(actions.c.enrollment_id, actions.c.position)
+)
+
+
+def _plan(
+    connection: Connection,
+    batch: Sequence[tuple[Any, int]],
+    ir: Campaign,
+    now: dt.datetime,
+    *,
+    apply_to: str | None = None,
+) -> list[Move]:
+    """What moving each of ``batch`` does; with ``apply_to`` (the new
+    version's key), done."""
+    steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
+    for action in connection.execute(_STEPS, {"b_ids": list(steps)}):
+        steps[action.enrollment_id].append(action)
+    planners: dict[dt.datetime, Planner] = {}
+    moves = []
+    writes = _Writes()
+    checker: PeopleChecker | None = None
+    for row, version in batch:
+        planner = planners.get(row.start_at) or planners.setdefault(
+            row.start_at, Planner(ir, row.start_at)
+        )
+        checker = checker or PeopleChecker(ir.person_fields, planner.header_fields)
+        move = Move(row.person, row.id, version)
+        moves.append(move)
+        # Their address was checked when they were enrolled; their fields
+        # against what this version needs.
+        if problems := checker.field_problems(row.fields):
+            move.problem = f"the new version cannot take them: {'; '.join(problems)}"
+            continue
+        where = zone(row.zone) or UTC_ZONE
+        new = planner.actions(row.person, row.fields)
+        theirs = _Writes()  # kept only when the whole move holds
+        _compare(move, steps[row.id], new, where, theirs)
+        if move.problem is None and apply_to is not None:
+            theirs.moved(row, apply_to, move, now)
+            writes.merge(theirs)
+    if apply_to is not None:
+        writes.run(connection, now)
+    return [move for move in moves if apply_to is None or move.problem is None]
+
+
+def _refusals(
+    connection: Connection, batch: Sequence[tuple[Any, int]], ir: Campaign, now: dt.datetime
+) -> list[Move]:
+    """Who of ``batch`` cannot move, and why: the checks of :func:`_plan`
+    without planning times (the order of steps is the campaign's)."""
+    steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
+    for action in connection.execute(_STATUSES, {"b_ids": list(steps)}):
+        steps[action.enrollment_id].append(action)
+    order = [step.id for step in ir.steps]
+    checker = PeopleChecker(ir.person_fields, Planner(ir, now).header_fields)
+    refused = []
+    for row, version in batch:
+        move = Move(row.person, row.id, version)
+        if problems := checker.field_problems(row.fields):
+            move.problem = f"the new version cannot take them: {'; '.join(problems)}"
+        else:
+            move.problem = _refusal(steps[row.id], order)
+        if move.problem is not None:
+            refused.append(move)
+    return refused
+
+
+def _refusal(old: list[Any], new: list[str]) -> str | None:
+    """Why a person with the stored steps ``old`` cannot move to a version
+    with the steps ``new`` (in order), if they cannot."""
+    if any(action.status in (CLAIMED, UNCONFIRMED) for action in old):
+        return "a send of theirs is being delivered right now; try again in a while"
+    order = {step: index for index, step in enumerate(new)}
+    done = [action.step for action in old if action.status not in _LEFT]
+    reached = max((order[step] for step in done if step in order), default=-1)
+    for action in old:
+        if action.status in _LEFT and action.step in order and order[action.step] < reached:
+            return (
+                f"`{action.step}` would come before `{new[reached]}`, which they already had "
+                "(that would move them backwards)"
+            )
+    return None
+
+
+def _compare(move: Move, old: list[Any], new: list[Action], where: Any, writes: _Writes) -> None:
+    """The changes from ``old`` (stored actions) to ``new`` (the new version's
+    plan for the person); a refusal goes in ``move.problem``."""
+    move.problem = _refusal(old, [action.step for action in new])
+    if move.problem is not None:
+        return
+    by_step = {action.step: action for action in old}
+    order = {action.step: index for index, action in enumerate(new)}
+    done = [action.step for action in old if action.status not in _LEFT]
+    reached = max((order[step] for step in done if step in order), default=-1)
+    for index, action in enumerate(new):
+        stored = by_step.get(action.step)
+        if stored is None:
+            if index > reached:
+                move.changes.append(StepChange("+", action.step, _when(action, where)))
+                writes.add(move.enrollment_id, index, action)
+            continue
+        if stored.status not in _LEFT:
+            if stored.position != index:
+                writes.position(stored.id, index)
+            continue
+        if stored.due_at != action.due or stored.due_date != action.due_date:
+            before, after = _stored_when(stored, where), _when(action, where)
+            move.changes.append(StepChange("~", action.step, _arrow(before, after)))
+        if _differs(stored, index, action):
+            writes.update(stored.id, index, action)
+    for action in old:
+        if action.step not in order and action.status in _LEFT:
+            move.changes.append(StepChange("-", action.step, "cancelled"))
+            writes.cancel(action.id)
+
+
+def _differs(stored: Any, index: int, action: Action) -> bool:
+    """Whether the stored step needs the new version's values written."""
+    return (stored.position, stored.day, stored.kind, stored.due_at, stored.due_date,
+            stored.thread, stored.waits_for, stored.note) != (
+        index, action.day, action.kind, action.due, action.due_date, action.thread,
+        action.waits_for, action.note)  # fmt: skip
+
+
+def _when(action: Action, where: Any) -> str:
+    if action.due is None:
+        return f"{action.due_date}" + (f", after `{action.waits_for}`" if action.waits_for else "")
+    return f"{action.due.astimezone(where):%Y-%m-%d %H:%M}"
+
+
+def _stored_when(action: Any, where: Any) -> str:
+    if action.due_at is None:
+        return f"{action.due_date}"
+    return f"{action.due_at.astimezone(where):%Y-%m-%d %H:%M}"
+
+
+def _arrow(before: str, after: str) -> str:
+    """``09:00 → 10:15`` on the same day, else the dates too."""
+    if before[:10] == after[:10] and len(before) == len(after) == 16:
+        return f"{before[11:]} → {after[11:]}"
+    return f"{before} → {after}"
+
+
+class _Writes:
+    """A batch's changes, written together (executemany per kind)."""
+
+    def __init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+        self.positions: list[dict[str, Any]] = []
+        self.inserts: list[dict[str, Any]] = []
+        self.cancels: list[dict[str, Any]] = []
+        self.enrollments: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, enrollment_id: int, index: int, action: Action) -> None:
+        is_task = action.kind != "email"
+        self.inserts.append({
+            "enrollment_id": enrollment_id, "step": action.step, "position": index,
+            "day": action.day, "kind": action.kind, "is_task": is_task, "due_at": action.due,
+            "due_date": action.due_date, "thread": action.thread, "waits_for": action.waits_for,
+            "note": action.note, "status": OPEN if is_task else PENDING, "attempts": 0,
+        })  # fmt: skip
+
+    def update(self, action_id: int, index: int, action: Action) -> None:
+        self.updates.append({
+            "b_id": action_id, "b_position": index, "b_day": action.day, "b_kind": action.kind,
+            "b_due_at": action.due, "b_due_date": action.due_date, "b_thread": action.thread,
+            "b_waits_for": action.waits_for, "b_note": action.note,
+        })  # fmt: skip
+
+    def position(self, action_id: int, index: int) -> None:
+        self.positions.append({"b_id": action_id, "b_position": index})
+
+    def cancel(self, action_id: int) -> None:
+        self.cancels.append({"b_id": action_id})
+
+    def moved(self, row: Any, key: str, move: Move, now: dt.datetime) -> None:
+        self.enrollments.append({"b_id": row.id, "b_key": key})
+        counts = {sign: sum(c.sign == sign for c in move.changes) for sign in "~+-"}
+        self.events.append({
+            "at": now, "campaign_id": key, "enrollment_id": row.id, "person": row.person,
+            "event": "migrated", "step": None,
+            "message": f"moved from version {move.from_version}: {counts['~']} step(s) "
+                       f"changed, {counts['+']} added, {counts['-']} cancelled",
+        })  # fmt: skip
+
+    def merge(self, other: _Writes) -> None:
+        for name in ("updates", "positions", "inserts", "cancels", "enrollments", "events"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def run(self, connection: Connection, now: dt.datetime) -> None:
+        if self.updates:
+            connection.execute(_UPDATE, self.updates)
+        if self.positions:
+            connection.execute(_POSITION, self.positions)
+        if self.cancels:
+            connection.execute(
+                update(actions)
+                .where(
+                    actions.c.id == bindparam("b_id"),
+                    or_(
+                        actions.c.status == PENDING, actions.c.status == OPEN
+                    ),  # no IN: executemany
+                )
+                .values(status=CANCELLED, closed_at=now),
+                self.cancels,
+            )
+        if self.inserts:
+            connection.execute(actions.insert(), self.inserts)
+        if self.enrollments:
+            connection.execute(_MOVE, self.enrollments)
+            connection.execute(feed.insert(), self.events)
+
+
+_UPDATE = (
+    update(actions)
+    .where(actions.c.id == bindparam("b_id"))
+    .values(
+        position=bindparam("b_position"), day=bindparam("b_day"), kind=bindparam("b_kind"),
+        due_at=bindparam("b_due_at"), due_date=bindparam("b_due_date"),
+        thread=bindparam("b_thread"), waits_for=bindparam("b_waits_for"),
+        note=bindparam("b_note"), retry_at=None,
+    )
+)  # fmt: skip
+_POSITION = (
+    update(actions)
+    .where(actions.c.id == bindparam("b_id"))
+    .values(position=bindparam("b_position"))
+)
+_MOVE = (
+    update(enrollments)
+    .where(enrollments.c.id == bindparam("b_id"))
+    .values(campaign_id=bindparam("b_key"))
+)

@@ -1,0 +1,143 @@
+"""Moving people to a new version of their campaign: what they had stays, what
+is left takes the new version's times, removed steps are cancelled, new steps
+after where they are are scheduled; a dry run prints it and changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from cadence.cli import cli
+from cadence.compiler import compile_source
+from cadence.compiler.ir import Campaign
+from cadence.runtime.dispatch import Dispatcher
+from cadence.runtime.engine import Engine, EngineError
+from cadence.runtime.mailboxes import Sender
+from cadence.runtime.moving import move_people
+from cadence.runtime.schema import actions, enrollments
+from tests.helpers import check_golden
+from tests.test_mailboxes import Recorder
+
+T0 = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)
+V1 = """campaign "Q1" {
+  timezone "UTC"
+  day 1 { email intro { send at 09:00 subject "Hi" body "Hello" } }
+  day 3 {
+    email bump { send at 09:00 follow up body "Again" }
+    call ring { notes "Call" }
+  }
+  day 5 { email breakup { send at 09:00 subject "Bye" body "Bye" } }
+}
+"""
+V2 = (
+    V1.replace("email bump { send at 09:00", "email bump { send at 10:15")
+    .replace('    call ring { notes "Call" }\n', "")
+    .replace("  day 5", '  day 4 { email extra { send at 09:00 subject "PS" body "PS" } }\n  day 5')
+)
+# `breakup`, still to come, moves before `intro`, which Ann and Bob already had.
+BACKWARDS = V1.replace(
+    'day 1 { email intro { send at 09:00 subject "Hi" body "Hello" } }',
+    'day 1 {\n    email breakup { send at 08:00 subject "Bye" body "Bye" }\n'
+    '    email intro { send at 09:00 subject "Hi" body "Hello" }\n  }',
+).replace('  day 5 { email breakup { send at 09:00 subject "Bye" body "Bye" } }\n', "")
+GOLDEN = Path(__file__).parent / "cases" / "migrate"
+
+
+def ir(source: str) -> Campaign:
+    compiled = compile_source(source, "q1.campaign").ir
+    assert compiled is not None
+    return compiled
+
+
+def setup(engine: Engine) -> None:
+    """Ann and Bob had the intro; Cy starts two days later; version 2 exists."""
+    people = [{"email": "ann@a.example"}, {"email": "bob@b.example"}]
+    engine.enroll(ir(V1), people, T0, now=T0)
+    engine.enroll(ir(V1), [{"email": "cy@c.example"}], T0 + dt.timedelta(days=2), now=T0)
+    Dispatcher(engine, Recorder(), Sender()).run_once(T0 + dt.timedelta(hours=2))
+    assert engine.enroll(ir(V2), [], T0, now=T0).version == 2
+
+
+def steps_of(engine: Engine, person: str) -> dict[str, tuple[str, str]]:
+    with engine.store.read() as connection:
+        rows = connection.execute(
+            select(actions.c.step, actions.c.status, actions.c.due_at, actions.c.due_date)
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(enrollments.c.person == person)
+            .order_by(actions.c.position)
+        )
+        return {
+            row.step: (row.status, f"{row.due_at:%d %H:%M}" if row.due_at else f"{row.due_date}")
+            for row in rows
+        }
+
+
+def test_moving_keeps_what_was_done_and_retimes_what_is_left(engine: Engine) -> None:
+    setup(engine)
+    before = steps_of(engine, "ann@a.example")
+    dry = move_people(engine, "Q1", 2, T0 + dt.timedelta(hours=3), dry_run=True)
+    assert [(m.person, m.problem) for m in dry.moves] == [
+        ("ann@a.example", None),
+        ("bob@b.example", None),
+        ("cy@c.example", None),
+    ]
+    assert steps_of(engine, "ann@a.example") == before  # a dry run changes nothing
+    report = move_people(engine, "Q1", 2, T0 + dt.timedelta(hours=3))
+    assert len(report.moves) == 3
+    assert steps_of(engine, "ann@a.example") == {
+        "intro": ("sent", "07 09:00"),
+        "bump": ("pending", "09 10:15"),
+        "ring": ("cancelled", "2026-12-09"),
+        "extra": ("pending", "10 09:00"),
+        "breakup": ("pending", "11 09:00"),
+    }
+    assert steps_of(engine, "cy@c.example")["bump"] == ("pending", "11 10:15")
+    assert engine.enroll(ir(V2), [{"email": "ann@a.example"}], T0, now=T0).already == 1
+    moved = [entry.message for entry in engine.feed() if entry.event == "migrated"]
+    assert moved[0] == "moved from version 1: 1 step(s) changed, 1 added, 1 cancelled"
+
+
+def test_a_move_backwards_is_refused_and_nobody_moves(engine: Engine) -> None:
+    setup(engine)
+    engine.enroll(ir(BACKWARDS), [], T0, now=T0)
+    report = move_people(engine, "Q1", 3, T0 + dt.timedelta(hours=3))
+    assert report.refused[0].problem == (
+        "`breakup` would come before `intro`, which they already had (that would move them "
+        "backwards)"
+    )
+    assert [m.person for m in report.refused] == ["ann@a.example", "bob@b.example"]
+    assert steps_of(engine, "cy@c.example")["ring"] == ("open", "2026-12-11")  # Cy stayed too
+    with pytest.raises(EngineError, match=r"has no version 9 \(it has 1, 2, 3\)"):
+        move_people(engine, "Q1", 9, T0)
+
+
+def test_migrate_dry_run_prints_a_plan_per_person(tmp_path: Path, update_goldens: bool) -> None:
+    (tmp_path / "q1.campaign").write_text(V1)
+    (tmp_path / "people.csv").write_text("email\nann@a.example\nbob@b.example\n")
+    db = str(tmp_path / "c.db")
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(cli, [*args, "--db", db])
+        return result.exit_code, result.stdout, result.stderr
+
+    enroll = ["enroll", str(tmp_path / "q1.campaign"), "--people", str(tmp_path / "people.csv"),
+              "--start", "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z"]  # fmt: skip
+    assert run(*enroll)[0] == 0
+    assert run("run", "--outbox", str(tmp_path / "out"), "--now", "2026-12-07T10:00Z")[0] == 0
+    (tmp_path / "q1.campaign").write_text(V2)
+    assert run(*enroll)[0] == 3  # version 2 exists; both are active in version 1
+    (tmp_path / "ann.csv").write_text("email\nANN@a.example\n")
+    only_ann = ["--people", str(tmp_path / "ann.csv"), "--at", "2026-12-07T11:00Z"]
+    code, out, err = run("migrate", "Q1", "--to-version", "2", "--dry-run", *only_ann)
+    assert code == 0, err
+    check_golden(GOLDEN / "dry-run.txt", out, update_goldens)
+    assert err == "would move 1 person to version 2\n"
+    code, out, err = run("migrate", "Q1", "--to-version", "2", "--at", "2026-12-07T11:00Z")
+    assert code == 0 and err == "moved 2 people to version 2\n"
+    code, _, err = run("migrate", "Q1", "--to-version", "7")
+    assert code == 2 and err == "cadence: error: campaign 'Q1' has no version 7 (it has 1, 2)\n"
