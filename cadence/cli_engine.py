@@ -208,9 +208,14 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
     if not rows:
         click.echo("no open tasks", err=True)
     for row in rows:
+        who = " · ".join(
+            _printable(str(row[key])) for key in ("name", "company", "phone") if row.get(key)
+        )
         click.echo(
-            f"#{row['id']}  due {row['due_date']}  {row['person']}  "
-            f"{row['kind'].replace('_', ' ')} `{row['step']}`"
+            f"#{row['id']}  due {row['due_date']}  {row['person']}"
+            + (f" ({who})" if who else "")
+            + f"  {row['kind'].replace('_', ' ')} `{row['step']}`"
+            + f"  in {_printable(row['campaign'])}"
         )
         for key in ("to", "subject", "title", "notes", "message", "problem"):
             if row.get(key):
@@ -221,24 +226,41 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
                 click.echo(f"      {line}")
 
 
+PHONE_FIELDS = ("phone", "phone_number", "mobile", "mobile_phone", "telephone")
+
+
 def _task_view(engine: Any, task: Any) -> dict[str, Any]:
     """A task with what a person needs to act on it, rendered for its person."""
     from cadence.runtime.render import Renderer
     from cadence.templating import RenderError
 
-    renderer = Renderer(engine.campaign(task.campaign_id), {})
+    ir = engine.campaign(task.campaign_id)
+    renderer = Renderer(ir, {})
+    fields = engine.enrollment_fields(task.enrollment_id)
     view: dict[str, Any] = {
         "id": task.id,
         "person": task.person,
-        "campaign": task.campaign_id,
+        "campaign": ir.name,
+        "campaign_key": task.campaign_id,
         "step": task.step,
         "kind": task.kind,
         "due_date": task.due_date.isoformat(),
     }
+    # What a caller needs at a glance: who, where they work, how to reach them.
+    name = " ".join(str(fields[key]).strip() for key in ("first_name", "last_name")
+                    if str(fields.get(key) or "").strip())  # fmt: skip
+    if name:
+        view["name"] = name
+    for key, found in (("company", ("company",)), ("phone", PHONE_FIELDS)):
+        value = next(
+            (str(fields[f]).strip() for f in found if str(fields.get(f) or "").strip()), ""
+        )
+        if value:
+            view[key] = value
     if task.kind == "email_task":
         view["to"] = task.person
     try:
-        view.update(renderer.texts(task.step, engine.enrollment_fields(task.enrollment_id)))
+        view.update(renderer.texts(task.step, fields))
     except RenderError as error:
         view["problem"] = f"cannot render: {error}"
     return view
@@ -876,21 +898,32 @@ def mailboxes_move(old: str, new: str, db: str) -> None:
 
 @click.command()
 @click.argument("person")
-@click.option("--until", "until_text", required=True, help="The day they are back (YYYY-MM-DD).")
+@click.option(
+    "--until",
+    "until_text",
+    default=None,
+    help="The day they are back (YYYY-MM-DD); without it, until `cadence resume`.",
+)
 @click.option("--campaign", help="Only in this campaign (id, id prefix or name).")
 @_at_option
 @_db_option
-def pause(person: str, until_text: str, campaign: str | None, at_text: str, db: str) -> None:
-    """Hold everything for PERSON until a day; then the rest of the schedule moves."""
-    try:
-        until = dt.date.fromisoformat(until_text)
-    except ValueError:
-        _fail(f"--until {until_text!r} is not a date like 2026-03-02")
+def pause(person: str, until_text: str | None, campaign: str | None, at_text: str, db: str) -> None:
+    """Hold everything for PERSON until a day (or until resumed); then the rest
+    of the schedule moves so the next step falls on the day they are back."""
+    from cadence.runtime.engine import UNTIL_RESUMED
+
+    until = UNTIL_RESUMED
+    if until_text is not None:
+        try:
+            until = dt.date.fromisoformat(until_text)
+        except ValueError:
+            _fail(f"--until {until_text!r} is not a date like 2026-03-02")
     with _engine(db) as engine:
         key = engine.find_campaign(campaign) if campaign else None
         count = engine.pause(person, until, _instant(at_text), reason="paused by hand",
                              campaign=key)  # fmt: skip
-    click.echo(f"paused {person} until {until} in {count} campaign(s)", err=True)
+    when = f"until {until}" if until_text else "until `cadence resume`"
+    click.echo(f"paused {person} {when} in {count} campaign(s)", err=True)
 
 
 @click.command()

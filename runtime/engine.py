@@ -98,6 +98,8 @@ class LatePolicy:
     after: dt.timedelta = dt.timedelta(hours=4)
 
 
+# A pause without an end: until someone resumes the person.
+UNTIL_RESUMED = dt.date(9999, 12, 30)
 # A start this close before now is "now" (the time it took to type the command).
 START_GRACE = dt.timedelta(minutes=10)
 
@@ -1223,11 +1225,11 @@ class Engine:
         for enrollment_id, key, zone_name in found:
             back = place(until, dt.time(0, 0), zone(zone_name) or UTC_ZONE).utc
             connection.execute(_PAUSE, {"b_id": enrollment_id, "b_until": back})
+            when = "until resumed" if until >= UNTIL_RESUMED else f"until {until:%Y-%m-%d}"
             connection.execute(
                 _FEED_INSERT,
-                _event(at, key, enrollment_id, person, "paused", None,
-                       f"paused until {until:%Y-%m-%d}: {reason}"),
-            )  # fmt: skip
+                _event(at, key, enrollment_id, person, "paused", None, f"paused {when}: {reason}"),
+            )
         return len(found)
 
     def resume(self, person: str, at: dt.datetime, *, campaign: str | None = None) -> int:

@@ -170,7 +170,8 @@ def _enrollment(row: Any, history: list[StepStatus]) -> EnrollmentStatus:
     if row.status != "active":
         state, reason = "ended", row.reason
     elif row.paused_until is not None:
-        state, reason = "paused", f"paused until {row.paused_until:%Y-%m-%d %H:%M}Z"
+        until = f"{row.paused_until:%Y-%m-%d %H:%M}Z" if row.paused_until.year < 9999 else None
+        state, reason = "paused", f"paused until {until}" if until else "paused until resumed"
     elif coming is None:
         state, reason = "finished", None
     else:

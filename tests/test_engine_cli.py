@@ -180,3 +180,26 @@ def test_bad_runtime_config_is_one_line(
     result = run("run", "--config", str(config), "--db", db, "--now", "2026-01-05T15:00:00Z")
     assert result.exit_code == 2 and message in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_tasks_show_who_to_call_and_for_which_campaign(tmp_path: Path) -> None:
+    campaign = tmp_path / "c.campaign"
+    campaign.write_text(
+        'campaign "Calls" {\n  day 1 { call ring { notes "Call {{ first_name }}" } }\n}\n'
+    )
+    people = tmp_path / "p.csv"
+    people.write_text(
+        "email,first_name,last_name,company,phone\nada@example.com,Ada,Lovelace,Engines,+44 20 1\n"
+    )
+    db = str(tmp_path / "c.db")
+    assert run("enroll", str(campaign), "--people", str(people), "--start", "2026-01-05T09:00Z",
+               "--now", "2026-01-05T09:00Z", "--db", db).exit_code == 0  # fmt: skip
+    (task,) = json.loads(run("tasks", "--db", db, "--format", "json").stdout)
+    assert {key: task[key] for key in ("name", "company", "phone", "campaign", "notes")} == {
+        "name": "Ada Lovelace", "company": "Engines", "phone": "+44 20 1", "campaign": "Calls",
+        "notes": "Call Ada",
+    }  # fmt: skip
+    text = run("tasks", "--db", db).stdout.splitlines()[0]
+    assert text.endswith(
+        "ada@example.com (Ada Lovelace · Engines · +44 20 1)  call `ring`  in Calls"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -259,3 +260,28 @@ def test_status_says_where_a_person_is_in_every_campaign(tmp_path: Path) -> None
     unknown = runner.invoke(cli, ["status", "nobody@x.example", "--db", db])
     assert unknown.exit_code == 2
     assert unknown.stderr == "cadence: error: nobody@x.example was never enrolled\n"
+
+
+def test_a_pause_without_an_end_lasts_until_resumed(tmp_path: Path) -> None:
+    (tmp_path / "q1.campaign").write_text(SOURCE)
+    (tmp_path / "people.csv").write_text("email\nann@a.example\n")
+    db = str(tmp_path / "c.db")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(cli, [*args, "--db", db])
+
+    at = "2026-12-07T08:00Z"
+    enrolled = run("enroll", str(tmp_path / "q1.campaign"), "--people",
+                   str(tmp_path / "people.csv"), "--start", at, "--now", at)  # fmt: skip
+    assert enrolled.exit_code == 0
+    paused = run("pause", "ann@a.example", "--at", "2026-12-07T08:30Z")
+    assert paused.stderr == "paused ann@a.example until `cadence resume` in 1 campaign(s)\n"
+    (item,) = json.loads(run("status", "ann@a.example", "--format", "json").stdout)["enrollments"]
+    assert (item["state"], item["reason"]) == ("paused", "paused until resumed")
+    later = run("run", "--outbox", str(tmp_path / "out"), "--now", "2027-06-01T10:00Z")
+    assert "sent 0," in later.stderr  # months later, still paused
+    assert run("resume", "ann@a.example", "--at", "2027-06-01T10:00Z").exit_code == 0
+    (item,) = json.loads(run("status", "ann@a.example", "--format", "json").stdout)["enrollments"]
+    assert item["state"] == "active" and item["next"]["due_at"] == "2027-06-01T09:00:00Z"
+    assert run("pause", "nobody@x.example").exit_code == 2
