@@ -36,9 +36,10 @@ def _fail(message: str) -> NoReturn:
 def _db_option(function: F) -> F:
     return click.option(
         "--db",
-        default=DEFAULT_DB,
-        show_default=True,
-        help="SQLite file, or postgresql://user@host/db for PostgreSQL.",
+        default=None,
+        envvar="CADENCE_DB",
+        help="SQLite file, or postgresql://user@host/db for PostgreSQL (else $CADENCE_DB, "
+        f"else the config's db, else {DEFAULT_DB}).",
     )(function)
 
 
@@ -67,14 +68,16 @@ def _instant(text: str) -> dt.datetime:
 
 
 @contextmanager
-def _engine(db: str) -> Iterator[Any]:
-    """The engine on ``db``; refusals become one line and exit 2."""
+def _engine(db: str | None) -> Iterator[Any]:
+    """The engine on ``db`` (``None``: the config's, else the default);
+    refusals become one line and exit 2."""
     from sqlalchemy.exc import DatabaseError, DataError, OperationalError
 
     from cadence.runtime.engine import Engine, EngineError
     from cadence.runtime.migrations import SchemaError
     from cadence.runtime.redact import redact
 
+    db = db or _config(None).db or DEFAULT_DB
     try:
         engine = Engine.open(db, now=dt.datetime.now(dt.UTC))
     except (SchemaError, ValueError) as error:
@@ -949,13 +952,15 @@ def _login_name() -> str:
 
 
 def _config(path: str | None) -> Any:
-    """The runtime config (TOML; see cadence.runtime.config); refusals are one line."""
-    from cadence.runtime.config import ConfigError, RuntimeConfig, load_config
+    """The runtime config (TOML; see cadence.runtime.config): ``path``, else
+    ./cadence.toml, else the user's config folder; refusals are one line."""
+    from cadence.runtime.config import ConfigError, RuntimeConfig, find_config, load_config
 
-    if path is None:
+    found = find_config(path)
+    if found is None:
         return RuntimeConfig()
     try:
-        return load_config(path)
+        return load_config(found)
     except ConfigError as error:
         _fail(str(error))
 
@@ -1000,7 +1005,10 @@ def _config(path: str | None) -> Any:
 @click.option("--sender-email", default=None)
 @click.option("--sender-signature", default=None)
 @click.option(
-    "--db", default=None, help=f"SQLite file or postgresql:// URL (default {DEFAULT_DB})."
+    "--db",
+    default=None,
+    envvar="CADENCE_DB",
+    help=f"SQLite file or postgresql:// URL (else $CADENCE_DB, the config's db, {DEFAULT_DB}).",
 )
 def run(
     config_path: str | None,

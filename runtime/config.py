@@ -212,6 +212,23 @@ MAX_CONFIG_BYTES = 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
+CONFIG_NAME = "cadence.toml"
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    """The config to use: ``explicit``, else ``./cadence.toml``, else
+    ``cadence.toml`` in the user's config folder (``~/.config/cadence`` on
+    Linux); ``None`` when there is none."""
+    if explicit is not None:
+        return Path(explicit)
+    import platformdirs
+
+    for candidate in (Path(CONFIG_NAME), platformdirs.user_config_path("cadence") / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def load_config(path: str | Path) -> RuntimeConfig:
     """Read and check the config at ``path``; raises :class:`ConfigError`."""
     try:

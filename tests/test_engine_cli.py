@@ -203,3 +203,29 @@ def test_tasks_show_who_to_call_and_for_which_campaign(tmp_path: Path) -> None:
     assert text.endswith(
         "ada@example.com (Ada Lovelace · Engines · +44 20 1)  call `ring`  in Calls"
     )
+
+
+def test_the_database_comes_from_the_option_the_environment_or_a_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home-config"))
+    monkeypatch.delenv("CADENCE_DB", raising=False)
+    (tmp_path / "home-config" / "cadence").mkdir(parents=True)
+    (tmp_path / "home-config" / "cadence" / "cadence.toml").write_text('db = "from-home.db"\n')
+    assert run("campaigns").exit_code == 0
+    assert (tmp_path / "from-home.db").exists()  # the user's config folder
+    (tmp_path / "cadence.toml").write_text('db = "from-here.db"\n')
+    assert run("campaigns").exit_code == 0
+    assert (tmp_path / "from-here.db").exists()  # ./cadence.toml comes first
+    monkeypatch.setenv("CADENCE_DB", str(tmp_path / "from-env.db"))
+    assert run("campaigns").exit_code == 0
+    assert (tmp_path / "from-env.db").exists()  # the environment, before any config
+    assert run("campaigns", "--db", str(tmp_path / "given.db")).exit_code == 0
+    assert (tmp_path / "given.db").exists()  # the option, before everything
+    (tmp_path / "cadence.toml").write_text("db = [")
+    monkeypatch.delenv("CADENCE_DB")
+    broken = CliRunner().invoke(cli, ["campaigns"])
+    assert broken.exit_code == 2 and broken.stderr.startswith(
+        "cadence: error: cadence.toml: not TOML"
+    )
