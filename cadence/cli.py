@@ -292,10 +292,16 @@ def plan_(
     except ValueError as error:
         _usage_error(str(error))
     chosen = plan_format or ("table" if output is None and sys.stdout.isatty() else "jsonl")
+    from cadence.progress import count_rows, progress
+
+    # A bar only when the rows go to a file: on a terminal they are the output.
+    total = count_rows(people_path) if output is not None else None
     try:
-        report = plan_command.run_plan(
-            ir, people_path, options, chosen, render, output, csv_safe=csv_safe
-        )
+        with progress("plan", total, enabled=output is not None) as advance:
+            report = plan_command.run_plan(
+                ir, people_path, options, chosen, render, output, csv_safe=csv_safe,
+                on_progress=advance,
+            )  # fmt: skip
     except ValueError as error:  # PlanError: caught before any row is written
         _usage_error(str(error))
     except OSError as error:

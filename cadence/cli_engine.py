@@ -13,7 +13,9 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -143,6 +145,7 @@ def enroll(
     Exit status 3 when some rows were skipped (each is listed); the others are enrolled.
     """
     from cadence.cli import _load_campaign, _run
+    from cadence.progress import count_rows, progress
     from cadence.runtime.engine import PastStart
     from cadence.runtime.people import PeopleError, format_of, open_people, read_people
     from cadence.runtime.plan_command import Options
@@ -162,10 +165,12 @@ def enroll(
             _fail(f"{people_path}: {error.strerror or error}")
         engine = stack.enter_context(_engine(db))
         rows = read_people(stream, None if people_path == "-" else format_of(people_path))
+        advance = stack.enter_context(progress("enroll", count_rows(people_path)))
         try:
             report = engine.enroll(
                 ir, rows, options.start, options.overrides, now=now,
                 catch_up=cast(Any, catch_up),
+                on_batch=lambda done: advance(done.enrolled + done.already + len(done.problems)),
             )  # fmt: skip
         except PastStart as error:
             _fail(f"{error}: --catch-up skip, or --catch-up send; nothing was enrolled")
@@ -832,14 +837,16 @@ def migrate(
     """Move the active people of CAMPAIGN to version N: what they had stays,
     what is left takes the new version's content and times, removed steps are
     cancelled, new steps after where they are are scheduled. All or nothing."""
+    from cadence.progress import progress
     from cadence.runtime.moving import move_people
 
     wanted = _emails_of(people_path) if people_path else None
-    with _engine(db) as engine:
+    with _engine(db) as engine, progress("migrate", None) as advance:
         identity = engine.find_campaign(campaign)
         report = move_people(
-            engine, identity, to_version, _instant(at_text), people=wanted, dry_run=dry_run
-        )
+            engine, identity, to_version, _instant(at_text), people=wanted, dry_run=dry_run,
+            on_progress=advance,
+        )  # fmt: skip
     for move in report.moves:
         head = f"{_printable(move.person)}: version {move.from_version} → {report.to_version}"
         if move.problem is not None:
@@ -1069,8 +1076,13 @@ def run(
             _fail("the config has both smtp and outbox; choose one")
         config = config.model_copy(update=update)
     db = db or config.db or DEFAULT_DB
+    stopped = threading.Event()  # SIGTERM: every wait ends at once
+
+    def wait(seconds: float) -> None:
+        stopped.wait(seconds)
+
     try:
-        opened = open_mailboxes(config)
+        opened = open_mailboxes(config, sleep=wait)
     except ValueError as error:
         _fail(str(error))
     for label, transport in opened.transports:
@@ -1111,9 +1123,17 @@ def run(
             worker=worker_name(worker or config.worker),
             on_progress=progress,
             late=policy,
+            sleep=wait,
         )
+
+        def terminate(signum: int, frame: Any) -> None:
+            # The send under way finishes, the rest of the batch goes back.
+            stopped.set()
+            dispatcher.stop()
+
+        signal.signal(signal.SIGTERM, terminate)
         try:
-            while True:
+            while not stopped.is_set():
                 now = fixed or dt.datetime.now(dt.UTC)
                 report = dispatcher.run_once(fixed)  # without --now: the clock, per batch
                 if show:
@@ -1125,7 +1145,8 @@ def run(
                 )
                 if once or fixed:
                     sys.exit(2 if report.down else 0)  # a mailbox that could not send
-                time.sleep(30)
+                stopped.wait(30)
+            click.echo("stopped (SIGTERM): the rest of the batch was given back", err=True)
         except KeyboardInterrupt:
             return
         except TransportError as error:  # the batch was given back; nothing marked

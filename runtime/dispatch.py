@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -125,10 +126,20 @@ class Dispatcher:
         self._pinned = len(self.mailboxes) > 1
         self.engine, self.worker, self.batch = engine, worker, batch
         self.late = late  # None: whatever is due is sent, however late
+        self._stop = threading.Event()
         self.lease, self.clock, self.monotonic = lease, clock, monotonic
         self.sleep = sleep
         self.on_progress = on_progress
         self._renderers: dict[tuple[str, str], Renderer] = {}
+
+    def stop(self) -> None:
+        """Finish the send under way, give the rest of the batch back, and
+        return (from another thread, or a signal handler: SIGTERM)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def run_once(self, now: dt.datetime | None = None) -> DispatchReport:
         """Deliver everything due; returns what happened. ``now`` fixes the
@@ -136,10 +147,10 @@ class Dispatcher:
         report = DispatchReport()
         self._resolve_unconfirmed(now or self.clock())
         self._warn_stranded(now or self.clock())
-        while True:
+        while not self.stopping:
             worked, waits = False, []
             for box in self.mailboxes:
-                if box.describe() in report.down:
+                if box.describe() in report.down or self.stopping:
                     continue
                 try:
                     outcome = self._round(box, now, report)
@@ -161,6 +172,7 @@ class Dispatcher:
             # Every mailbox with due sends is at its throttle: wait for the first.
             seconds, sleep = min(waits, key=lambda wait: wait[0])
             sleep(seconds)
+        return report
 
     def _round(
         self, box: Mailbox, now: dt.datetime | None, report: DispatchReport
@@ -193,6 +205,9 @@ class Dispatcher:
         started = self.monotonic()
         held = self.lease.total_seconds()  # until the leases run out, from `started`
         for position, send in enumerate(claimed):
+            if self.stopping:  # asked to stop: what is not under way goes back
+                self.engine.release(claimed[position:])
+                break
             if box.throttle is not None:
                 box.throttle.wait()
             elapsed = self.monotonic() - started

@@ -13,7 +13,7 @@ delivered right now. All or nothing: one refusal and nobody moves.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,6 +75,7 @@ def move_people(
     *,
     people: set[str] | None = None,
     dry_run: bool = False,
+    on_progress: Callable[[int], None] | None = None,
 ) -> MoveReport:
     """Move the active people of ``campaign`` (its identity) on other versions,
     or those of them in ``people``, to version ``to_version``. With
@@ -93,6 +94,8 @@ def move_people(
         with engine.store.transaction() as connection:
             lock_campaign(connection, campaign)
             moved += _plan(connection, batch, ir, now, apply_to=key)
+        if on_progress is not None:
+            on_progress(len(moved))
     report.moves = moved
     return report
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -105,6 +105,7 @@ def run_plan(
     output: str | None,
     *,
     csv_safe: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> PlanReport:
     """Read people, plan, write rows (atomically to ``output`` when given)."""
     label = "<stdin>" if people_path == "-" else people_path
@@ -123,6 +124,7 @@ def run_plan(
                     on_problem=report.problems.append,
                 ),
                 report,
+                on_progress,
             )
             plan_format: PlanFormat = format  # type: ignore[assignment]
 
@@ -139,11 +141,17 @@ def run_plan(
     return report
 
 
-def _counted(actions: Iterator[Action], report: PlanReport) -> Iterator[Action]:
+def _counted(
+    actions: Iterator[Action],
+    report: PlanReport,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[Action]:
     person = None
     for action in actions:
         if action.person != person:
             person = action.person
             report.people += 1
+            if on_progress is not None and report.people % 1000 == 0:
+                on_progress(report.people)
         report.actions += 1
         yield action

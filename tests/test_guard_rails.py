@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -167,3 +168,42 @@ def test_run_reschedules_late_sends_by_default(tmp_path: Path) -> None:
     assert "sent 2," in sent.stderr
     bad = runner.invoke(cli, [*run, "--late-after", "soon"])
     assert bad.exit_code == 2 and "is not a duration" in bad.stderr
+
+
+def test_a_stopped_dispatcher_finishes_the_send_under_way_and_gives_the_rest_back(
+    engine: Engine,
+) -> None:
+    people = [{"email": f"p{n}@x.example"} for n in range(5)]
+    engine.enroll(ir(), people, T0, now=T0)
+    outbox = Recorder()
+    dispatcher = Dispatcher(engine, outbox, Sender())
+    deliver = outbox.deliver
+
+    def deliver_then_stop(message: Any) -> None:
+        deliver(message)
+        dispatcher.stop()  # SIGTERM arrives while the first send is under way
+
+    outbox.deliver = deliver_then_stop  # type: ignore[method-assign]
+    report = dispatcher.run_once(T0 + dt.timedelta(hours=2))
+    assert report.sent == 1 and len(outbox.messages) == 1
+    due = engine.due(T0 + dt.timedelta(hours=2))
+    assert len(due) == 4 and {send.attempts for send in due} == {0}  # given back, not counted
+
+
+def test_run_stops_at_once_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "c.db")
+    command = [sys.executable, "-m", "cadence", "run", "--db", db, "--outbox", str(tmp_path / "o")]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()  # the first pass is done: it waits for the next
+        assert "sent 0," in first
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0  # not the 30 s until the next pass
+        assert "stopped (SIGTERM)" in process.stderr.read()
+    finally:
+        process.kill()
