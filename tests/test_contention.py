@@ -28,7 +28,7 @@ from cadence.runtime.mailboxes import Sender
 from cadence.runtime.schema import actions
 from cadence.runtime.smtp import SmtpTransport
 from cadence.runtime.store import Store
-from tests.engine_db import database
+from tests.engine_db import database, database_url
 from tests.test_dispatch import free_port
 from tests.test_engine_review import Recorder
 
@@ -243,6 +243,23 @@ def test_concurrent_first_use_and_disjoint_enrolls_never_fail(kind: str, tmp_pat
         engine = Engine(Store.open(url, now=T0, **options))
         assert statuses(engine) == {"pending": 900}
         engine.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_four_commands_on_a_new_database_at_once_all_work(kind: str, tmp_path: Path) -> None:
+    """The first use of a database migrates it; four `cadence tasks` started
+    together wait for one another (the migration lock) instead of failing."""
+    with database_url(kind, tmp_path) as db:
+        commands = [
+            subprocess.Popen(
+                [sys.executable, "-m", "cadence", "tasks", "--db", db],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for _ in range(4)
+        ]  # fmt: skip
+        outputs = [command.communicate(timeout=120) for command in commands]
+        assert [command.returncode for command in commands] == [0, 0, 0, 0], outputs
+        assert all(err == "no open tasks\n" for _, err in outputs), outputs
 
 
 # ---- SQLite: readers and a dispatcher beside a long enroll --------------------------------------
