@@ -185,6 +185,7 @@ def _plan(
     moves = []
     writes = _Writes()
     checker: PeopleChecker | None = None
+    plans: dict[tuple[dt.datetime, str, str | None], list[Action]] = {}
     for row, version in batch:
         planner = planners.get(row.start_at) or planners.setdefault(
             row.start_at, Planner(ir, row.start_at)
@@ -198,7 +199,11 @@ def _plan(
             move.problem = f"the new version cannot take them: {'; '.join(problems)}"
             continue
         where = zone(row.zone) or UTC_ZONE
-        new = planner.actions(row.person, row.fields)
+        # What the version plans depends on the start and the person's zone
+        # only (their fields fill texts, which are rendered at send time).
+        planned_zone, zone_note = planner.zone_for(row.fields)
+        known = (row.start_at, planned_zone.key, zone_note)
+        new = plans.get(known) or plans.setdefault(known, planner.actions(row.person, row.fields))
         theirs = _Writes()  # kept only when the whole move holds
         _compare(move, steps[row.id], new, where, theirs)
         if move.problem is None and apply_to is not None:
