@@ -186,6 +186,7 @@ def _plan(
     writes = _Writes()
     checker: PeopleChecker | None = None
     plans: dict[tuple[dt.datetime, str, str | None], list[Action]] = {}
+    order = _Order([step.id for step in ir.steps])  # the planner keeps the campaign's order
     for row, version in batch:
         planner = planners.get(row.start_at) or planners.setdefault(
             row.start_at, Planner(ir, row.start_at)
@@ -205,7 +206,7 @@ def _plan(
         known = (row.start_at, planned_zone.key, zone_note)
         new = plans.get(known) or plans.setdefault(known, planner.actions(row.person, row.fields))
         theirs = _Writes()  # kept only when the whole move holds
-        _compare(move, steps[row.id], new, where, theirs)
+        _compare(move, steps[row.id], new, order, where, theirs)
         if move.problem is None and apply_to is not None:
             theirs.moved(row, apply_to, move, now)
             writes.merge(theirs)
@@ -222,7 +223,7 @@ def _refusals(
     steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
     for action in connection.execute(_STATUSES, {"b_ids": list(steps)}):
         steps[action.enrollment_id].append(action)
-    order = [step.id for step in ir.steps]
+    order = _Order([step.id for step in ir.steps])
     checker = PeopleChecker(ir.person_fields, Planner(ir, now).header_fields)
     refused = []
     for row, version in batch:
@@ -236,33 +237,48 @@ def _refusals(
     return refused
 
 
-def _refusal(old: list[Any], new: list[str]) -> str | None:
+@dataclass(frozen=True)
+class _Order:
+    """A version's steps in order, with each step's place (built once)."""
+
+    steps: list[str]
+    place: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "place", {step: n for n, step in enumerate(self.steps)})
+
+    def reached(self, old: list[Any]) -> int:
+        """The place of the last step the person already had (-1: none)."""
+        places = [self.place.get(a.step, -1) for a in old if a.status not in _LEFT]
+        return max(places, default=-1)
+
+
+def _refusal(old: list[Any], new: _Order) -> str | None:
     """Why a person with the stored steps ``old`` cannot move to a version
-    with the steps ``new`` (in order), if they cannot."""
-    if any(action.status in (CLAIMED, UNCONFIRMED) for action in old):
+    with the steps ``new``, if they cannot."""
+    statuses = {action.status for action in old}
+    if CLAIMED in statuses or UNCONFIRMED in statuses:
         return "a send of theirs is being delivered right now; try again in a while"
-    order = {step: index for index, step in enumerate(new)}
-    done = [action.step for action in old if action.status not in _LEFT]
-    reached = max((order[step] for step in done if step in order), default=-1)
+    reached = new.reached(old)
     for action in old:
-        if action.status in _LEFT and action.step in order and order[action.step] < reached:
+        if action.status in _LEFT and new.place.get(action.step, reached) < reached:
             return (
-                f"`{action.step}` would come before `{new[reached]}`, which they already had "
-                "(that would move them backwards)"
+                f"`{action.step}` would come before `{new.steps[reached]}`, which they already "
+                "had (that would move them backwards)"
             )
     return None
 
 
-def _compare(move: Move, old: list[Any], new: list[Action], where: Any, writes: _Writes) -> None:
+def _compare(
+    move: Move, old: list[Any], new: list[Action], order: _Order, where: Any, writes: _Writes
+) -> None:
     """The changes from ``old`` (stored actions) to ``new`` (the new version's
-    plan for the person); a refusal goes in ``move.problem``."""
-    move.problem = _refusal(old, [action.step for action in new])
+    plan for the person, in ``order``); a refusal goes in ``move.problem``."""
+    move.problem = _refusal(old, order)
     if move.problem is not None:
         return
     by_step = {action.step: action for action in old}
-    order = {action.step: index for index, action in enumerate(new)}
-    done = [action.step for action in old if action.status not in _LEFT]
-    reached = max((order[step] for step in done if step in order), default=-1)
+    reached = order.reached(old)
     for index, action in enumerate(new):
         stored = by_step.get(action.step)
         if stored is None:
@@ -280,7 +296,7 @@ def _compare(move: Move, old: list[Any], new: list[Action], where: Any, writes: 
         if _differs(stored, index, action):
             writes.update(stored.id, index, action)
     for action in old:
-        if action.step not in order and action.status in _LEFT:
+        if action.step not in order.place and action.status in _LEFT:
             move.changes.append(StepChange("-", action.step, "cancelled"))
             writes.cancel(action.id)
 
