@@ -680,10 +680,14 @@ class Engine:
     ) -> list[DueSend]:
         """Sends more than ``late.after`` past their time: skipped, or moved to
         the next time their time of day comes on a counted day; each said in
-        the feed. The others are kept."""
+        the feed. The others are kept. Late means the dispatchers were away:
+        a send held back by a task closed just now (§6), by an earlier send,
+        or waiting for its own retry went out as soon as it could, and is not."""
         keep = []
         for send in found:
             behind = now - send.due_at
+            if behind > late.after:
+                behind = now - self._ready_since(connection, send)
             if behind <= late.after:
                 keep.append(send)
                 continue
@@ -712,6 +716,13 @@ class Engine:
                        send.step, message),
             )  # fmt: skip
         return keep
+
+    def _ready_since(self, connection: Connection, send: DueSend) -> dt.datetime:
+        """When ``send`` could first have gone: its time, or later when an
+        earlier step of its person closed (a task done, a send sent) or its
+        retry came, whichever was last."""
+        retry_at, closed, sent = connection.execute(_READY, {"b_id": send.action_id}).one()
+        return max(when for when in (send.due_at, retry_at, closed, sent) if when is not None)
 
     def _next_time(self, connection: Connection, send: DueSend, now: dt.datetime) -> dt.datetime:
         """When ``send``'s time of day next comes, on or after ``now``, on a day
@@ -1701,6 +1712,20 @@ _ZONES_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zo
 _ZONES_IN = _ZONES_OF.where(in_campaign(bindparam("b_campaign")))
 _ZONE_OF = select(enrollments.c.zone).where(enrollments.c.id == bindparam("b_id"))
 _THIS, _EARLIER = actions.alias("this_send"), actions.alias("earlier_send")
+# What held a send back: its retry, and the last earlier step of its person to close.
+_READY = (
+    select(_THIS.c.retry_at, func.max(_EARLIER.c.closed_at), func.max(_EARLIER.c.sent_at))
+    .select_from(_THIS)
+    .outerjoin(
+        _EARLIER,
+        and_(
+            _EARLIER.c.enrollment_id == _THIS.c.enrollment_id,
+            _EARLIER.c.position < _THIS.c.position,
+        ),
+    )
+    .where(_THIS.c.id == bindparam("b_id"))
+    .group_by(_THIS.c.id, _THIS.c.retry_at)
+)
 _EARLIER_DUE = select(func.max(_EARLIER.c.due_at)).where(
     _THIS.c.id == bindparam("b_id"),
     _EARLIER.c.enrollment_id == _THIS.c.enrollment_id,

@@ -207,3 +207,24 @@ def test_run_stops_at_once_on_sigterm(tmp_path: Path) -> None:
         assert "stopped (SIGTERM)" in process.stderr.read()
     finally:
         process.kill()
+
+
+def test_a_send_held_back_by_a_late_task_goes_when_the_task_closes(engine: Engine) -> None:
+    source = """campaign "Held" {
+  timezone "UTC"
+  day 1 {
+    call ring { notes "Call first" }
+    email after { send at 09:00 subject "As promised" body "Hi" }
+  }
+}
+"""
+    compiled = compile_source(source, "held.campaign").ir
+    assert compiled is not None
+    engine.enroll(compiled, [{"email": "ann@a.example"}], T0, now=T0)
+    two_days_later = T0 + dt.timedelta(days=2, hours=7)
+    (task,) = engine.open_tasks()
+    engine.complete_task(task.id, two_days_later)  # the call was made late (§6: it blocks)
+    outbox = Recorder()
+    report = Dispatcher(engine, outbox, Sender(), late=LatePolicy()).run_once(two_days_later)
+    assert report.sent == 1  # not late: it went as soon as the task let it
+    assert not [entry for entry in engine.feed() if entry.event == "late"]
