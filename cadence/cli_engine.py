@@ -155,7 +155,7 @@ def enroll(
     if ir is None:
         sys.exit(1)
     try:
-        options = Options.parse(ir, start=start, overrides=overrides)
+        options = Options.parse(ir, start=start, overrides=overrides, now=now)
     except ValueError as error:
         _fail(str(error))
     with contextlib.ExitStack() as stack:
@@ -172,6 +172,7 @@ def enroll(
                 catch_up=cast(Any, catch_up),
                 on_batch=lambda done: advance(done.enrolled + done.already + len(done.problems)),
             )  # fmt: skip
+            advance(report.enrolled + report.already + len(report.problems))
         except PastStart as error:
             _fail(f"{error}: --catch-up skip, or --catch-up send; nothing was enrolled")
         except PeopleError as error:

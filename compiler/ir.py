@@ -118,9 +118,17 @@ def dump_ir(campaign: Campaign) -> str:
 
 
 def identity(campaign: Campaign) -> str:
-    """Who the campaign is: its `id` setting, else its name. Versions of one
-    campaign share it."""
-    return campaign.settings.id or campaign.name
+    """Who the campaign is: ``id:`` its `id` setting, else ``name:`` its name
+    (two namespaces: a campaign named like another's id is another
+    campaign). Versions of one campaign share it."""
+    if campaign.settings.id:
+        return f"id:{campaign.settings.id}"
+    return f"name:{campaign.name}"
+
+
+def shown_identity(stored: str) -> str:
+    """An identity as people write it: the id, or the name."""
+    return stored.partition(":")[2] or stored
 
 
 def behaviour_digest(campaign: Campaign) -> str:
@@ -131,22 +139,28 @@ def behaviour_digest(campaign: Campaign) -> str:
     by a newer cadence is the same version."""
     steps = []
     for step in campaign.steps:
-        data = step.model_dump(mode="json", exclude={"span"})
+        data = step.model_dump(mode="json", exclude={"span"}, exclude_defaults=True)
         for text in ("subject", "body", "notes", "message", "title"):
             template = getattr(step, text)
             data[text] = None if template is None else template.source
         if step.timing is not None:
-            data["timing"] = step.timing.model_dump(mode="json", exclude={"note"})
+            data["timing"] = step.timing.model_dump(
+                mode="json", exclude={"note"}, exclude_defaults=True
+            )
         steps.append(data)
-    settings = campaign.settings.model_dump(mode="json")
-    settings["requires"] = sorted(settings["requires"])  # the order they are listed in does nothing
+    # Defaults left out: a field a later cadence adds (with a default) is not
+    # a change of behaviour, and must not make every campaign a new version.
+    settings = campaign.settings.model_dump(mode="json", exclude_defaults=True)
+    settings["requires"] = sorted(
+        settings.get("requires", [])
+    )  # the order they are listed in does nothing
     behaviour = {
         "identity": identity(campaign),
         "name": campaign.name,
         "settings": settings,
         "person_fields": sorted(campaign.person_fields),
         "steps": steps,
-        "edges": [edge.model_dump(mode="json") for edge in campaign.edges],
+        "edges": [edge.model_dump(mode="json", exclude_defaults=True) for edge in campaign.edges],
     }
     text = json.dumps(behaviour, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -210,6 +210,9 @@ class Dispatcher:
                 break
             if box.throttle is not None:
                 box.throttle.wait()
+                if self.stopping:  # stopped during the wait: this one goes back too
+                    self.engine.release(claimed[position:])
+                    break
             elapsed = self.monotonic() - started
             if held - elapsed < DELIVERY_MARGIN.total_seconds():
                 # A long (throttled, slow) batch keeps its leases: the send
@@ -339,7 +342,8 @@ class Dispatcher:
                     raise
                 reason = str(getattr(error, "orig", None) or error).splitlines()[0]
                 log.warning("cannot %s (%s); trying again in %.1f s", what, reason, delay)
-                self.sleep(delay)
+                # Stopping ends the other waits at once; this one must still wait.
+                (time.sleep if self.stopping else self.sleep)(delay)
                 delay = min(delay * 2, MAX_STORE_DELAY)
 
     def _resolve_unconfirmed(self, now: dt.datetime) -> None:

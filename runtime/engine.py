@@ -402,6 +402,7 @@ class Engine:
         for enrollment_id, (person, where, planned) in zip(ids, batch, strict=True):
             email = person.email.strip()
             today = now.astimezone(zone(where) or UTC_ZONE).date()
+            skipped: set[str] = set()  # task emails skipped by a catch-up
             tasks = [a.step for a in planned if a.kind != "email"]
             sends = len(planned) - len(tasks)
             events.append(
@@ -439,8 +440,16 @@ class Engine:
                     if is_task
                     else action.due is not None and action.due < now
                 )
-                if catch_up is not None and overdue:
+                # An email that waits for a skipped task email would wait forever.
+                orphan = catch_up == "skip" and action.waits_for in skipped
+                if catch_up is not None and (overdue or orphan):
                     event, message = _caught_up(row, catch_up, now)
+                    if orphan:
+                        message = (
+                            f"`{action.step}` skipped: it waits for `{action.waits_for}`, skipped"
+                        )
+                    if catch_up == "skip" and is_task:
+                        skipped.add(action.step)
                     if report is not None:
                         report.caught_up += 1
                 action_rows.append(row)
@@ -701,6 +710,8 @@ class Engine:
                 before = connection.execute(_EARLIER_DUE, {"b_id": send.action_id}).scalar()
                 due = max(due, before) if before is not None else due
                 values = {"status": PENDING, "due_at": due}
+                # Nor after one: the person's later sends wait for this one.
+                connection.execute(_HOLD_LATER, {"b_id": send.action_id, "b_due": due})
                 message = (
                     f"send `{send.step}` moved to {due:%Y-%m-%d %H:%M}Z: {hours} "
                     "(late = reschedule)"
@@ -927,7 +938,8 @@ class Engine:
             connection.execute(
                 update(actions)
                 .where(actions.c.id.in_([row.id for row in rows]))
-                .values(status=PENDING, attempts=0, retry_at=None, error=None, lease_until=None)
+                # retry_at: queued again now, so the late policy counts from now
+                .values(status=PENDING, attempts=0, retry_at=at, error=None, lease_until=None)
             )
             connection.execute(
                 feed.insert(),
@@ -1312,7 +1324,10 @@ class Engine:
                 values: dict[str, Any] = {"due_date": new_date}
                 if due_at is not None:
                     wall = due_at.astimezone(where).time().replace(tzinfo=None)
+                    # Not before the resume (a step of the resume day whose
+                    # time has passed goes now, and is not late).
                     values["due_at"] = place(new_date, wall, where).utc
+                    values["retry_at"] = at
                 connection.execute(
                     update(actions).where(actions.c.id == action_id).values(**values)
                 )
@@ -1494,14 +1509,16 @@ class Engine:
                     campaigns.c.id, campaigns.c.name, campaigns.c.identity, campaigns.c.version
                 ).order_by(campaigns.c.identity, campaigns.c.version)
             ).all()
-        exact = {row.identity for row in rows if text in (row.id, row.name, row.identity)}
+        named = {text, f"id:{text}", f"name:{text}"}
+        exact = {row.identity for row in rows if row.id == text or row.name == text
+                 or row.identity in named}  # fmt: skip
         prefixed = {row.identity for row in rows if len(text) >= 4 and row.id.startswith(text)}
         found = exact or prefixed
         if not found:
             raise EngineError(f"no campaign matches {text!r} (`cadence campaigns` lists them)")
         if len(found) > 1:
             candidates = [
-                f"{row.name!r} (id {row.identity}, version {row.version}, key {row.id[:12]})"
+                f"{row.name!r} ({_shown(row.identity)}, version {row.version}, key {row.id[:12]})"
                 for row in rows
                 if row.identity in found
             ]
@@ -1672,6 +1689,11 @@ _ACTIVE_IN_VERSIONS = (
 )
 
 
+def _shown(stored: str) -> str:
+    kind, _, value = stored.partition(":")
+    return f"id {value}" if kind == "id" else f"name {value!r}"
+
+
 def lock_campaign(connection: Connection, who: str) -> None:
     """One writer at a time per campaign on PostgreSQL (a transaction lock on
     its identity): enrolls of two versions never both take the same person,
@@ -1726,6 +1748,19 @@ _READY = (
     .where(_THIS.c.id == bindparam("b_id"))
     .group_by(_THIS.c.id, _THIS.c.retry_at)
 )
+_HOLD_LATER = (
+    update(actions)
+    .where(
+        actions.c.enrollment_id == select(_THIS.c.enrollment_id).where(
+            _THIS.c.id == bindparam("b_id")).scalar_subquery(),
+        actions.c.position > select(_THIS.c.position).where(
+            _THIS.c.id == bindparam("b_id")).scalar_subquery(),
+        actions.c.status == PENDING,
+        actions.c.is_task.is_(False),
+        actions.c.due_at < bindparam("b_due"),
+    )
+    .values(due_at=bindparam("b_due"))
+)  # fmt: skip
 _EARLIER_DUE = select(func.max(_EARLIER.c.due_at)).where(
     _THIS.c.id == bindparam("b_id"),
     _EARLIER.c.enrollment_id == _THIS.c.enrollment_id,

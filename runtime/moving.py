@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, bindparam, or_, select, update
 
-from cadence.compiler.ir import Campaign
+from cadence.compiler.ir import Campaign, shown_identity
 from cadence.runtime.calendar import UTC_ZONE, zone
 from cadence.runtime.engine import (
     CANCELLED,
@@ -80,24 +80,42 @@ def move_people(
     """Move the active people of ``campaign`` (its identity) on other versions,
     or those of them in ``people``, to version ``to_version``. With
     ``dry_run`` (or when anyone is refused) nothing changes."""
+    campaign = engine.find_campaign(campaign)  # an id, a name or a key, as people write them
     key, ir, versions = _target(engine, campaign, to_version)
     report = MoveReport(to_version)
     for batch in _batches(engine, versions, key, people):
         with engine.store.read() as connection:
             # A dry run says everything; a real one first only looks for
             # refusals (cheaper: no times), so nobody moves if anyone cannot.
-            report.moves += (_plan if dry_run else _refusals)(connection, batch, ir, now)
+            if dry_run:
+                report.moves += _plan(connection, batch, ir, now, engine.campaign)
+            else:
+                report.moves += _refusals(connection, batch, ir, now)
     if dry_run or report.refused:
         return report
     moved: list[Move] = []
-    for batch in _batches(engine, versions, key, people):
+    try:
+        # One transaction: someone who could no longer move when their turn
+        # came (a send claimed since the check) undoes the whole move.
         with engine.store.transaction() as connection:
             lock_campaign(connection, campaign)
-            moved += _plan(connection, batch, ir, now, apply_to=key)
-        if on_progress is not None:
-            on_progress(len(moved))
+            for batch in _batches(engine, versions, key, people, connection):
+                planned = _plan(connection, batch, ir, now, engine.campaign, apply_to=key)
+                if any(move.problem is not None for move in planned):
+                    raise _Refused([move for move in planned if move.problem is not None])
+                moved += planned
+                if on_progress is not None:
+                    on_progress(len(moved))
+    except _Refused as refused:
+        report.moves = refused.moves
+        return report
     report.moves = moved
     return report
+
+
+class _Refused(Exception):
+    def __init__(self, moves: list[Move]) -> None:
+        self.moves = moves
 
 
 def _target(engine: Engine, campaign: str, to_version: int) -> tuple[str, Campaign, dict[str, int]]:
@@ -108,19 +126,24 @@ def _target(engine: Engine, campaign: str, to_version: int) -> tuple[str, Campai
                 campaigns.c.identity == campaign
             )
         ).all()
+    shown = shown_identity(campaign)
     if not rows:
-        raise EngineError(f"no campaign {campaign!r}")
+        raise EngineError(f"no campaign {shown!r}")
     if any(row.ended_at is not None for row in rows):
-        raise EngineError(f"campaign {campaign!r} has ended; nobody in it can move")
+        raise EngineError(f"campaign {shown!r} has ended; nobody in it can move")
     wanted = [row.id for row in rows if row.version == to_version]
     if not wanted:
         known = ", ".join(str(n) for n in sorted({row.version for row in rows}))
-        raise EngineError(f"campaign {campaign!r} has no version {to_version} (it has {known})")
+        raise EngineError(f"campaign {shown!r} has no version {to_version} (it has {known})")
     return wanted[0], engine.campaign(wanted[0]), {row.id: row.version for row in rows}
 
 
 def _batches(
-    engine: Engine, versions: dict[str, int], key: str, people: set[str] | None
+    engine: Engine,
+    versions: dict[str, int],
+    key: str,
+    people: set[str] | None,
+    connection: Connection | None = None,
 ) -> Iterator[list[Any]]:
     """The active enrollments on the other versions, a batch at a time (by id)."""
     others = [version for version in versions if version != key]
@@ -139,8 +162,11 @@ def _batches(
     )  # fmt: skip
     after = 0
     while True:
-        with engine.store.read() as connection:
+        if connection is not None:
             rows = connection.execute(query, {"b_after": after}).all()
+        else:
+            with engine.store.read() as reading:
+                rows = reading.execute(query, {"b_after": after}).all()
         if not rows:
             return
         after = rows[-1].id
@@ -154,6 +180,7 @@ _STEPS = (
         actions.c.id, actions.c.enrollment_id, actions.c.step, actions.c.status,
         actions.c.position, actions.c.is_task, actions.c.due_at, actions.c.due_date,
         actions.c.day, actions.c.kind, actions.c.thread, actions.c.waits_for, actions.c.note,
+        actions.c.sent_at, actions.c.closed_at,
     )
     .where(actions.c.enrollment_id.in_(bindparam("b_ids", expanding=True)))
     .order_by(actions.c.enrollment_id, actions.c.position)
@@ -173,24 +200,24 @@ def _plan(
     batch: Sequence[tuple[Any, int]],
     ir: Campaign,
     now: dt.datetime,
+    version_of: Callable[[str], Campaign],
     *,
     apply_to: str | None = None,
 ) -> list[Move]:
     """What moving each of ``batch`` does; with ``apply_to`` (the new
-    version's key), done."""
+    version's key), done. ``version_of`` gives the IR of a version's key (the
+    versions people are on: their plan tells what was moved since)."""
     steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
     for action in connection.execute(_STEPS, {"b_ids": list(steps)}):
         steps[action.enrollment_id].append(action)
-    planners: dict[dt.datetime, Planner] = {}
+    planners: dict[tuple[str, dt.datetime], Planner] = {}
     moves = []
     writes = _Writes()
     checker: PeopleChecker | None = None
-    plans: dict[tuple[dt.datetime, str, str | None], list[Action]] = {}
+    plans: dict[tuple[str, dt.datetime, str, str | None], list[Action]] = {}
     order = _Order([step.id for step in ir.steps])  # the planner keeps the campaign's order
     for row, version in batch:
-        planner = planners.get(row.start_at) or planners.setdefault(
-            row.start_at, Planner(ir, row.start_at)
-        )
+        planner = _planner(planners, "", ir, row.start_at)
         checker = checker or PeopleChecker(ir.person_fields, planner.header_fields)
         move = Move(row.person, row.id, version)
         moves.append(move)
@@ -203,16 +230,32 @@ def _plan(
         # What the version plans depends on the start and the person's zone
         # only (their fields fill texts, which are rendered at send time).
         planned_zone, zone_note = planner.zone_for(row.fields)
-        known = (row.start_at, planned_zone.key, zone_note)
+        known = ("", row.start_at, planned_zone.key, zone_note)
         new = plans.get(known) or plans.setdefault(known, planner.actions(row.person, row.fields))
+        # What their own version planned: a stored time that differs from it
+        # was moved since (a pause, a reschedule), and the move keeps that.
+        was = _planner(planners, row.campaign_id, version_of(row.campaign_id), row.start_at)
+        before = (row.campaign_id, row.start_at, planned_zone.key, zone_note)
+        old_plan = plans.get(before) or plans.setdefault(
+            before, was.actions(row.person, row.fields)
+        )
         theirs = _Writes()  # kept only when the whole move holds
-        _compare(move, steps[row.id], new, order, where, theirs)
+        _compare(move, steps[row.id], new, order, where, theirs, {a.step: a for a in old_plan})
         if move.problem is None and apply_to is not None:
-            theirs.moved(row, apply_to, move, now)
+            theirs.moved(row, apply_to, move, now, planned_zone.key)
             writes.merge(theirs)
     if apply_to is not None:
         writes.run(connection, now)
-    return [move for move in moves if apply_to is None or move.problem is None]
+    return moves
+
+
+def _planner(
+    planners: dict[tuple[str, dt.datetime], Planner], key: str, ir: Campaign, start: dt.datetime
+) -> Planner:
+    found = planners.get((key, start))
+    if found is None:
+        found = planners[(key, start)] = Planner(ir, start)
+    return found
 
 
 def _refusals(
@@ -270,19 +313,32 @@ def _refusal(old: list[Any], new: _Order) -> str | None:
 
 
 def _compare(
-    move: Move, old: list[Any], new: list[Action], order: _Order, where: Any, writes: _Writes
+    move: Move,
+    old: list[Any],
+    new: list[Action],
+    order: _Order,
+    where: Any,
+    writes: _Writes,
+    planned: dict[str, Action],
 ) -> None:
     """The changes from ``old`` (stored actions) to ``new`` (the new version's
-    plan for the person, in ``order``); a refusal goes in ``move.problem``."""
+    plan for the person, in ``order``; ``planned``: their own version's plan);
+    a refusal goes in ``move.problem``."""
     move.problem = _refusal(old, order)
     if move.problem is not None:
         return
     by_step = {action.step: action for action in old}
     reached = order.reached(old)
+    last = _last_done(old)
     for index, action in enumerate(new):
         stored = by_step.get(action.step)
+        if stored is not None and stored.status in _LEFT and stored.is_task != _is_task(action):
+            # An email that became a task, or a task an email: a new step.
+            move.changes.append(StepChange("-", action.step, f"cancelled (now {action.kind})"))
+            writes.cancel(stored.id)
+            stored = None
         if stored is None:
-            if index > reached:
+            if index > reached and not _before(action, last):
                 move.changes.append(StepChange("+", action.step, _when(action, where)))
                 writes.add(move.enrollment_id, index, action)
             continue
@@ -290,22 +346,66 @@ def _compare(
             if stored.position != index:
                 writes.position(stored.id, index)
             continue
-        if stored.due_at != action.due or stored.due_date != action.due_date:
-            before, after = _stored_when(stored, where), _when(action, where)
+        due, due_date = _retimed(stored, planned.get(action.step), action)
+        if stored.due_at != due or stored.due_date != due_date:
+            before, after = _stored_when(stored, where), _when_at(due, due_date, action, where)
             move.changes.append(StepChange("~", action.step, _arrow(before, after)))
-        if _differs(stored, index, action):
-            writes.update(stored.id, index, action)
+        if _differs(stored, index, action, due, due_date):
+            writes.update(stored.id, index, action, due, due_date)
     for action in old:
         if action.step not in order.place and action.status in _LEFT:
             move.changes.append(StepChange("-", action.step, "cancelled"))
             writes.cancel(action.id)
 
 
-def _differs(stored: Any, index: int, action: Action) -> bool:
+def _is_task(action: Action) -> bool:
+    return action.kind != "email"
+
+
+def _last_done(old: list[Any]) -> dt.datetime | None:
+    """When the person's last finished step happened."""
+    times = [a.sent_at or a.closed_at or a.due_at for a in old if a.status not in _LEFT]
+    return max((when for when in times if when is not None), default=None)
+
+
+def _before(action: Action, last: dt.datetime | None) -> bool:
+    """A new step planned before what the person already had (a renamed step
+    they had under its old name): not scheduled."""
+    if last is None:
+        return False
+    if action.due is not None:
+        return action.due <= last
+    return action.due_date < last.date()
+
+
+def _retimed(
+    stored: Any, was: Action | None, now_planned: Action
+) -> tuple[dt.datetime | None, dt.date]:
+    """A step's time in the new version, keeping what moved it since it was
+    planned (a pause, a reschedule, a task email's time filled in): the new
+    plan's change, applied to the stored time."""
+    if was is None:
+        return now_planned.due, now_planned.due_date
+    same = (was.due, was.due_date, was.waits_for) == (
+        now_planned.due,
+        now_planned.due_date,
+        now_planned.waits_for,
+    )
+    if same:
+        return stored.due_at, stored.due_date  # unchanged: whatever moved it holds
+    shift = now_planned.due_date - was.due_date
+    if was.due is not None and now_planned.due is not None and stored.due_at is not None:
+        return stored.due_at + (now_planned.due - was.due), stored.due_date + shift
+    return now_planned.due, stored.due_date + shift
+
+
+def _differs(
+    stored: Any, index: int, action: Action, due: dt.datetime | None, due_date: dt.date
+) -> bool:
     """Whether the stored step needs the new version's values written."""
     return (stored.position, stored.day, stored.kind, stored.due_at, stored.due_date,
             stored.thread, stored.waits_for, stored.note) != (
-        index, action.day, action.kind, action.due, action.due_date, action.thread,
+        index, action.day, action.kind, due, due_date, action.thread,
         action.waits_for, action.note)  # fmt: skip
 
 
@@ -313,6 +413,12 @@ def _when(action: Action, where: Any) -> str:
     if action.due is None:
         return f"{action.due_date}" + (f", after `{action.waits_for}`" if action.waits_for else "")
     return f"{action.due.astimezone(where):%Y-%m-%d %H:%M}"
+
+
+def _when_at(due: dt.datetime | None, due_date: dt.date, action: Action, where: Any) -> str:
+    if due is None:
+        return f"{due_date}" + (f", after `{action.waits_for}`" if action.waits_for else "")
+    return f"{due.astimezone(where):%Y-%m-%d %H:%M}"
 
 
 def _stored_when(action: Any, where: Any) -> str:
@@ -348,10 +454,17 @@ class _Writes:
             "note": action.note, "status": OPEN if is_task else PENDING, "attempts": 0,
         })  # fmt: skip
 
-    def update(self, action_id: int, index: int, action: Action) -> None:
+    def update(
+        self,
+        action_id: int,
+        index: int,
+        action: Action,
+        due: dt.datetime | None,
+        due_date: dt.date,
+    ) -> None:
         self.updates.append({
             "b_id": action_id, "b_position": index, "b_day": action.day, "b_kind": action.kind,
-            "b_due_at": action.due, "b_due_date": action.due_date, "b_thread": action.thread,
+            "b_due_at": due, "b_due_date": due_date, "b_thread": action.thread,
             "b_waits_for": action.waits_for, "b_note": action.note,
         })  # fmt: skip
 
@@ -361,8 +474,9 @@ class _Writes:
     def cancel(self, action_id: int) -> None:
         self.cancels.append({"b_id": action_id})
 
-    def moved(self, row: Any, key: str, move: Move, now: dt.datetime) -> None:
-        self.enrollments.append({"b_id": row.id, "b_key": key})
+    def moved(self, row: Any, key: str, move: Move, now: dt.datetime, zone_key: str) -> None:
+        # The version may count in another zone: later pauses and reschedules read it.
+        self.enrollments.append({"b_id": row.id, "b_key": key, "b_zone": zone_key})
         counts = {sign: sum(c.sign == sign for c in move.changes) for sign in "~+-"}
         self.events.append({
             "at": now, "campaign_id": key, "enrollment_id": row.id, "person": row.person,
@@ -417,5 +531,5 @@ _POSITION = (
 _MOVE = (
     update(enrollments)
     .where(enrollments.c.id == bindparam("b_id"))
-    .values(campaign_id=bindparam("b_key"))
+    .values(campaign_id=bindparam("b_key"), zone=bindparam("b_zone"))
 )

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import case, exists, func, select
 
+from cadence.compiler.ir import shown_identity
 from cadence.runtime.schema import actions, campaigns, enrollments
 from cadence.runtime.store import Store
 
@@ -86,7 +87,7 @@ def campaign_overviews(store: Store) -> list[CampaignOverview]:
     overviews = [
         CampaignOverview(
             name=versions[-1].name,
-            id=identity,
+            id=shown_identity(identity),
             created_at=versions[0].created_at,
             ended_at=versions[-1].ended_at,
             versions=versions,
@@ -177,8 +178,8 @@ def _enrollment(row: Any, history: list[StepStatus]) -> EnrollmentStatus:
     else:
         state, reason = "active", None
     return EnrollmentStatus(
-        campaign=row.name, id=row.identity, version=row.version, key=row.key, state=state,
-        reason=reason, started_at=row.start_at, ended_at=row.ended_at,
+        campaign=row.name, id=shown_identity(row.identity), version=row.version, key=row.key,
+        state=state, reason=reason, started_at=row.start_at, ended_at=row.ended_at,
         paused_until=row.paused_until, at_step=done[-1].step if done else None,
         next=coming if state in ("active", "paused") else None, history=history,
     )  # fmt: skip

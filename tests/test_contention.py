@@ -187,8 +187,9 @@ def test_retry_queues_failed_sends_again_and_says_who(tmp_path: Path) -> None:
         engine.mark_failed(send, "550 no such user", T0)
     assert statuses(engine) == {"failed": 2}
     result = CliRunner().invoke(
-        cli, ["retry", "--db", db, "--person", "p001@example.com", "--by", "alice"]
-    )
+        cli, ["retry", "--db", db, "--person", "p001@example.com", "--by", "alice",
+              "--at", T0.isoformat()],
+    )  # fmt: skip
     assert result.exit_code == 0 and "queued 1 failed send again" in result.stderr
     assert statuses(engine) == {"failed": 1, "pending": 1}
     requeued = next(e for e in engine.feed() if e.event == "requeued")

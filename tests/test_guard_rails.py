@@ -228,3 +228,53 @@ def test_a_send_held_back_by_a_late_task_goes_when_the_task_closes(engine: Engin
     report = Dispatcher(engine, outbox, Sender(), late=LatePolicy()).run_once(two_days_later)
     assert report.sent == 1  # not late: it went as soon as the task let it
     assert not [entry for entry in engine.feed() if entry.event == "late"]
+
+
+def test_catch_up_skip_also_skips_an_email_waiting_for_a_skipped_task_email(
+    engine: Engine,
+) -> None:
+    source = """campaign "Waits" {
+  timezone "UTC"
+  day 1 { email note { send task subject "Hand" body "Hello" } }
+  day 2 { email ps { send with previous subject "PS" body "ps" } }
+  day 3 { email later { send at 09:00 subject "L" body "l" } }
+}
+"""
+    compiled = compile_source(source, "waits.campaign").ir
+    assert compiled is not None
+    report = engine.enroll(compiled, [{"email": "ann@a.example"}], T0,
+                           now=T0 + dt.timedelta(days=1, hours=12), catch_up="skip")  # fmt: skip
+    assert report.caught_up == 2
+    assert statuses(engine) == {
+        "note": ("skipped", None),
+        "ps": ("cancelled", None),
+        "later": ("pending", "09 09:00"),
+    }  # never waiting forever for a task nobody will do
+
+
+def test_a_late_send_moved_to_tomorrow_holds_the_persons_later_sends(engine: Engine) -> None:
+    enrolled_two(engine)
+    # Monday's intro is a day late; Tuesday's `next` is 3 hours late, within
+    # the limit, but it waits for intro: never before it.
+    tuesday = dt.datetime(2026, 12, 8, 10, 0, tzinfo=dt.UTC)
+    outbox = Recorder()
+    assert Dispatcher(engine, outbox, Sender(), late=LatePolicy()).run_once(tuesday).sent == 0
+    assert statuses(engine) == {"intro": ("pending", "09 08:00"), "next": ("pending", "09 08:00")}
+
+
+def test_a_send_queued_again_by_hand_is_not_late(engine: Engine) -> None:
+    engine.enroll(ir(), [{"email": "ann@a.example"}], T0, now=T0)
+    failing = Recorder()
+
+    def refuse(message: Any) -> None:
+        from cadence.runtime.delivery import DeliveryError
+
+        raise DeliveryError("550 no such user", permanent=True)
+
+    failing.deliver = refuse  # type: ignore[method-assign]
+    Dispatcher(engine, failing, Sender()).run_once(T0 + dt.timedelta(hours=1))
+    two_days_later = T0 + dt.timedelta(days=2, hours=8)
+    assert engine.retry_failed(two_days_later, by="sam") == 1
+    outbox = Recorder()
+    report = Dispatcher(engine, outbox, Sender(), late=LatePolicy()).run_once(two_days_later)
+    assert [m["Subject"] for m in outbox.messages][:1] == ["Hi"] and report.sent >= 1

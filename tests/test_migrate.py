@@ -141,3 +141,53 @@ def test_migrate_dry_run_prints_a_plan_per_person(tmp_path: Path, update_goldens
     assert code == 0 and err == "moved 2 people to version 2\n"
     code, _, err = run("migrate", "Q1", "--to-version", "7")
     assert code == 2 and err == "cadence: error: campaign 'Q1' has no version 7 (it has 1, 2)\n"
+
+
+def test_a_move_keeps_what_moved_a_persons_steps_since_they_were_planned(engine: Engine) -> None:
+    setup(engine)
+    # Ann was away: paused, then resumed, so her steps moved days later.
+    engine.pause("ann@a.example", dt.date(2026, 12, 14), T0 + dt.timedelta(hours=3), reason="ooo")
+    engine.resume("ann@a.example", T0 + dt.timedelta(days=7, hours=2))
+    held = steps_of(engine, "ann@a.example")
+    assert held["breakup"] == ("pending", "16 09:00")
+    move_people(engine, "Q1", 2, T0 + dt.timedelta(days=7, hours=3))
+    moved = steps_of(engine, "ann@a.example")
+    assert moved["breakup"] == held["breakup"]  # unchanged in version 2: stays where it moved
+    assert moved["bump"] == ("pending", f"{int(held['bump'][1][:2]):02d} 10:15")  # 09:00 → 10:15
+
+
+def test_a_step_that_changes_kind_is_a_new_step(engine: Engine) -> None:
+    engine.enroll(ir(V1), [{"email": "ann@a.example"}], T0, now=T0)
+    email_ring = V1.replace(
+        'call ring { notes "Call" }', 'email ring { send at 11:00 subject "R" body "R" }'
+    )
+    engine.enroll(ir(email_ring), [], T0, now=T0)
+    report = move_people(engine, "Q1", 2, T0)
+    assert [(c.sign, c.step, c.text) for c in report.moves[0].changes] == [
+        ("-", "ring", "cancelled (now email)"),
+        ("+", "ring", "2026-12-09 11:00"),
+    ]
+    with engine.store.read() as connection:
+        rows = connection.execute(
+            select(actions.c.step, actions.c.is_task, actions.c.status).where(
+                actions.c.step == "ring"
+            )
+        ).all()
+    assert sorted(map(tuple, rows)) == [("ring", False, "pending"), ("ring", True, "cancelled")]
+
+
+def test_a_step_renamed_after_it_was_sent_is_not_sent_again(engine: Engine) -> None:
+    setup(engine)
+    renamed = V1.replace("email intro", "email hello").replace("follow up", "follow up")
+    engine.enroll(ir(renamed), [], T0, now=T0)
+    report = move_people(engine, "Q1", 3, T0 + dt.timedelta(hours=3))
+    ann = next(m for m in report.moves if m.person == "ann@a.example")
+    assert ("+", "hello") not in [(c.sign, c.step) for c in ann.changes]  # she had it as `intro`
+
+
+def test_a_version_in_another_zone_moves_the_persons_zone(engine: Engine) -> None:
+    engine.enroll(ir(V1), [{"email": "ann@a.example"}], T0, now=T0)
+    engine.enroll(ir(V1.replace('timezone "UTC"', 'timezone "Asia/Tokyo"')), [], T0, now=T0)
+    move_people(engine, "Q1", 2, T0)
+    with engine.store.read() as connection:
+        assert connection.execute(select(enrollments.c.zone)).scalar() == "Asia/Tokyo"

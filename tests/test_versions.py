@@ -94,8 +94,8 @@ def test_a_renamed_campaign_with_an_id_stays_the_same_campaign(engine: Engine) -
     renamed = ir_of(source.replace("Q1 outbound", "Q1 outbound (EMEA)"))
     second = engine.enroll(renamed, PEOPLE, T0, now=T0)
     assert second.version == 2 and second.enrolled == 0 and len(second.problems) == 2
-    assert engine.find_campaign("Q1 outbound") == engine.find_campaign("q1") == "q1"
-    assert engine.find_campaign(first.campaign_id[:4]) == "q1"
+    assert engine.find_campaign("Q1 outbound") == engine.find_campaign("q1") == "id:q1"
+    assert engine.find_campaign(first.campaign_id[:4]) == "id:q1"
 
 
 def test_ending_a_campaign_ends_every_version(engine: Engine) -> None:
@@ -105,6 +105,14 @@ def test_ending_a_campaign_ends_every_version(engine: Engine) -> None:
     assert active(engine) == []
     with pytest.raises(EngineError, match="has ended; it takes no more people"):
         engine.enroll(ir_of(SOURCE.replace("09:00", "12:00")), PEOPLE, T0, now=T0)
+
+
+def test_a_campaign_named_like_another_ones_id_is_another_campaign(engine: Engine) -> None:
+    with_id = SOURCE.replace('timezone "UTC"', 'id "welcome"\n  timezone "UTC"')
+    engine.enroll(ir_of(with_id), PEOPLE, T0, now=T0)
+    named = ir_of(SOURCE.replace("Q1 outbound", "welcome"))
+    report = engine.enroll(named, PEOPLE, T0, now=T0)
+    assert (report.version, report.enrolled) == (1, 2)  # not version 2 of the other
 
 
 def test_an_ambiguous_name_lists_the_candidates(engine: Engine) -> None:
@@ -144,8 +152,8 @@ def test_an_upgraded_database_numbers_the_versions_it_had(engine: Engine) -> Non
                 campaigns.c.created_at
             )
         ).all()
-    assert [(row.identity, row.version) for row in rows] == [("Q1 outbound", 1)] * 2 + [
-        ("Q1 outbound", 2)
+    assert [(row.identity, row.version) for row in rows] == [("name:Q1 outbound", 1)] * 2 + [
+        ("name:Q1 outbound", 2)
     ]
     again = engine.enroll(ir_of(path="c/q1.campaign"), PEOPLE, T0, now=T0)
     assert (again.campaign_id, again.already, again.enrolled) == (first.campaign_id, 1, 1)
