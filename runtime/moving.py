@@ -83,31 +83,29 @@ def move_people(
     campaign = engine.find_campaign(campaign)  # an id, a name or a key, as people write them
     key, ir, versions = _target(engine, campaign, to_version)
     report = MoveReport(to_version)
-    for batch in _batches(engine, versions, key, people):
-        with engine.store.read() as connection:
-            # A dry run says everything; a real one first only looks for
-            # refusals (cheaper: no times), so nobody moves if anyone cannot.
-            if dry_run:
+    if dry_run:
+        for batch in _batches(engine, versions, key, people):
+            with engine.store.read() as connection:
                 report.moves += _plan(connection, batch, ir, now, engine.campaign)
-            else:
-                report.moves += _refusals(connection, batch, ir, now)
-    if dry_run or report.refused:
         return report
     moved: list[Move] = []
+    refused: list[Move] = []
     try:
-        # One transaction: someone who could no longer move when their turn
-        # came (a send claimed since the check) undoes the whole move.
+        # One transaction, all or nothing: once someone cannot move, the rest
+        # is only checked (to list everyone who cannot), and all is undone.
         with engine.store.transaction() as connection:
             lock_campaign(connection, campaign)
             for batch in _batches(engine, versions, key, people, connection):
-                planned = _plan(connection, batch, ir, now, engine.campaign, apply_to=key)
-                if any(move.problem is not None for move in planned):
-                    raise _Refused([move for move in planned if move.problem is not None])
-                moved += planned
+                target = None if refused else key
+                planned = _plan(connection, batch, ir, now, engine.campaign, apply_to=target)
+                refused += [move for move in planned if move.problem is not None]
+                moved += [move for move in planned if move.problem is None]
                 if on_progress is not None:
-                    on_progress(len(moved))
-    except _Refused as refused:
-        report.moves = refused.moves
+                    on_progress(len(moved) + len(refused))
+            if refused:
+                raise _Refused(refused)
+    except _Refused:
+        report.moves = refused
         return report
     report.moves = moved
     return report
@@ -187,14 +185,6 @@ _STEPS = (
 )  # fmt: skip
 
 
-# What the refusal checks need: no times to convert.
-_STATUSES = (
-    select(actions.c.enrollment_id, actions.c.step, actions.c.status)
-    .where(actions.c.enrollment_id.in_(bindparam("b_ids", expanding=True)))
-    .order_by(actions.c.enrollment_id, actions.c.position)
-)
-
-
 def _plan(
     connection: Connection,
     batch: Sequence[tuple[Any, int]],
@@ -256,28 +246,6 @@ def _planner(
     if found is None:
         found = planners[(key, start)] = Planner(ir, start)
     return found
-
-
-def _refusals(
-    connection: Connection, batch: Sequence[tuple[Any, int]], ir: Campaign, now: dt.datetime
-) -> list[Move]:
-    """Who of ``batch`` cannot move, and why: the checks of :func:`_plan`
-    without planning times (the order of steps is the campaign's)."""
-    steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
-    for action in connection.execute(_STATUSES, {"b_ids": list(steps)}):
-        steps[action.enrollment_id].append(action)
-    order = _Order([step.id for step in ir.steps])
-    checker = PeopleChecker(ir.person_fields, Planner(ir, now).header_fields)
-    refused = []
-    for row, version in batch:
-        move = Move(row.person, row.id, version)
-        if problems := checker.field_problems(row.fields):
-            move.problem = f"the new version cannot take them: {'; '.join(problems)}"
-        else:
-            move.problem = _refusal(steps[row.id], order)
-        if move.problem is not None:
-            refused.append(move)
-    return refused
 
 
 @dataclass(frozen=True)
