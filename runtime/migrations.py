@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select, text, update
+from sqlalchemy import Connection, Table, inspect, select, text, update
 
 from cadence.compiler.ir import IRError, behaviour_digest, identity, load_ir
 from cadence.runtime import schema
@@ -26,11 +26,18 @@ def _suppressions(connection: Connection) -> None:
     schema.suppressions.create(connection, checkfirst=True)
 
 
+def _add_columns(connection: Connection, table: Table, *names: str) -> None:
+    """Columns a later step added to ``table``, unless it has them: a new
+    database got today's tables from the first step already."""
+    have = {column["name"] for column in inspect(connection).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            kind = table.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
 def _inbound(connection: Connection) -> None:
-    # A new database got today's enrollments table from the first step already.
-    if "paused_until" not in {c["name"] for c in inspect(connection).get_columns("enrollments")}:
-        kind = schema.enrollments.c.paused_until.type.compile(dialect=connection.dialect)
-        connection.execute(text(f"ALTER TABLE enrollments ADD COLUMN paused_until {kind}"))
+    _add_columns(connection, schema.enrollments, "paused_until")
     schema.metadata.create_all(connection, tables=[schema.inbound])
 
 
@@ -43,9 +50,7 @@ def _mailbox_sends(connection: Connection) -> None:
 
 
 def _enrollment_mailboxes(connection: Connection) -> None:
-    if "mailbox" not in {c["name"] for c in inspect(connection).get_columns("enrollments")}:
-        kind = schema.enrollments.c.mailbox.type.compile(dialect=connection.dialect)
-        connection.execute(text(f"ALTER TABLE enrollments ADD COLUMN mailbox {kind}"))
+    _add_columns(connection, schema.enrollments, "mailbox")
     # Not `create(checkfirst=True)`: reflecting an expression index warns.
     connection.execute(
         text("CREATE INDEX IF NOT EXISTS enrollments_by_person ON enrollments (lower(person))")
@@ -55,11 +60,7 @@ def _enrollment_mailboxes(connection: Connection) -> None:
 def _campaign_versions(connection: Connection) -> None:
     """Campaigns become versions of a campaign: the rows of one name are its
     versions, one per distinct behaviour, numbered in the order they came."""
-    have = {c["name"] for c in inspect(connection).get_columns("campaigns")}
-    for name in ("identity", "version", "behaviour"):
-        if name not in have:
-            kind = schema.campaigns.c[name].type.compile(dialect=connection.dialect)
-            connection.execute(text(f"ALTER TABLE campaigns ADD COLUMN {name} {kind}"))
+    _add_columns(connection, schema.campaigns, "identity", "version", "behaviour")
     connection.execute(
         text("CREATE INDEX IF NOT EXISTS campaign_versions ON campaigns (identity, behaviour)")
     )
