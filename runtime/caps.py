@@ -19,6 +19,7 @@ from sqlalchemy import Connection, delete, func, select, update
 
 from cadence.runtime.calendar import UTC_ZONE
 from cadence.runtime.schema import mailbox_sends, mailbox_usage
+from cadence.runtime.store import insert_if_absent
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,8 @@ def reserve(connection: Connection, cap: DailyCap, wanted: int, now: dt.datetime
     The day's row is locked (PostgreSQL) or the database is (SQLite's writer
     lock), so two dispatchers never both take the last places."""
     key = {"mailbox": cap.mailbox.lower(), "day": cap.day(now)}
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    connection.execute(insert(mailbox_usage).values(**key, sent=0).on_conflict_do_nothing())
+    row = {**key, "sent": 0}
+    connection.execute(insert_if_absent(connection.dialect.name, mailbox_usage, row))
     query = select(mailbox_usage.c.sent).where(
         mailbox_usage.c.mailbox == key["mailbox"], mailbox_usage.c.day == key["day"]
     )

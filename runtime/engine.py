@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     Connection,
-    Table,
     and_,
     bindparam,
     exists,
@@ -518,7 +517,9 @@ class Engine:
         (``FOR UPDATE SKIP LOCKED``); SQLite serialises writers. With a daily
         ``cap``, what today's cap has no room for rolls to the next day; sends
         later than ``late`` allows are skipped or moved as it says."""
-        return self._claim(now, limit, worker, lease, cap, None, None, late).sends
+        return self.claim_for(
+            None, None, now, limit, worker=worker, lease=lease, cap=cap, late=late
+        ).sends
 
     def claim_for(
         self,
@@ -1884,18 +1885,6 @@ def _add_counted_days(days: BusinessDays, start: dt.date, count: int) -> dt.date
         if days.counts(current):
             count -= 1
     return current
-
-
-def _insert_if_absent(dialect: str, table: Table, row: dict[str, Any]) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING: two enrolls of a new campaign both make
-    its row, and neither fails."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).values(**row).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
 
 
 def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, message: str) -> None:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -19,6 +19,18 @@ from cadence.runtime.migrations import LATEST, current_version, lock_for_migrati
 from cadence.runtime.redact import redact
 
 DEFAULT_DB = "cadence.db"
+
+
+def insert_if_absent(dialect: str, table: Table, row: dict[str, Any]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING, on either database: two writers that
+    make the same row at once both succeed."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(**row).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
 
 
 def database_url(db: str) -> str:
