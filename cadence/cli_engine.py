@@ -453,20 +453,7 @@ def suppress_add(
 @_db_option
 def suppress_import(file: str, reason: str, at_text: str, db: str) -> None:
     """Suppress every address in FILE (CSV with an `email` column, or JSON Lines)."""
-    from cadence.runtime.people import PeopleError, RowProblem, format_of, open_people, read_people
-
-    emails, skipped = [], []
-    try:
-        with open_people(file) as stream:
-            for row in read_people(stream, None if file == "-" else format_of(file)):
-                if isinstance(row, RowProblem):
-                    skipped.append(str(row))
-                elif str(row.fields.get("email") or "").strip():
-                    emails.append(str(row.fields["email"]))
-    except OSError as error:
-        _fail(f"{file}: {error.strerror or error}")
-    except PeopleError as error:
-        _fail(f"{file}: {error}")
+    emails, skipped = _emails_in(file)
     with _engine(db) as engine:
         report = engine.suppress(emails, reason, _instant(at_text), source=f"imported from {file}")
     report.problems[:0] = skipped
@@ -841,7 +828,9 @@ def migrate(
     from cadence.progress import progress
     from cadence.runtime.moving import move_people
 
-    wanted = _emails_of(people_path) if people_path else None
+    wanted = None
+    if people_path:
+        wanted = {email.strip().lower() for email in _emails_in(people_path)[0]}
     with _engine(db) as engine, progress("migrate", None) as advance:
         identity = engine.find_campaign(campaign)
         report = move_people(
@@ -864,22 +853,24 @@ def migrate(
                f"{report.to_version}", err=True)  # fmt: skip
 
 
-def _emails_of(path: str) -> set[str]:
-    """The addresses in a people file, lower case."""
+def _emails_in(path: str) -> tuple[list[str], list[str]]:
+    """The addresses in a people file (CSV with an `email` column, or JSON
+    Lines; - for stdin), and the rows it could not read."""
     from cadence.runtime.people import PeopleError, RowProblem, format_of, open_people, read_people
 
+    emails, skipped = [], []
     try:
         with open_people(path) as stream:
-            rows = read_people(stream, None if path == "-" else format_of(path))
-            return {
-                str(row.fields.get("email", "")).strip().lower()
-                for row in rows
-                if not isinstance(row, RowProblem)
-            }
+            for row in read_people(stream, None if path == "-" else format_of(path)):
+                if isinstance(row, RowProblem):
+                    skipped.append(str(row))
+                elif str(row.fields.get("email") or "").strip():
+                    emails.append(str(row.fields["email"]))
     except OSError as error:
         _fail(f"{path}: {error.strerror or error}")
     except PeopleError as error:
         _fail(f"{path}: {error}")
+    return emails, skipped
 
 
 @click.group()
