@@ -264,13 +264,13 @@ class _Order:
         return max(places, default=-1)
 
 
-def _refusal(old: list[Any], new: _Order) -> str | None:
+def _refusal(old: list[Any], new: _Order, reached: int) -> str | None:
     """Why a person with the stored steps ``old`` cannot move to a version
-    with the steps ``new``, if they cannot."""
+    with the steps ``new``, if they cannot (``reached``: the place in ``new``
+    of the last step they had)."""
     statuses = {action.status for action in old}
     if CLAIMED in statuses or UNCONFIRMED in statuses:
         return "a send of theirs is being delivered right now; try again in a while"
-    reached = new.reached(old)
     for action in old:
         if action.status in _LEFT and new.place.get(action.step, reached) < reached:
             return (
@@ -292,11 +292,11 @@ def _compare(
     """The changes from ``old`` (stored actions) to ``new`` (the new version's
     plan for the person, in ``order``; ``planned``: their own version's plan);
     a refusal goes in ``move.problem``."""
-    move.problem = _refusal(old, order)
+    reached = order.reached(old)
+    move.problem = _refusal(old, order, reached)
     if move.problem is not None:
         return
     by_step = {action.step: action for action in old}
-    reached = order.reached(old)
     last = _last_done(old)
     for index, action in enumerate(new):
         stored = by_step.get(action.step)
@@ -378,9 +378,7 @@ def _differs(
 
 
 def _when(action: Action, where: Any) -> str:
-    if action.due is None:
-        return f"{action.due_date}" + (f", after `{action.waits_for}`" if action.waits_for else "")
-    return f"{action.due.astimezone(where):%Y-%m-%d %H:%M}"
+    return _when_at(action.due, action.due_date, action, where)
 
 
 def _when_at(due: dt.datetime | None, due_date: dt.date, action: Action, where: Any) -> str:

@@ -14,11 +14,20 @@ from pydantic import BaseModel
 from sqlalchemy import case, exists, func, select
 
 from cadence.compiler.ir import shown_identity
+from cadence.runtime.engine import (
+    CANCELLED,
+    CLAIMED,
+    FAILED,
+    OPEN,
+    PENDING,
+    SENT,
+    UNCONFIRMED,
+)
 from cadence.runtime.schema import actions, campaigns, enrollments
 from cadence.runtime.store import Store
 
 # An action still to do: the enrollment has not run to its end.
-_LEFT = ("pending", "open", "claimed", "unconfirmed")
+_LEFT = (PENDING, OPEN, CLAIMED, UNCONFIRMED)
 
 
 class VersionOverview(BaseModel):
@@ -129,7 +138,7 @@ class PersonStatus(BaseModel):
     enrollments: list[EnrollmentStatus]
 
 
-_DONE = ("sent", "completed", "skipped", "failed", "cancelled")
+_DONE = (SENT, "completed", "skipped", FAILED, CANCELLED)
 
 
 def person_status(store: Store, person: str) -> PersonStatus:
