@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from cadence.runtime.addresses import AddressChecker, AddressError, has_control, header_problem
 
@@ -56,14 +56,20 @@ def format_of(path: str) -> PeopleFormat | None:
     return None
 
 
+# No person's row is this long: a longer line is not a people file (and
+# /dev/zero, one endless line, is refused instead of filling the memory).
+MAX_LINE_BYTES = 1024 * 1024
+
+
 class Utf8Lines:
     """The lines of a binary stream as text. A line that is not UTF-8 is kept
     (with replacement characters, so line numbers stay right) and remembered:
     its row becomes a problem naming the line and byte, never a traceback.
-    A UTF-8 byte order mark at the start is dropped."""
+    A UTF-8 byte order mark at the start is dropped; a line longer than
+    :data:`MAX_LINE_BYTES` is a :class:`PeopleError`."""
 
-    def __init__(self, stream: Iterable[bytes]) -> None:
-        self._stream = iter(stream)
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
         self.number = 0
         self.bad: dict[int, str] = {}
 
@@ -71,8 +77,15 @@ class Utf8Lines:
         return self
 
     def __next__(self) -> str:
-        raw = next(self._stream)
+        raw = self._stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            raise StopIteration
         self.number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise PeopleError(
+                f"line {self.number} is longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB: "
+                "not a people file"
+            )
         if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]
         try:

@@ -122,6 +122,11 @@ def cases(paths: dict[str, str], db: str, folder: Path) -> list[dict[str, Any]]:
         case(f"enroll {name}", "enroll", example, "--people", paths[name], "--start", START,
              "--now", "2026-01-01T00:00Z", "--db", db)  # fmt: skip
     case("people is a folder", "plan", example, "--people", str(folder), "--start", START)
+    # One endless line: refused at 1 MiB, not read until the memory runs out.
+    case("plan /dev/zero", "plan", example, "--people", "/dev/zero", "--start", START)
+    case("suppress import /dev/zero", "suppress", "import", "/dev/zero", "--db", db)
+    case("migrate --people /dev/zero", "migrate", "x", "--to-version", "1", "--people",
+         "/dev/zero", "--db", db)  # fmt: skip
     # Arguments.
     for start in ["0001-01-01T00:00", "99999-01-01", "9999-12-31T23:59:59-12:00", "now+1", "\x00",
                   "2026-02-30T09:00", "2026-01-05T25:00", "1e309"]:  # fmt: skip
