@@ -894,7 +894,8 @@ def mailboxes_move(old: str, new: str, db: str) -> None:
     with _engine(db) as engine:
         moved = engine.move_mailbox(old, new)
     click.echo(
-        f"moved {moved} {'person' if moved == 1 else 'people'} from {old} to {new}", err=True
+        f"moved {moved} {'person' if moved == 1 else 'people'} from {_printable(old)} to {new}",
+        err=True,
     )
 
 
