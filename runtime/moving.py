@@ -16,8 +16,9 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, literal, null, or_, select, update
 
 from cadence.compiler.ir import Campaign, shown_identity
 from cadence.runtime.calendar import UTC_ZONE, zone
@@ -33,7 +34,7 @@ from cadence.runtime.engine import (
 )
 from cadence.runtime.people import PeopleChecker
 from cadence.runtime.planner import Action, Planner
-from cadence.runtime.schema import actions, campaigns, enrollments, feed
+from cadence.runtime.schema import UTCDateTime, actions, campaigns, enrollments, feed
 
 MOVE_BATCH = 1000  # people per transaction
 _LEFT = (PENDING, OPEN)
@@ -83,10 +84,11 @@ def move_people(
     campaign = engine.find_campaign(campaign)  # an id, a name or a key, as people write them
     key, ir, versions = _target(engine, campaign, to_version)
     report = MoveReport(to_version)
+    mover = _Mover(ir, engine.campaign)
     if dry_run:
         for batch in _batches(engine, versions, key, people):
             with engine.store.read() as connection:
-                report.moves += _plan(connection, batch, ir, now, engine.campaign)
+                report.moves += mover.plan(connection, batch, now)
         return report
     moved: list[Move] = []
     refused: list[Move] = []
@@ -97,7 +99,7 @@ def move_people(
             lock_campaign(connection, campaign)
             for batch in _batches(engine, versions, key, people, connection):
                 target = None if refused else key
-                planned = _plan(connection, batch, ir, now, engine.campaign, apply_to=target)
+                planned = mover.plan(connection, batch, now, apply_to=target)
                 refused += [move for move in planned if move.problem is not None]
                 moved += [move for move in planned if move.problem is None]
                 if on_progress is not None:
@@ -183,69 +185,119 @@ _STEPS = (
     .where(actions.c.enrollment_id.in_(bindparam("b_ids", expanding=True)))
     .order_by(actions.c.enrollment_id, actions.c.position)
 )  # fmt: skip
+# A stored step without its ids and its sent and closed times (`_STEPS`'s columns
+# from `step` to `note`): what decides how it moves, with `_last_done`.
+_SHAPE = slice(2, 13)
+_PlanKey = tuple[str, dt.datetime, ZoneInfo, str | None]
+MAX_SHAPES = 10_000  # outcomes kept; past it they are worked out again
 
 
-def _plan(
-    connection: Connection,
-    batch: Sequence[tuple[Any, int]],
-    ir: Campaign,
-    now: dt.datetime,
-    version_of: Callable[[str], Campaign],
-    *,
-    apply_to: str | None = None,
-) -> list[Move]:
-    """What moving each of ``batch`` does; with ``apply_to`` (the new
-    version's key), done. ``version_of`` gives the IR of a version's key (the
-    versions people are on: their plan tells what was moved since)."""
-    steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
-    for action in connection.execute(_STEPS, {"b_ids": list(steps)}):
-        steps[action.enrollment_id].append(action)
-    planners: dict[tuple[str, dt.datetime], Planner] = {}
-    moves = []
-    writes = _Writes()
-    checker: PeopleChecker | None = None
-    plans: dict[tuple[str, dt.datetime, str, str | None], list[Action]] = {}
-    order = _Order([step.id for step in ir.steps])  # the planner keeps the campaign's order
-    for row, version in batch:
-        planner = _planner(planners, "", ir, row.start_at)
-        checker = checker or PeopleChecker(ir.person_fields, planner.header_fields)
-        move = Move(row.person, row.id, version)
-        moves.append(move)
-        # Their address was checked when they were enrolled; their fields
-        # against what this version needs.
-        if problems := checker.field_problems(row.fields):
-            move.problem = f"the new version cannot take them: {'; '.join(problems)}"
-            continue
-        where = zone(row.zone) or UTC_ZONE
-        # What the version plans depends on the start and the person's zone
-        # only (their fields fill texts, which are rendered at send time).
-        planned_zone, zone_note = planner.zone_for(row.fields)
-        known = ("", row.start_at, planned_zone.key, zone_note)
-        new = plans.get(known) or plans.setdefault(known, planner.actions(row.person, row.fields))
+@dataclass
+class _Outcome:
+    """How people whose stored steps have one shape move: changes and writes
+    by the place of a stored step in their list (worked out once, applied to
+    each of them with their own ids)."""
+
+    problem: str | None = None
+    changes: list[StepChange] = field(default_factory=list)
+    updates: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    positions: list[tuple[int, int]] = field(default_factory=list)
+    cancels: list[int] = field(default_factory=list)
+    inserts: list[tuple[int, Action]] = field(default_factory=list)
+
+    def message(self, from_version: int) -> str:
+        counts = {sign: sum(c.sign == sign for c in self.changes) for sign in "~+-"}
+        return (
+            f"moved from version {from_version}: {counts['~']} step(s) changed, "
+            f"{counts['+']} added, {counts['-']} cancelled"
+        )
+
+
+class _Mover:
+    """What a move works out once: the planners and plans of the versions
+    involved, by start and zone, and the outcome for each shape of stored
+    steps (people in the same place of the same plan move the same way)."""
+
+    def __init__(self, ir: Campaign, version_of: Callable[[str], Campaign]) -> None:
+        self.ir = ir
+        self.version_of = version_of
+        self.order = _Order([step.id for step in ir.steps])  # the planner keeps this order
+        self.planners: dict[tuple[str, dt.datetime], Planner] = {}
+        self.plans: dict[_PlanKey, list[Action]] = {}
+        self.outcomes: dict[tuple[Any, ...], _Outcome] = {}
+        self.checker: PeopleChecker | None = None
+
+    def plan(
+        self,
+        connection: Connection,
+        batch: Sequence[tuple[Any, int]],
+        now: dt.datetime,
+        apply_to: str | None = None,
+    ) -> list[Move]:
+        """What moving each of ``batch`` does; with ``apply_to`` (the new
+        version's key), done."""
+        steps: dict[int, list[Any]] = {row.id: [] for row, _ in batch}
+        for action in connection.execute(_STEPS, {"b_ids": list(steps)}):
+            steps[action.enrollment_id].append(action)
+        moves = []
+        writes = None if apply_to is None else _Writes(now)
+        for row, version in batch:
+            move = Move(row.person, row.id, version)
+            moves.append(move)
+            planner = self._planner("", self.ir, row.start_at)
+            if self.checker is None:
+                self.checker = PeopleChecker(self.ir.person_fields, planner.header_fields)
+            # Their address was checked when they were enrolled; their fields
+            # against what this version needs.
+            if problems := self.checker.field_problems(row.fields):
+                move.problem = f"the new version cannot take them: {'; '.join(problems)}"
+                continue
+            planned_zone, _ = planner.zone_for(row.fields)
+            outcome = self._outcome(row, steps[row.id])
+            move.problem = outcome.problem
+            move.changes = list(outcome.changes)
+            if outcome.problem is None and writes is not None:
+                writes.add(row, steps[row.id], outcome, version, planned_zone.key)
+        if writes is not None and apply_to is not None:
+            writes.run(connection, apply_to)
+        return moves
+
+    def _outcome(self, row: Any, old: list[Any]) -> _Outcome:
+        new_plan, new = self._actions("", self.ir, row)
         # What their own version planned: a stored time that differs from it
         # was moved since (a pause, a reschedule), and the move keeps that.
-        was = _planner(planners, row.campaign_id, version_of(row.campaign_id), row.start_at)
-        before = (row.campaign_id, row.start_at, planned_zone.key, zone_note)
-        old_plan = plans.get(before) or plans.setdefault(
-            before, was.actions(row.person, row.fields)
-        )
-        theirs = _Writes()  # kept only when the whole move holds
-        _compare(move, steps[row.id], new, order, where, theirs, {a.step: a for a in old_plan})
-        if move.problem is None and apply_to is not None:
-            theirs.moved(row, apply_to, move, now, planned_zone.key)
-            writes.merge(theirs)
-    if apply_to is not None:
-        writes.run(connection, now)
-    return moves
+        old_plan, was = self._actions(row.campaign_id, self.version_of(row.campaign_id), row)
+        last = _last_done(old)
+        shape = (
+            new_plan, old_plan, row.zone, tuple(action[_SHAPE] for action in old),
+            tuple(_before(action, last) for action in new),
+        )  # fmt: skip
+        found = self.outcomes.get(shape)
+        if found is None:
+            found = _Outcome()
+            where = zone(row.zone) or UTC_ZONE
+            _compare(found, old, new, self.order, where, {a.step: a for a in was}, last)
+            if len(self.outcomes) >= MAX_SHAPES:
+                self.outcomes.clear()
+            self.outcomes[shape] = found
+        return found
 
+    def _planner(self, key: str, ir: Campaign, start: dt.datetime) -> Planner:
+        found = self.planners.get((key, start))
+        if found is None:
+            found = self.planners[(key, start)] = Planner(ir, start)
+        return found
 
-def _planner(
-    planners: dict[tuple[str, dt.datetime], Planner], key: str, ir: Campaign, start: dt.datetime
-) -> Planner:
-    found = planners.get((key, start))
-    if found is None:
-        found = planners[(key, start)] = Planner(ir, start)
-    return found
+    def _actions(self, key: str, ir: Campaign, row: Any) -> tuple[_PlanKey, list[Action]]:
+        """What the version ``key`` plans for the person of ``row`` (and which
+        plan that is): a plan depends on the start and the person's zone only
+        (their fields fill texts, which are rendered at send time)."""
+        planner = self._planner(key, ir, row.start_at)
+        known = (key, row.start_at, *planner.zone_for(row.fields))
+        found = self.plans.get(known)
+        if found is None:
+            found = self.plans[known] = planner.actions(row.person, row.fields)
+        return known, found
 
 
 @dataclass(frozen=True)
@@ -281,49 +333,50 @@ def _refusal(old: list[Any], new: _Order, reached: int) -> str | None:
 
 
 def _compare(
-    move: Move,
+    outcome: _Outcome,
     old: list[Any],
     new: list[Action],
     order: _Order,
     where: Any,
-    writes: _Writes,
     planned: dict[str, Action],
+    last: dt.datetime | None,
 ) -> None:
     """The changes from ``old`` (stored actions) to ``new`` (the new version's
-    plan for the person, in ``order``; ``planned``: their own version's plan);
-    a refusal goes in ``move.problem``."""
+    plan for the person, in ``order``; ``planned``: their own version's plan;
+    ``last``: when they last had a step), or why they cannot move."""
     reached = order.reached(old)
-    move.problem = _refusal(old, order, reached)
-    if move.problem is not None:
+    outcome.problem = _refusal(old, order, reached)
+    if outcome.problem is not None:
         return
-    by_step = {action.step: action for action in old}
-    last = _last_done(old)
+    by_step = {action.step: place for place, action in enumerate(old)}
+    changes = outcome.changes
     for index, action in enumerate(new):
-        stored = by_step.get(action.step)
+        place = by_step.get(action.step)
+        stored = None if place is None else old[place]
         if stored is not None and stored.status in _LEFT and stored.is_task != _is_task(action):
             # An email that became a task, or a task an email: a new step.
-            move.changes.append(StepChange("-", action.step, f"cancelled (now {action.kind})"))
-            writes.cancel(stored.id)
+            changes.append(StepChange("-", action.step, f"cancelled (now {action.kind})"))
+            outcome.cancels.append(by_step[action.step])
             stored = None
-        if stored is None:
+        if stored is None or place is None:
             if index > reached and not _before(action, last):
-                move.changes.append(StepChange("+", action.step, _when(action, where)))
-                writes.add(move.enrollment_id, index, action)
+                changes.append(StepChange("+", action.step, _when(action, where)))
+                outcome.inserts.append((index, action))
             continue
         if stored.status not in _LEFT:
             if stored.position != index:
-                writes.position(stored.id, index)
+                outcome.positions.append((place, index))
             continue
         due, due_date = _retimed(stored, planned.get(action.step), action)
         if stored.due_at != due or stored.due_date != due_date:
             before, after = _stored_when(stored, where), _when_at(due, due_date, action, where)
-            move.changes.append(StepChange("~", action.step, _arrow(before, after)))
+            changes.append(StepChange("~", action.step, _arrow(before, after)))
         if _differs(stored, index, action, due, due_date):
-            writes.update(stored.id, index, action, due, due_date)
-    for action in old:
+            outcome.updates.append((place, _values(index, action, due, due_date)))
+    for place, action in enumerate(old):
         if action.step not in order.place and action.status in _LEFT:
-            move.changes.append(StepChange("-", action.step, "cancelled"))
-            writes.cancel(action.id)
+            changes.append(StepChange("-", action.step, "cancelled"))
+            outcome.cancels.append(place)
 
 
 def _is_task(action: Action) -> bool:
@@ -400,62 +453,131 @@ def _arrow(before: str, after: str) -> str:
     return f"{before} → {after}"
 
 
-class _Writes:
-    """A batch's changes, written together (executemany per kind)."""
+def _values(
+    index: int, action: Action, due: dt.datetime | None, due_date: dt.date
+) -> dict[str, Any]:
+    """A pending step's new values (``retry_at`` cleared: its time is the new one)."""
+    return {
+        "position": index, "day": action.day, "kind": action.kind, "due_at": due,
+        "due_date": due_date, "thread": action.thread, "waits_for": action.waits_for,
+        "note": action.note, "retry_at": None,
+    }  # fmt: skip
 
-    def __init__(self) -> None:
+
+SHARED = 8  # people of one outcome in a batch from whom it is written set-wise
+
+
+class _Writes:
+    """A batch's changes, written together: an outcome many people share with
+    one statement per step (``WHERE id IN …``), the rest row by row
+    (executemany per kind)."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.groups: dict[tuple[int, int], _Group] = {}
+
+    def add(
+        self, row: Any, old: list[Any], outcome: _Outcome, from_version: int, zone_key: str
+    ) -> None:
+        found = self.groups.get((id(outcome), from_version))
+        if found is None:
+            found = _Group(outcome, from_version, zone_key)
+            self.groups[(id(outcome), from_version)] = found
+        found.members.append((row, old))
+
+    def run(self, connection: Connection, key: str) -> None:
+        rows = _RowWrites(self.now)
+        for group in self.groups.values():
+            if len(group.members) >= SHARED:
+                self._shared(connection, key, group)
+            else:
+                rows.add(key, group)
+        rows.run(connection)
+
+    def _shared(self, connection: Connection, key: str, group: _Group) -> None:
+        outcome, members = group.outcome, group.members
+
+        def ids(place: int) -> list[int]:
+            return [old[place].id for _, old in members]
+
+        for place, values in outcome.updates:
+            connection.execute(_BY_IDS.values(**values), {"b_ids": ids(place)})
+        for place, index in outcome.positions:
+            connection.execute(_BY_IDS.values(position=index), {"b_ids": ids(place)})
+        for place in outcome.cancels:
+            connection.execute(
+                _BY_IDS.where(actions.c.status.in_(_LEFT)).values(
+                    status=CANCELLED, closed_at=self.now
+                ),
+                {"b_ids": ids(place)},
+            )
+        if outcome.inserts:
+            connection.execute(
+                actions.insert(),
+                [_insert(row.id, index, action) for row, _ in members
+                 for index, action in outcome.inserts],
+            )  # fmt: skip
+        people = {"b_ids": [row.id for row, _ in members]}
+        # The version may count in another zone: later pauses and reschedules read it.
+        connection.execute(
+            update(enrollments)
+            .where(enrollments.c.id.in_(bindparam("b_ids", expanding=True)))
+            .values(campaign_id=key, zone=group.zone_key),
+            people,
+        )
+        said = select(
+            literal(self.now, UTCDateTime), literal(key), enrollments.c.id,
+            enrollments.c.person, literal("migrated"), null(),
+            literal(outcome.message(group.from_version)),
+        ).where(enrollments.c.id.in_(bindparam("b_ids", expanding=True)))  # fmt: skip
+        connection.execute(feed.insert().from_select(_SAID, said), people)
+
+
+_SAID = ["at", "campaign_id", "enrollment_id", "person", "event", "step", "message"]
+
+
+@dataclass
+class _Group:
+    """The people of a batch who move one way (one outcome, from one version)."""
+
+    outcome: _Outcome
+    from_version: int
+    zone_key: str
+    members: list[tuple[Any, list[Any]]] = field(default_factory=list)
+
+
+class _RowWrites:
+    """The writes of outcomes few people share, row by row (executemany)."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
         self.updates: list[dict[str, Any]] = []
         self.positions: list[dict[str, Any]] = []
-        self.inserts: list[dict[str, Any]] = []
         self.cancels: list[dict[str, Any]] = []
+        self.inserts: list[dict[str, Any]] = []
         self.enrollments: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
 
-    def add(self, enrollment_id: int, index: int, action: Action) -> None:
-        is_task = action.kind != "email"
-        self.inserts.append({
-            "enrollment_id": enrollment_id, "step": action.step, "position": index,
-            "day": action.day, "kind": action.kind, "is_task": is_task, "due_at": action.due,
-            "due_date": action.due_date, "thread": action.thread, "waits_for": action.waits_for,
-            "note": action.note, "status": OPEN if is_task else PENDING, "attempts": 0,
-        })  # fmt: skip
+    def add(self, key: str, group: _Group) -> None:
+        outcome = group.outcome
+        message = outcome.message(group.from_version)
+        for row, old in group.members:
+            for place, values in outcome.updates:
+                self.updates.append(
+                    {"b_id": old[place].id} | {f"b_{k}": v for k, v in values.items()}
+                )
+            for place, index in outcome.positions:
+                self.positions.append({"b_id": old[place].id, "b_position": index})
+            self.cancels += [{"b_id": old[place].id} for place in outcome.cancels]
+            self.inserts += [_insert(row.id, index, action) for index, action in outcome.inserts]
+            self.enrollments.append({"b_id": row.id, "b_key": key, "b_zone": group.zone_key})
+            self.events.append({
+                "at": self.now, "campaign_id": key, "enrollment_id": row.id, "person": row.person,
+                "event": "migrated", "step": None, "message": message,
+            })  # fmt: skip
 
-    def update(
-        self,
-        action_id: int,
-        index: int,
-        action: Action,
-        due: dt.datetime | None,
-        due_date: dt.date,
-    ) -> None:
-        self.updates.append({
-            "b_id": action_id, "b_position": index, "b_day": action.day, "b_kind": action.kind,
-            "b_due_at": due, "b_due_date": due_date, "b_thread": action.thread,
-            "b_waits_for": action.waits_for, "b_note": action.note,
-        })  # fmt: skip
-
-    def position(self, action_id: int, index: int) -> None:
-        self.positions.append({"b_id": action_id, "b_position": index})
-
-    def cancel(self, action_id: int) -> None:
-        self.cancels.append({"b_id": action_id})
-
-    def moved(self, row: Any, key: str, move: Move, now: dt.datetime, zone_key: str) -> None:
-        # The version may count in another zone: later pauses and reschedules read it.
-        self.enrollments.append({"b_id": row.id, "b_key": key, "b_zone": zone_key})
-        counts = {sign: sum(c.sign == sign for c in move.changes) for sign in "~+-"}
-        self.events.append({
-            "at": now, "campaign_id": key, "enrollment_id": row.id, "person": row.person,
-            "event": "migrated", "step": None,
-            "message": f"moved from version {move.from_version}: {counts['~']} step(s) "
-                       f"changed, {counts['+']} added, {counts['-']} cancelled",
-        })  # fmt: skip
-
-    def merge(self, other: _Writes) -> None:
-        for name in ("updates", "positions", "inserts", "cancels", "enrollments", "events"):
-            getattr(self, name).extend(getattr(other, name))
-
-    def run(self, connection: Connection, now: dt.datetime) -> None:
+    def run(self, connection: Connection) -> None:
+        now = self.now
         if self.updates:
             connection.execute(_UPDATE, self.updates)
         if self.positions:
@@ -467,7 +589,7 @@ class _Writes:
                     actions.c.id == bindparam("b_id"),
                     or_(
                         actions.c.status == PENDING, actions.c.status == OPEN
-                    ),  # no IN: executemany
+                    ),  # executemany: no IN
                 )
                 .values(status=CANCELLED, closed_at=now),
                 self.cancels,
@@ -479,6 +601,17 @@ class _Writes:
             connection.execute(feed.insert(), self.events)
 
 
+def _insert(enrollment_id: int, index: int, action: Action) -> dict[str, Any]:
+    is_task = action.kind != "email"
+    return {
+        "enrollment_id": enrollment_id, "step": action.step, "position": index,
+        "day": action.day, "kind": action.kind, "is_task": is_task, "due_at": action.due,
+        "due_date": action.due_date, "thread": action.thread, "waits_for": action.waits_for,
+        "note": action.note, "status": OPEN if is_task else PENDING, "attempts": 0,
+    }  # fmt: skip
+
+
+_BY_IDS = update(actions).where(actions.c.id.in_(bindparam("b_ids", expanding=True)))
 _UPDATE = (
     update(actions)
     .where(actions.c.id == bindparam("b_id"))
@@ -486,7 +619,7 @@ _UPDATE = (
         position=bindparam("b_position"), day=bindparam("b_day"), kind=bindparam("b_kind"),
         due_at=bindparam("b_due_at"), due_date=bindparam("b_due_date"),
         thread=bindparam("b_thread"), waits_for=bindparam("b_waits_for"),
-        note=bindparam("b_note"), retry_at=None,
+        note=bindparam("b_note"), retry_at=bindparam("b_retry_at"),
     )
 )  # fmt: skip
 _POSITION = (

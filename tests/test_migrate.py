@@ -18,7 +18,8 @@ from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine, EngineError
 from cadence.runtime.mailboxes import Sender
 from cadence.runtime.moving import move_people
-from cadence.runtime.schema import actions, enrollments
+from cadence.runtime.schema import actions, enrollments, feed
+from tests.engine_db import engine_on
 from tests.helpers import check_golden
 from tests.test_mailboxes import Recorder
 
@@ -191,3 +192,60 @@ def test_a_version_in_another_zone_moves_the_persons_zone(engine: Engine) -> Non
     move_people(engine, "Q1", 2, T0)
     with engine.store.read() as connection:
         assert connection.execute(select(enrollments.c.zone)).scalar() == "Asia/Tokyo"
+
+
+def crowd(engine: Engine) -> list[str]:
+    """Forty people in a few states, many sharing one: twenty had the intro
+    (seven of them were then away for days: their steps moved), twenty start
+    two days later."""
+    first = [f"a{n}@a.example" for n in range(20)]
+    later = [f"b{n}@b.example" for n in range(20)]
+    engine.enroll(ir(V1), [{"email": email} for email in first], T0, now=T0)
+    engine.enroll(ir(V1), [{"email": email} for email in later], T0 + dt.timedelta(days=2), now=T0)
+    Dispatcher(engine, Recorder(), Sender()).run_once(T0 + dt.timedelta(hours=2))
+    for email in first[::3]:
+        engine.pause(email, dt.date(2026, 12, 14), T0 + dt.timedelta(hours=3), reason="ooo")
+        engine.resume(email, T0 + dt.timedelta(days=3, hours=2))
+    engine.enroll(ir(V2), [], T0, now=T0)
+    return first + later
+
+
+def everything(engine: Engine) -> list[tuple[object, ...]]:
+    """Every person's steps, version, zone and migration message (no ids)."""
+    with engine.store.read() as connection:
+        rows = connection.execute(
+            select(
+                enrollments.c.person, enrollments.c.campaign_id, enrollments.c.zone,
+                actions.c.step, actions.c.status, actions.c.position, actions.c.day,
+                actions.c.kind, actions.c.due_at, actions.c.due_date, actions.c.thread,
+                actions.c.waits_for, actions.c.note, actions.c.retry_at,
+            ).join(actions, actions.c.enrollment_id == enrollments.c.id)
+        ).all()  # fmt: skip
+        said = connection.execute(
+            select(feed.c.person, feed.c.campaign_id, feed.c.message).where(
+                feed.c.event == "migrated"
+            )
+        ).all()
+    return sorted(map(tuple, rows)) + sorted(map(tuple, said))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_moving_a_crowd_at_once_matches_moving_each_person_alone(kind: str, tmp_path: Path) -> None:
+    # Moving many people works out each shape of stored steps once and writes
+    # it set-wise for the thirteen and the twenty who share one (row by row for
+    # the seven who were away); each person moved alone is worked out alone.
+    (tmp_path / "together").mkdir()
+    (tmp_path / "alone").mkdir()
+    later = T0 + dt.timedelta(days=3, hours=3)
+    with engine_on(kind, tmp_path / "together", T0) as together:
+        crowd(together)
+        assert len(move_people(together, "Q1", 2, later).moves) == 40
+        expected = everything(together)
+    with engine_on(kind, tmp_path / "alone", T0) as alone:
+        for email in crowd(alone):
+            assert len(move_people(alone, "Q1", 2, later, people={email}).moves) == 1
+        assert everything(alone) == expected
+    assert sum(row[3:5] == ("ring", "cancelled") for row in expected) == 40
+    assert {row[2] for row in expected if len(row) == 3} == {
+        "moved from version 1: 1 step(s) changed, 1 added, 1 cancelled"
+    }
