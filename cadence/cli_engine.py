@@ -69,6 +69,27 @@ def _instant(text: str) -> dt.datetime:
     return value
 
 
+CATCH_UP = 100  # due sends at the start of a pass from which `run` shows a bar
+
+
+@contextmanager
+def _catching_up(
+    engine: Any, now: dt.datetime, show: bool, bar: list[Callable[[int], None]]
+) -> Iterator[None]:
+    """On a terminal, a bar with the total and the time left while ``run``
+    works through a backlog (after days down, a big launch); ``bar`` holds
+    its advance meanwhile."""
+    total = engine.count_due(now) if show else 0
+    if total <= CATCH_UP:
+        yield
+        return
+    from cadence.progress import progress
+
+    with progress("catching up", total) as advance:
+        bar.append(advance)
+        yield
+
+
 @contextmanager
 def _engine(db: str | None) -> Iterator[Any]:
     """The engine on ``db`` (``None``: the config's, else the default);
@@ -1096,9 +1117,12 @@ def run(
     policy = LatePolicy(cast(Any, late or config.late), after)
     fixed = _instant(now_text) if now_text else None
     show = sys.stderr.isatty()
+    bar: list[Callable[[int], None]] = []  # while catching up: the bar's advance
 
     def progress(report: Any) -> None:
-        if show:
+        if bar:
+            bar[0](report.sent + report.retried + report.failed)
+        elif show:
             click.echo(
                 f"\rsent {report.sent}, retrying {report.retried}, failed {report.failed}",
                 err=True,
@@ -1128,9 +1152,11 @@ def run(
         try:
             while not stopped.is_set():
                 now = fixed or dt.datetime.now(dt.UTC)
-                report = dispatcher.run_once(fixed)  # without --now: the clock, per batch
-                if show:
+                with _catching_up(engine, now, show, bar):
+                    report = dispatcher.run_once(fixed)  # without --now: the clock, per batch
+                if show and not bar:
                     click.echo("", err=True)
+                bar.clear()
                 click.echo(
                     f"{now:%Y-%m-%d %H:%M:%S}Z: sent {report.sent}, retrying "
                     f"{report.retried}, failed {report.failed}",

@@ -502,6 +502,13 @@ class Engine:
         with self.store.read() as connection:
             return [DueSend(*row) for row in connection.execute(query)]
 
+    def count_due(self, now: dt.datetime) -> int:
+        """How many sends are due at ``now`` (a dispatcher's backlog)."""
+        query = self._due_query(now, limit=-1).order_by(None).limit(None)
+        counted = select(func.count()).select_from(query.subquery())
+        with self.store.read() as connection:
+            return int(connection.execute(counted).scalar_one())
+
     def claim(
         self,
         now: dt.datetime,

@@ -154,6 +154,16 @@ def test_a_persons_due_sends_go_out_in_campaign_order(engine: Engine) -> None:
     assert [s.step for s in engine.claim(late)] == ["b"]
 
 
+def test_the_backlog_counts_what_is_due_and_not_what_is_held(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE, T0, now=T0)
+    noon = T0.replace(hour=12)
+    assert engine.count_due(noon) == len(engine.due(noon, limit=1000)) > 0
+    for send in engine.claim(noon, limit=1000):  # claimed: no longer due
+        engine.mark_sent(send, f"<{send.action_id}@x>", noon)
+    # Each person's `second` waits for the open call task: nothing is due.
+    assert engine.count_due(noon + HOUR) == len(engine.due(noon + HOUR)) == 0
+
+
 def test_claims_are_leases_and_marking_is_idempotent(engine: Engine) -> None:
     engine.enroll(compiled(), PEOPLE, T0, now=T0)
     first = engine.claim(T0, 10, worker="a", lease=dt.timedelta(minutes=5))

@@ -35,3 +35,56 @@ def test_rows_are_counted_fast_without_the_header(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     assert count_rows(str(empty)) == 0
+
+
+def _on_a_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``cadence ARGS`` with its stderr on a pseudo-terminal; its exit
+    code and what the terminal showed."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    env = os.environ | {"TERM": "xterm", "COLUMNS": "120"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cadence", *args],
+        cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower, env=env,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    return child.wait(timeout=60), shown.decode("utf-8", "replace")
+
+
+def test_run_shows_a_bar_while_it_catches_up_on_a_backlog(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from cadence.compiler import compile_source
+    from cadence.runtime.engine import Engine
+
+    source = 'campaign "Launch" { day 1 { email hello { send choose subject "Hi" body "Hi" } } }'
+    ir = compile_source(source, "launch.campaign").ir
+    assert ir is not None
+    start = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
+    engine = Engine.open(str(tmp_path / "cadence.db"), now=start)
+    people = [{"email": f"p{n}@example.com"} for n in range(150)]  # more than a batch
+    engine.enroll(ir, people, start, now=start)
+    assert engine.count_due(start) == 150
+    engine.close()
+    args = ["run", "--db", "cadence.db", "--outbox", "out", "--once", "--now", "2026-01-05T09:05Z"]
+    code, shown = _on_a_terminal(args, tmp_path)
+    assert code == 0, shown
+    assert "catching up" in shown and "150/150" in shown
+    assert len(list((tmp_path / "out").glob("*.eml"))) == 150
+    # Nothing left: the next pass is the one-line summary, no bar.
+    code, shown = _on_a_terminal(args, tmp_path)
+    assert code == 0 and "catching up" not in shown and "sent 0" in shown
