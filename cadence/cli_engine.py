@@ -1144,11 +1144,17 @@ def run(
         )
 
         def terminate(signum: int, frame: Any) -> None:
-            # The send under way finishes, the rest of the batch goes back.
+            # The send under way finishes, the rest of the batch goes back. A
+            # second Ctrl-C does not wait (what was claimed waits for its lease).
+            if signum == signal.SIGINT and stopped.is_set():
+                raise KeyboardInterrupt
             stopped.set()
             dispatcher.stop()
+            if signum == signal.SIGINT:
+                click.echo("\nstopping: the send under way finishes (Ctrl-C again: now)", err=True)
 
         signal.signal(signal.SIGTERM, terminate)
+        signal.signal(signal.SIGINT, terminate)
         try:
             while not stopped.is_set():
                 now = fixed or dt.datetime.now(dt.UTC)
@@ -1165,9 +1171,13 @@ def run(
                 if once or fixed:
                     sys.exit(2 if report.down else 0)  # a mailbox that could not send
                 stopped.wait(30)
-            click.echo("stopped (SIGTERM): the rest of the batch was given back", err=True)
+            click.echo("stopped: the rest of the batch was given back", err=True)
         except KeyboardInterrupt:
-            return
+            click.echo(
+                "\ninterrupted: sends claimed but not marked go back when their lease runs out",
+                err=True,
+            )
+            sys.exit(130)
         except TransportError as error:  # the batch was given back; nothing marked
             _fail(str(error))
         except (OperationalError, InterfaceError) as error:  # the database stayed away

@@ -190,7 +190,8 @@ def test_a_stopped_dispatcher_finishes_the_send_under_way_and_gives_the_rest_bac
     assert len(due) == 4 and {send.attempts for send in due} == {0}  # given back, not counted
 
 
-def test_run_stops_at_once_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_run_stops_at_once_on_sigterm_or_ctrl_c(stop: str, tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
@@ -202,9 +203,9 @@ def test_run_stops_at_once_on_sigterm(tmp_path: Path) -> None:
         assert process.stderr is not None
         first = process.stderr.readline()  # the first pass is done: it waits for the next
         assert "sent 0," in first
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(getattr(signal, stop))
         assert process.wait(timeout=20) == 0  # not the 30 s until the next pass
-        assert "stopped (SIGTERM)" in process.stderr.read()
+        assert "stopped: the rest of the batch was given back" in process.stderr.read()
     finally:
         process.kill()
 
