@@ -9,19 +9,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from zoneinfo import ZoneInfo
 
 from cadence.compiler.ir import Campaign
 from cadence.files import write_atomically
 from cadence.runtime.calendar import UTC, zone
 from cadence.runtime.people import (
     PeopleError,
+    Person,
     RowProblem,
     format_of,
     open_people,
     read_people,
 )
-from cadence.runtime.planner import Action, PlanError, parse_time, plan
-from cadence.runtime.writers import PlanFormat, write_plan
+from cadence.runtime.planner import Action, PlanError, Planner, checked_people, parse_time, plan
+from cadence.runtime.writers import PlanFormat, ZoneRows, write_plan
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,16 @@ def run_plan(
     try:
         with open_people(people_path) as stream:
             rows = read_people(stream, None if people_path == "-" else format_of(people_path))
+            if not render and format in ("jsonl", "csv"):
+                planner = Planner(ir, options.start, options.overrides)
+                zone_rows = ZoneRows(planner.actions_in, format, csv_safe=csv_safe)  # type: ignore[arg-type]
+                people = checked_people(planner, rows, report.problems.append)
+
+                def write_rows(out: IO[bytes]) -> None:
+                    _write_zone_rows(people, zone_rows, out, report, on_progress)
+
+                _write(output, write_rows)
+                return report
             actions = _counted(
                 plan(
                     ir,
@@ -131,14 +143,37 @@ def run_plan(
             def write(out: IO[bytes]) -> None:
                 write_plan(actions, out, plan_format, rendered=render, csv_safe=csv_safe)
 
-            if output is None:
-                write(sys.stdout.buffer)
-                sys.stdout.buffer.flush()
-            else:
-                write_atomically(Path(output), write)
+            _write(output, write)
     except PeopleError as error:  # the file as a whole: say which file
         raise PeopleError(f"{label}: {error}") from None
     return report
+
+
+def _write(output: str | None, write: Callable[[IO[bytes]], None]) -> None:
+    """To standard output, or atomically to the file ``output``."""
+    if output is None:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomically(Path(output), write)
+
+
+def _write_zone_rows(
+    people: Iterator[tuple[Person, ZoneInfo, str | None]],
+    zone_rows: ZoneRows,
+    out: IO[bytes],
+    report: PlanReport,
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    """Every person's rows from their zone's (the plan without rendering)."""
+    out.write(zone_rows.header())
+    for person, where, note in people:
+        rows, count = zone_rows.rows(person.email.strip(), where, note)
+        out.write(rows)
+        report.people += 1
+        report.actions += count
+        if on_progress is not None and report.people % 1000 == 0:
+            on_progress(report.people)
 
 
 def _counted(

@@ -214,7 +214,11 @@ class Planner:
 
     # ---- people ----------------------------------------------------------------------
     def actions(self, email: str, fields: Mapping[str, Any]) -> list[Action]:
-        where, zone_note = self.zone_for(fields)
+        return self.actions_in(email, *self.zone_for(fields))
+
+    def actions_in(self, email: str, where: ZoneInfo, zone_note: str | None) -> list[Action]:
+        """The actions of a person in ``where`` (``zone_note``: why it is not
+        their own zone)."""
         return [
             Action(
                 email,
@@ -325,6 +329,18 @@ def plan_people(
 ) -> Iterator[tuple[Person, ZoneInfo, list[Action]]]:
     """Each person the campaign can take, with their zone and actions; the
     others go to ``on_problem`` (or raise :class:`PersonError`)."""
+    for person, where, note in checked_people(planner, people, on_problem):
+        yield person, where, planner.actions_in(person.email.strip(), where, note)
+
+
+def checked_people(
+    planner: Planner,
+    people: Iterable[Person | RowProblem | Mapping[str, Any]],
+    on_problem: ProblemHandler | None,
+) -> Iterator[tuple[Person, ZoneInfo, str | None]]:
+    """Each person the campaign can take, with their zone (and why it is not
+    their own, if it is not); the others go to ``on_problem`` (or raise
+    :class:`PersonError`)."""
     checker = PeopleChecker(planner.ir.person_fields, planner.header_fields)
     for number, row in enumerate(people, start=1):
         if isinstance(row, RowProblem):
@@ -335,8 +351,7 @@ def plan_people(
         if problems:
             _report(on_problem, RowProblem(person.line, "; ".join(problems)))
             continue
-        where, _note = planner.zone_for(person.fields)
-        yield person, where, planner.actions(person.email.strip(), person.fields)
+        yield (person, *planner.zone_for(person.fields))
 
 
 def _report(on_problem: ProblemHandler | None, found: RowProblem) -> None:

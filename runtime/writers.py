@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable
+import io
+from collections.abc import Callable, Iterable
 from typing import IO, Literal
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -73,6 +75,73 @@ def _jsonl(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
         out.write(dumps(_row(action, rendered), option=option))
         count += 1
     return count
+
+
+class ZoneRows:
+    """A plan's JSON Lines or CSV rows as bytes, built once per zone (and
+    zone note) with a gap for the person: every row depends only on the zone
+    and the step, so a person's rows are one join (plans without rendering)."""
+
+    MAX_KEPT = 4096  # zones and notes kept; a note names the person's own zone text
+
+    def __init__(
+        self,
+        actions_in: Callable[[str, ZoneInfo, str | None], list[Action]],
+        format: Literal["jsonl", "csv"],
+        *,
+        csv_safe: bool = True,
+    ) -> None:
+        self.actions_in = actions_in
+        self.format = format
+        self.csv_safe = csv_safe
+        self._parts: dict[tuple[str, str | None], list[bytes]] = {}
+        self._cell = io.StringIO()
+        self._cell_writer = csv.writer(self._cell, lineterminator="\n")
+
+    def header(self) -> bytes:
+        return (",".join(FIELDS) + "\n").encode() if self.format == "csv" else b""
+
+    def rows(self, email: str, where: ZoneInfo, note: str | None) -> tuple[bytes, int]:
+        """The rows of the person ``email`` in ``where``, and how many."""
+        parts = self._parts.get((where.key, note))
+        if parts is None:
+            if len(self._parts) >= self.MAX_KEPT:
+                self._parts.clear()
+            parts = self._parts[(where.key, note)] = self._build(where, note)
+        if len(parts) < 2:
+            return b"", 0
+        return self._person(email).join(parts), len(parts) - 1
+
+    def _person(self, email: str) -> bytes:
+        if self.format == "jsonl":
+            return orjson.dumps(email)
+        # A cell is quoted (or not) on its own: csv's own quoting, per person.
+        self._cell.seek(0)
+        self._cell.truncate()
+        self._cell_writer.writerow([_neutralised(email) if self.csv_safe else email])
+        return self._cell.getvalue()[:-1].encode("utf-8")
+
+    def _build(self, where: ZoneInfo, note: str | None) -> list[bytes]:
+        """The bytes around each gap: ``parts[0] + person + parts[1] + …``."""
+        rests = [self._rest(action) for action in self.actions_in("", where, note)]
+        if self.format == "jsonl":
+            opening = b'{"person":'
+            return [opening] + [rest + opening for rest in rests[:-1]] + rests[-1:]
+        return [b"", *rests]
+
+    def _rest(self, action: Action) -> bytes:
+        """A row after its person: ``,"step":…}`` and a newline, or the CSV cells."""
+        row = _row(action, rendered=False)
+        del row["person"]
+        if self.format == "jsonl":
+            option = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+            return b"," + orjson.dumps(row, option=option)[1:]
+        cells = [_iso(row[name]) for name in FIELDS[1:]]
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerow(
+            [_neutralised(cell) for cell in cells] if self.csv_safe else cells
+        )
+        return b"," + text.getvalue().encode("utf-8")
 
 
 def _iso(value: object) -> str:

@@ -256,3 +256,14 @@ def test_international_addresses_are_kept_in_a_form_mail_can_carry() -> None:
     assert checker.normalise("ada@bücher.de") == "ada@xn--bcher-kva.de"
     with pytest.raises(AddressError, match="Internationalized characters before the @"):
         checker.normalise("ü@example.com")
+
+
+def test_control_characters_are_exactly_unicodes_cc_zl_and_zp() -> None:
+    import unicodedata
+
+    from cadence.runtime.addresses import has_control
+
+    unsafe = {"Cc", "Zl", "Zp"}
+    for point in range(0x110000):
+        char = chr(point)
+        assert has_control(f"a{char}b") == (unicodedata.category(char) in unsafe), hex(point)

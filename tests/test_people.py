@@ -32,6 +32,29 @@ def test_jsonl_bad_lines_are_problems_and_the_rest_goes_on() -> None:
     ]  # fmt: skip
 
 
+def test_jsonl_values_read_as_the_standard_reader_reads_them() -> None:
+    # orjson reads most lines; numbers, NaN and unpaired surrogates are the
+    # standard reader's, and its messages are the ones people see.
+    lines = [
+        '{"email": "a@example.com", "id": 123456789012345678901234567890, "score": 1.5}',
+        '{"email": "b@example.com", "name": "\\ud800"}',
+        '{"email": "c@example.com", "n": NaN}',
+        '{"email": "d@example.com",}',
+        '{"email": "e@example.com", "tags": ["x"]}',
+        '{"email": "f@example.com", "name": "Zoë", "ok": true, "none": null, "n": 7}',
+    ]
+    rows = read("\n".join(lines) + "\n")
+    first, surrogate, nan, comma, nested, plain = rows
+    assert isinstance(first, Person) and first.fields["id"] == 123456789012345678901234567890
+    assert isinstance(surrogate, RowProblem) and "unpaired surrogate" in surrogate.message
+    assert isinstance(nan, Person) and nan.fields["n"] != nan.fields["n"]
+    assert isinstance(comma, RowProblem) and comma.message.startswith("not JSON: ")
+    assert isinstance(nested, RowProblem) and "field `tags` is a list" in nested.message
+    assert isinstance(plain, Person) and plain.fields == {
+        "email": "f@example.com", "name": "Zoë", "ok": True, "none": None, "n": 7,
+    }  # fmt: skip
+
+
 def test_sniffing_picks_jsonl_or_csv_and_keeps_line_numbers() -> None:
     assert isinstance(read('\n\n{"email": "a@example.com"}\n')[0], Person)
     assert read('\n\n{"email": "a@example.com"}\n')[0].line == 3

@@ -243,3 +243,38 @@ def test_memory_stays_flat_for_200k_people(tmp_path: Path) -> None:
     peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
     assert peak_mb < 120, f"peak RSS {peak_mb:.0f} MB"
     assert sum(1 for _ in (tmp_path / "plan.jsonl").open()) == 1_400_000
+
+
+@pytest.mark.parametrize(("format", "safe"), [("jsonl", True), ("csv", True), ("csv", False)])
+def test_rows_built_per_zone_match_rows_written_action_by_action(
+    format: str, safe: bool, tmp_path: Path
+) -> None:
+    # Without rendering, plan writes each zone's rows once with a gap for the
+    # person; the same plan written action by action must be the same bytes:
+    # zones, unknown zones (a note naming the person's text), weekend moves,
+    # and addresses a spreadsheet would read as formulas.
+    import datetime as dt
+
+    from cadence.runtime.plan_command import Options, run_plan
+    from cadence.runtime.planner import plan
+    from cadence.runtime.writers import write_plan
+
+    zones = ["America/New_York", "Asia/Kolkata", "", "Not/AZone", 'bad, "zone"', "UTC"]
+    people = tmp_path / "people.jsonl"
+    with people.open("w") as out:
+        for n in range(60):
+            lead = ["=", "+", "-", ""][n % 4]
+            person = {"email": f"{lead}p{n}@Example.com", "timezone": zones[n % 6]}
+            out.write(json.dumps(person | {"first_name": "Ann", "company": "Acme, Inc"}) + "\n")
+    ir = compile_file(EXAMPLES / "global-webinar.campaign").ir
+    assert ir is not None
+    start = dt.datetime(2026, 3, 7, 9, 0, tzinfo=dt.UTC)  # a Saturday
+    fast = tmp_path / f"fast.{format}"
+    report = run_plan(ir, str(people), Options(start, {}, {}), format, False, str(fast),
+                      csv_safe=safe)  # fmt: skip
+    assert report.people == 60 and not report.problems
+    rows = [json.loads(line) for line in people.open()]
+    slow = io.BytesIO()
+    write_plan(plan(ir, rows, start), slow, format, csv_safe=safe)  # type: ignore[arg-type]
+    assert fast.read_bytes() == slow.getvalue()
+    assert report.actions == len(slow.getvalue().splitlines()) - (format == "csv")
