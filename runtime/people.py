@@ -24,6 +24,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from cadence.runtime.addresses import AddressChecker, AddressError, has_control, header_problem
+from cadence.runtime.seen import Seen
 
 PeopleFormat = Literal["csv", "jsonl"]
 
@@ -264,7 +265,7 @@ class PeopleChecker:
 
     required: Iterable[str]
     header_fields: Iterable[str] = ()
-    _seen: set[bytes] = field(default_factory=set)
+    _seen: Seen = field(default_factory=Seen)
 
     def __post_init__(self) -> None:
         self.required = [name for name in self.required if name != "email"]
@@ -289,10 +290,9 @@ class PeopleChecker:
             person = Person(person.line, {**fields, "email": normalised})
         found = self.field_problems(fields)
         digest = _blake2b(normalised.lower().encode(), digest_size=16).digest()
-        if digest in self._seen:
+        # A row with problems is not remembered: the same person later, right, is taken.
+        if (digest in self._seen) if found else not self._seen.add(digest):
             found.append(f"`{normalised}` is listed twice")
-        elif not found:
-            self._seen.add(digest)
         return person, found
 
     def field_problems(self, fields: Mapping[str, Any]) -> list[str]:
