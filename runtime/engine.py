@@ -40,7 +40,7 @@ from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
-from cadence.runtime.store import Store
+from cadence.runtime.store import Store, insert_rows
 
 OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
     "open",
@@ -453,8 +453,8 @@ class Engine:
                         report.caught_up += 1
                 action_rows.append(row)
                 events.append(_event(now, key, enrollment_id, email, event, action.step, message))
-        connection.execute(actions.insert(), action_rows)
-        connection.execute(_FEED_INSERT, events)
+        insert_rows(connection, actions, action_rows)
+        insert_rows(connection, feed, events)
         return len(action_rows)
 
     # ---- due sends ------------------------------------------------------------------------

@@ -294,3 +294,42 @@ def test_a_database_of_a_newer_schema_is_refused_untouched(
         versions = connection.execute(select(schema_version.c.version)).scalars().all()
     again.close()
     assert sorted(versions) == [*range(1, LATEST + 1), LATEST + 1]
+
+
+def test_bulk_inserts_store_what_sqlalchemy_would(engine: Engine) -> None:
+    # Enroll writes its actions and feed rows with executemany (SQLite) or
+    # COPY (PostgreSQL), converting each distinct value once: times, dates,
+    # flags, JSON and text with tabs, line breaks and backslashes read back
+    # as they went in, beside the same rows inserted the ordinary way.
+    from sqlalchemy import insert
+
+    from cadence.runtime.schema import enrollments, feed
+    from cadence.runtime.store import insert_rows
+
+    engine.enroll(compiled(), [], T0, now=T0)  # the campaign row
+    with engine.store.read() as connection:
+        key = connection.execute(select(text("id")).select_from(text("campaigns"))).scalar()
+    people = [
+        {"campaign_id": key, "person": f"p{n}@example.com", "zone": "Asia/Tokyo",
+         "fields": {"note": 'tab\there\nline "q" \\ back', "n": n, "ok": True, "none": None},
+         "start_at": T0, "status": "active", "success": n % 2 == 0, "created_at": T0}
+        for n in range(4)
+    ]  # fmt: skip
+    with engine.store.transaction() as connection:
+        insert_rows(connection, enrollments, people[:2])
+        connection.execute(insert(enrollments), people[2:])
+        events = [
+            {"at": T0 + n * HOUR, "campaign_id": key, "enrollment_id": None, "person": None,
+             "event": "enrolled", "step": None if n else "x", "message": "a\tb\\n\nc"}
+            for n in range(4)
+        ]  # fmt: skip
+        insert_rows(connection, feed, events[:2])
+        connection.execute(insert(feed), events[2:])
+    columns = [enrollments.c[name] for name in people[0]]
+    with engine.store.read() as connection:
+        stored = connection.execute(select(*columns).order_by(enrollments.c.id)).all()
+        said = connection.execute(
+            select(*[feed.c[name] for name in events[0]]).order_by(feed.c.id)
+        ).all()
+    assert [dict(row._mapping) for row in stored] == people
+    assert [dict(row._mapping) for row in said] == events
