@@ -1,6 +1,9 @@
-"""Compile speed: a 5,000-step campaign, end to end (parse, graph, rules, templates).
+"""Compile speed: a 5,000-step campaign, end to end (parse, graph, rules,
+templates), beside its floor: a bare Lark LALR parse of the same text with the
+project's grammar (no positions kept, no tree built beyond Lark's own).
 
-Goal (issue 3): <= 1 s. Run: ``python benchmarks/compile.py [--steps 5000]``.
+Goals: <= 1 s (issue 3); within 2x of the floor and linear in the steps
+(issue 11). Run: ``python benchmarks/compile.py [--steps 5000]``.
 """
 
 from __future__ import annotations
@@ -85,12 +88,43 @@ def main() -> None:
         dump_ir(result.ir)
         phases.append(time.perf_counter() - start)
     steps = len(result.ir.steps)
+    floor = bare_parse(text, args.repeat)
+    median = statistics.median(times)
     print(f"input            {len(text) / 1024:8.0f} KB, {steps} steps")
     print(
-        f"compile          {statistics.median(times):8.3f} s median, {min(times):.3f} s best "
+        f"compile          {median:8.3f} s median, {min(times):.3f} s best "
         f"({args.repeat} runs; goal <= 1 s for 5,000 steps)"
     )
+    print(
+        f"bare Lark parse  {floor:8.3f} s median (compile is {median / floor:.2f}x the floor; "
+        "goal <= 2x)"
+    )
+    half = generate(args.steps // 2)
+    halves = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        compile_source(half, "bench.campaign")
+        halves.append(time.perf_counter() - start)
+    print(
+        f"linearity        {median / statistics.median(halves):8.2f}x the time for twice the "
+        "steps (goal about 2x)"
+    )
     print(f"IR to JSON       {statistics.median(phases):8.3f} s median")
+
+
+def bare_parse(text: str, repeat: int) -> float:
+    """Median seconds for Lark alone to parse ``text`` with the grammar."""
+    from lark import Lark
+
+    from cadence.grammar.parser import grammar_text
+
+    lark = Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        lark.parse(text)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
