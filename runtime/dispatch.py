@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import email.policy
+import functools
 import logging
 import os
 import socket
@@ -114,9 +116,10 @@ class Dispatcher:
             raise ValueError("a Dispatcher needs at least one mailbox")
         self.mailboxes = list(mailboxes)
         self._by_key = {box.key: box for box in self.mailboxes}
-        self._from: dict[str, Address] = {}
+        self._from: dict[str, Any] = {}  # the parsed From header of each mailbox
         for box in self.mailboxes:
-            self._from[box.key] = box.sender.address  # refused here, before any claim
+            address = box.sender.address  # refused here, before any claim
+            self._from[box.key] = email.policy.default.header_factory("From", address)
             if box.unsubscribe is None:
                 box.unsubscribe = UnsubscribeLinks(box.sender.email)
         if routing is None and len(self.mailboxes) > 1:
@@ -414,11 +417,11 @@ class Dispatcher:
         message["From"] = self._from[box.key]
         message["To"] = Address(addr_spec=send.person)
         message["Subject"] = this.subject or ""
-        message["Date"] = format_datetime(now)
+        message["Date"] = _header("Date", format_datetime(now))
         message["Message-ID"] = message_id(send, box.sender.domain)
         links = box.unsubscribe or UnsubscribeLinks(box.sender.email)
         for name, value in links.headers(send.person).items():
-            message[name] = value
+            message[name] = _header(name, value)
         for name in ("Subject", "From", "To"):
             # The last word: as the email package will write them, after any
             # decoding it did, none of these may hold a line break.
@@ -516,6 +519,14 @@ class _Person:
 
 def _own_subject(ir: Campaign, step: str) -> bool:
     return any(s.id == step and s.subject is not None for s in ir.steps)
+
+
+@functools.lru_cache(maxsize=256)
+def _header(name: str, value: str) -> Any:
+    """A header as the email package parses it when it is set, parsed once
+    for values many emails share (the date of a batch, an unsubscribe link
+    without a personal token): assigning the parsed header skips the parse."""
+    return email.policy.default.header_factory(name, value)
 
 
 def _as_action(person: str, row: dict[str, Any]) -> Action:
