@@ -207,6 +207,7 @@ class Dispatcher:
         people = self._people(claimed)  # one read for the whole batch
         started = self.monotonic()
         held = self.lease.total_seconds()  # until the leases run out, from `started`
+        ahead: _Ahead | None = None  # the next send, confirmed with the last mark
         for position, send in enumerate(claimed):
             if self.stopping:  # asked to stop: what is not under way goes back
                 self.engine.release(claimed[position:])
@@ -224,8 +225,12 @@ class Dispatcher:
                 until = current + dt.timedelta(seconds=elapsed) + self.lease
                 self.engine.renew(claimed[position:], until)
                 held = elapsed + self.lease.total_seconds()
+            following = claimed[position + 1] if position + 1 < len(claimed) else None
             try:
-                self._deliver(box, send, now or self.clock(), report, people[send.enrollment_id])
+                ahead = self._deliver(
+                    box, send, now or self.clock(), report, people[send.enrollment_id],
+                    ahead, following,
+                )  # fmt: skip
             except TransportError:
                 # Nothing can be delivered (a refused login, a certificate):
                 # give the rest of the batch back untouched; the mailbox stops.
@@ -259,21 +264,28 @@ class Dispatcher:
 
     def _deliver(
         self, box: Mailbox, send: DueSend, now: dt.datetime, report: DispatchReport,
-        person: _Person,
-    ) -> None:  # fmt: skip
+        person: _Person, ahead: _Ahead | None = None, following: DueSend | None = None,
+    ) -> _Ahead | None:  # fmt: skip
+        """Deliver ``send`` (``ahead``: what the last mark said of it, if it
+        did); returns what this one's mark says of ``following``."""
         try:
             message, note = self.compose(send, now, person)
         except Exception as error:  # a template that cannot render for this person
             self._mark_failed(send, f"cannot render: {error}", now, None, report)
-            return
-        try:
-            # The person may have replied, or the campaign ended, since the claim.
-            if not self._stored("check a send", lambda: self.engine.confirm(send, now)):
-                report.cancelled += 1
-                return
-        except EngineError:  # taken over by another dispatcher
+            return None
+        known = ahead.answer_for(send, self.monotonic()) if ahead is not None else _UNKNOWN
+        if known is _UNKNOWN:
+            try:
+                # The person may have replied, or the campaign ended, since the claim.
+                known = self._stored("check a send", lambda: self.engine.confirm(send, now))
+            except EngineError:  # taken over by another dispatcher
+                known = None
+        if known is None:
             report.lost += 1
-            return
+            return None
+        if not known:
+            report.cancelled += 1
+            return None
         try:
             box.transport.deliver(message)
         except TransportError:
@@ -289,23 +301,27 @@ class Dispatcher:
             else:
                 backoff = dt.timedelta(minutes=min(2 ** (send.attempts - 1), 60))
                 self._mark_failed(send, str(failure), now, now + backoff, report)
-            return
+            return None
         sent_id = str(message["Message-ID"])
         try:
             # Delivered: the mark must not be lost to a busy or restarting
             # database while this process lives, or the send would go twice.
-            self._stored(
+            # The next send is confirmed in the same transaction.
+            answer = self._stored(
                 f"record that {sent_id} was sent",
-                lambda: self.engine.mark_sent(send, sent_id, now, note=note),
+                lambda: self.engine.mark_sent(send, sent_id, now, note=note, next_send=following),
                 attempts=None,
             )
         except EngineError:
             # Another dispatcher took the send over after this one's lease ran
             # out (the documented duplicate); this one goes on with the batch.
             report.lost += 1
-            return
+            return None
         person.sent(send.action_id, sent_id, now)
         report.sent += 1
+        if following is None:
+            return None
+        return _Ahead(following.action_id, answer, self.monotonic())
 
     def _mark_failed(
         self,
@@ -519,6 +535,28 @@ class _Person:
 
 def _own_subject(ir: Campaign, step: str) -> bool:
     return any(s.id == step and s.subject is not None for s in ir.steps)
+
+
+_UNKNOWN = object()  # not confirmed yet
+# How long a "may still go" from the last mark holds: a reply or an `end`
+# after it is seen by the next check (a throttle's wait is longer: checked again).
+FRESH_CONFIRMATION = 1.0
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """What the mark of one send said of the next (confirmed with it)."""
+
+    action_id: int
+    answer: bool | None  # go, cancelled (done), or taken over
+    at: float  # monotonic
+
+    def answer_for(self, send: DueSend, now: float) -> bool | object | None:
+        if send.action_id != self.action_id:
+            return _UNKNOWN
+        if self.answer is True and now - self.at > FRESH_CONFIRMATION:
+            return _UNKNOWN  # too old to rely on: asked again
+        return self.answer  # a cancel or a takeover is final
 
 
 @functools.lru_cache(maxsize=256)

@@ -856,25 +856,23 @@ class Engine:
         in the feed), so an `end` stops a batch already claimed. Raises
         :class:`LostClaim` when another dispatcher took the send over."""
         with self.store.read() as connection:
-            row = connection.execute(_CLAIM_STATE, {"b_id": send.action_id}).one()
-        if row.status != CLAIMED or row.claimed_by != send.worker:
-            raise LostClaim(f"send {send.action_id} was taken over by {row.claimed_by}")
+            row = _claim_state(connection, send)
         if row.enrollment_status == "active":
             return True
         with self.store.transaction() as connection:
-            cancelled = connection.execute(
-                update(actions)
-                .where(
-                    actions.c.id == send.action_id,
-                    actions.c.status == CLAIMED,
-                    actions.c.claimed_by == send.worker,
-                )
-                .values(status=CANCELLED, closed_at=at, lease_until=None)
-            ).rowcount
-            if cancelled:
-                _announce(
-                    connection, row, at, "cancelled", f"send `{row.step}` cancelled: {row.reason}"
-                )
+            _cancel_claimed(connection, send, row, at)
+        return False
+
+    def _confirm(self, connection: Connection, send: DueSend, at: dt.datetime) -> bool | None:
+        """:meth:`confirm` inside ``connection``'s transaction; ``None`` when
+        the send was taken over."""
+        try:
+            row = _claim_state(connection, send)
+        except LostClaim:
+            return None
+        if row.enrollment_status == "active":
+            return True
+        _cancel_claimed(connection, send, row, at)
         return False
 
     def unconfirmed(
@@ -973,9 +971,13 @@ class Engine:
         at: dt.datetime,
         *,
         note: str | None = None,
-    ) -> None:
+        next_send: DueSend | None = None,
+    ) -> bool | None:
         """Record a delivery. Given the claimed :class:`DueSend` (as a
-        dispatcher has it) this is one update and one feed row."""
+        dispatcher has it) this is one update and one feed row. With
+        ``next_send`` (the dispatcher's next), that one is confirmed in the
+        same transaction (see :meth:`confirm`: one transaction a send instead
+        of two): its answer is returned, ``None`` when it was taken over."""
         action_id = send if isinstance(send, int) else send.action_id
         worker = None if isinstance(send, int) else send.worker
         with self.store.transaction() as connection:
@@ -987,20 +989,20 @@ class Engine:
             row: Any = send
             if not marked or isinstance(send, int):
                 row = self._action(connection, action_id)
-                if not marked and row.status == SENT:
-                    return  # marked already: a retried mark is harmless
                 if not marked and row.status == CLAIMED:
                     raise LostClaim(f"send {action_id} was taken over by {row.claimed_by}")
-                if not marked:
+                if not marked and row.status != SENT:
                     raise EngineError(f"send {action_id} is {row.status}, not claimed")
-            late = " (late)" if row.due_at and at - row.due_at > LATE else ""
-            _announce(
-                connection,
-                row,
-                at,
-                "sent",
-                f"sent `{row.step}`{late}" + (f": {note}" if note else ""),
-            )
+            if marked:  # marked already (a retried mark): nothing to announce again
+                late = " (late)" if row.due_at and at - row.due_at > LATE else ""
+                _announce(
+                    connection,
+                    row,
+                    at,
+                    "sent",
+                    f"sent `{row.step}`{late}" + (f": {note}" if note else ""),
+                )
+            return None if next_send is None else self._confirm(connection, next_send, at)
 
     def mark_failed(
         self,
@@ -1892,6 +1894,30 @@ def _add_counted_days(days: BusinessDays, start: dt.date, count: int) -> dt.date
         if days.counts(current):
             count -= 1
     return current
+
+
+def _claim_state(connection: Connection, send: DueSend) -> Any:
+    """The send's claim and its person's state; raises :class:`LostClaim`
+    when another dispatcher holds the send now."""
+    row = connection.execute(_CLAIM_STATE, {"b_id": send.action_id}).one()
+    if row.status != CLAIMED or row.claimed_by != send.worker:
+        raise LostClaim(f"send {send.action_id} was taken over by {row.claimed_by}")
+    return row
+
+
+def _cancel_claimed(connection: Connection, send: DueSend, row: Any, at: dt.datetime) -> None:
+    """Cancel a claimed send whose person is no longer active, with the reason."""
+    cancelled = connection.execute(
+        update(actions)
+        .where(
+            actions.c.id == send.action_id,
+            actions.c.status == CLAIMED,
+            actions.c.claimed_by == send.worker,
+        )
+        .values(status=CANCELLED, closed_at=at, lease_until=None)
+    ).rowcount
+    if cancelled:
+        _announce(connection, row, at, "cancelled", f"send `{row.step}` cancelled: {row.reason}")
 
 
 def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, message: str) -> None:

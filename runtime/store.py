@@ -6,6 +6,7 @@ PostgreSQL (scale-out, several dispatchers). Every change happens inside
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.types import TypeEngine
 
 from cadence.runtime.migrations import LATEST, current_version, lock_for_migration, migrate
@@ -129,7 +130,8 @@ class Store:
                 engine = create_engine(url, **engine_options)
                 _sqlite_settings(engine, busy_timeout)
             else:
-                engine = create_engine(url, pool_pre_ping=True, **engine_options)
+                engine = create_engine(url, **engine_options)
+                _ping_when_idle(engine)
         except ImportError as error:  # a database kind whose driver is not installed
             raise ValueError("cadence works with SQLite and PostgreSQL databases") from error
         except ArgumentError as error:  # NoSuchModuleError too: an unknown database kind
@@ -174,6 +176,32 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+IDLE_PING = 10.0  # seconds a pooled connection may rest before it is pinged again
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it rested a while (the
+    server may have closed it meanwhile): ``pool_pre_ping`` pings at every
+    checkout, a round trip per transaction, which a busy dispatcher does
+    thousands of times a minute on connections used a moment ago."""
+
+    @event.listens_for(engine, "checkin")
+    def _rested(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        rested = record.info.get("checked_in")
+        if rested is None or time.monotonic() - rested < IDLE_PING:
+            return  # new, or used a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(str(error)) from error  # the pool opens another
+        if not alive:
+            raise DisconnectionError("the database closed the connection")
 
 
 def _sqlite_settings(engine: Engine, busy_timeout: float) -> None:

@@ -114,6 +114,28 @@ def test_an_end_stops_a_batch_already_claimed(engine: Engine) -> None:
     assert statuses(engine) == {"sent": 1, "cancelled": 9}
 
 
+def test_a_send_confirmed_with_the_last_mark_is_checked_again_when_that_is_old(
+    engine: Engine,
+) -> None:
+    # Each mark confirms the next send in its transaction; a confirmation
+    # older than a second (a slow render, a long pause) is asked again, so a
+    # reply meanwhile still stops the send.
+    engine.enroll(campaign(), people(3), T0, now=T0)
+    clock = [0.0]
+
+    class Slow(Dispatcher):
+        def compose(self, send: Any, now: Any, person: Any = None) -> Any:
+            if send.person == "p001@example.com":
+                clock[0] += 5
+                engine.reply(send.person, T0)
+            return super().compose(send, now, person)
+
+    transport = Recorder()
+    outcome = Slow(engine, transport, Sender(), monotonic=lambda: clock[0]).run_once(T0)
+    assert (outcome.sent, outcome.cancelled) == (2, 1)
+    assert [str(m["To"]) for m in transport.messages] == ["p000@example.com", "p002@example.com"]
+
+
 # ---- a busy database ----------------------------------------------------------------------------
 def test_a_mark_waits_out_a_busy_database_instead_of_dying(tmp_path: Path) -> None:
     db = tmp_path / "busy.db"

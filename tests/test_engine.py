@@ -333,3 +333,25 @@ def test_bulk_inserts_store_what_sqlalchemy_would(engine: Engine) -> None:
         ).all()
     assert [dict(row._mapping) for row in stored] == people
     assert [dict(row._mapping) for row in said] == events
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_after_a_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL: a connection that rested is pinged before use; one the
+    # server closed meanwhile is replaced, and the caller never sees it.
+    import psycopg
+
+    from cadence.runtime import store
+    from tests.engine_db import POSTGRES, engine_on
+
+    def backend(engine: Engine) -> int:
+        with engine.store.read() as connection:
+            return int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    with engine_on("postgresql", tmp_path, T0) as engine:
+        first = backend(engine)
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+        monkeypatch.setattr(store, "IDLE_PING", 0.0)  # it has rested long enough
+        assert backend(engine) != first
