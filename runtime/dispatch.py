@@ -548,15 +548,15 @@ class _Ahead:
     """What the mark of one send said of the next (confirmed with it)."""
 
     action_id: int
-    answer: bool | None  # go, cancelled (done), or taken over
+    answer: bool | None  # go, cancelled (done), or not known (taken over: asked again)
     at: float  # monotonic
 
-    def answer_for(self, send: DueSend, now: float) -> bool | object | None:
-        if send.action_id != self.action_id:
+    def answer_for(self, send: DueSend, now: float) -> bool | object:
+        if send.action_id != self.action_id or self.answer is None:
             return _UNKNOWN
-        if self.answer is True and now - self.at > FRESH_CONFIRMATION:
+        if self.answer and now - self.at > FRESH_CONFIRMATION:
             return _UNKNOWN  # too old to rely on: asked again
-        return self.answer  # a cancel or a takeover is final
+        return self.answer  # a cancel is final: the mark's transaction made it
 
 
 @functools.lru_cache(maxsize=256)

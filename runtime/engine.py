@@ -977,7 +977,8 @@ class Engine:
         dispatcher has it) this is one update and one feed row. With
         ``next_send`` (the dispatcher's next), that one is confirmed in the
         same transaction (see :meth:`confirm`: one transaction a send instead
-        of two): its answer is returned, ``None`` when it was taken over."""
+        of two): its answer is returned; ``None``: not known (it was taken
+        over: :meth:`confirm` says so)."""
         action_id = send if isinstance(send, int) else send.action_id
         worker = None if isinstance(send, int) else send.worker
         with self.store.transaction() as connection:

@@ -136,6 +136,22 @@ def test_a_send_confirmed_with_the_last_mark_is_checked_again_when_that_is_old(
     assert [str(m["To"]) for m in transport.messages] == ["p000@example.com", "p002@example.com"]
 
 
+def test_a_mark_that_says_nothing_of_the_next_send_leaves_it_to_be_confirmed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mark that does not answer for the next send (taken over meanwhile, or
+    # a wrapped engine that drops the answer) means "ask again", never "lost".
+    engine.enroll(campaign(), people(3), T0, now=T0)
+    marked = engine.mark_sent
+
+    def quiet(*args: Any, **kwargs: Any) -> None:
+        marked(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "mark_sent", quiet)
+    outcome = Dispatcher(engine, Recorder(), Sender()).run_once(T0)
+    assert (outcome.sent, outcome.lost) == (3, 0)
+
+
 # ---- a busy database ----------------------------------------------------------------------------
 def test_a_mark_waits_out_a_busy_database_instead_of_dying(tmp_path: Path) -> None:
     db = tmp_path / "busy.db"
