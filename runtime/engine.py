@@ -40,7 +40,7 @@ from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
-from cadence.runtime.store import Store, insert_rows
+from cadence.runtime.store import Store, insert_returning_ids, insert_rows
 
 OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
     "open",
@@ -390,13 +390,7 @@ class Engine:
             }
             for person, where, _ in batch
         ]
-        ids = (
-            connection.execute(
-                enrollments.insert().returning(enrollments.c.id, sort_by_parameter_order=True), rows
-            )
-            .scalars()
-            .all()
-        )
+        ids = insert_returning_ids(connection, enrollments, rows)
         action_rows, events = [], []
         for enrollment_id, (person, where, planned) in zip(ids, batch, strict=True):
             email = person.email.strip()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.types import TypeEngine
@@ -59,6 +59,38 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
             {name: f(row[name]) for f, name in zip(convert, order, strict=True)} for row in rows
         ]
     connection.exec_driver_sql(str(compiled), params)
+
+
+def insert_returning_ids(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> list[int]:
+    """Insert ``rows`` into ``table`` (an integer ``id`` from a sequence) and
+    return their ids in order. PostgreSQL: the ids are taken from the
+    sequence in one query and the rows copied with them (``COPY``), where
+    ``INSERT … RETURNING`` sends statements of thousands of parameters."""
+    if not rows:
+        return []
+    if connection.dialect.name != "postgresql":
+        inserted = connection.execute(
+            table.insert().returning(table.c.id, sort_by_parameter_order=True), list(rows)
+        )
+        return list(inserted.scalars().all())
+    sequence = connection.execute(
+        text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
+    ).scalar_one()
+    ids = list(
+        connection.execute(
+            text("SELECT nextval(:sequence) FROM generate_series(1, :count)"),
+            {"sequence": sequence, "count": len(rows)},
+        ).scalars()
+    )
+    _copy_rows(
+        connection,
+        table,
+        ["id", *rows[0]],
+        [{"id": n, **row} for n, row in zip(ids, rows, strict=True)],
+    )
+    return ids
 
 
 def _copy_rows(
