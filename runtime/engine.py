@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1942,12 +1943,26 @@ def _caught_up(row: dict[str, Any], catch_up: CatchUp, now: dt.datetime) -> tupl
 
 def _announcement(action: Action) -> tuple[str, str]:
     """How the feed announces a new action: a task opened, or a send queued."""
-    if action.kind != "email":
-        kind = action.kind.replace("_", " ")
-        return "task_opened", f"task opened: {kind} `{action.step}` due {action.due_date}"
-    if action.local is not None:
-        return "queued", f"queued `{action.step}` for {action.local:%Y-%m-%d %H:%M %Z}"
-    return "queued", f"queued `{action.step}` on {action.due_date}, after `{action.waits_for}`"
+    local = action.local
+    # The wall time and the zone's abbreviation, not the instant: instants in
+    # two zones compare equal, their announcements do not.
+    wall = (local.replace(tzinfo=None), local.tzname()) if local is not None else None
+    return _announcement_of(action.kind, action.step, wall, action.due_date, action.waits_for)
+
+
+@functools.lru_cache(maxsize=4096)  # an enroll announces the same steps for many people
+def _announcement_of(
+    kind: str,
+    step: str,
+    wall: tuple[dt.datetime, str | None] | None,
+    due_date: dt.date,
+    waits_for: str | None,
+) -> tuple[str, str]:
+    if kind != "email":
+        return "task_opened", f"task opened: {kind.replace('_', ' ')} `{step}` due {due_date}"
+    if wall is not None:
+        return "queued", f"queued `{step}` for {wall[0]:%Y-%m-%d %H:%M} {wall[1] or ''}"
+    return "queued", f"queued `{step}` on {due_date}, after `{waits_for}`"
 
 
 def _event(

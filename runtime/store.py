@@ -6,6 +6,7 @@ PostgreSQL (scale-out, several dispatchers). Every change happens inside
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -49,16 +50,34 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
         return
     compiled = table.insert().compile(dialect=dialect, column_keys=names)
     order = list(compiled.positiontup or ()) if compiled.positional else names
-    convert = [_converter(table.c[name].type, dialect) for name in order]
+    values = _values(table, order, dialect)
     if compiled.positional:
-        params: list[Any] = [
-            tuple(f(row[name]) for f, name in zip(convert, order, strict=True)) for row in rows
-        ]
+        params: list[Any] = [tuple(values(row)) for row in rows]
     else:
-        params = [
-            {name: f(row[name]) for f, name in zip(convert, order, strict=True)} for row in rows
-        ]
+        params = [dict(zip(order, values(row), strict=True)) for row in rows]
     connection.exec_driver_sql(str(compiled), params)
+
+
+def _values(
+    table: Table, names: list[str], dialect: Dialect
+) -> Callable[[Mapping[str, Any]], list[Any]]:
+    """A row's values for ``names``, converted for the database (only the
+    columns whose type converts anything are touched)."""
+    pick = operator.itemgetter(*names)
+    single = len(names) == 1
+    converting = [
+        (index, convert)
+        for index, convert in enumerate(_converter(table.c[name].type, dialect) for name in names)
+        if convert is not _same
+    ]
+
+    def values(row: Mapping[str, Any]) -> list[Any]:
+        found = [pick(row)] if single else list(pick(row))
+        for index, convert in converting:
+            found[index] = convert(found[index])
+        return found
+
+    return values
 
 
 def insert_returning_ids(
@@ -99,7 +118,7 @@ def _copy_rows(
     """PostgreSQL: ``COPY … FROM STDIN``, many times faster than row-by-row
     INSERTs (psycopg's executemany sends one statement per row)."""
     quote = connection.dialect.identifier_preparer.quote
-    convert = [_converter(table.c[name].type, connection.dialect) for name in names]
+    values = _values(table, names, connection.dialect)
     columns = ", ".join(quote(name) for name in names)
     raw: Any = connection.connection.driver_connection
     with (
@@ -107,7 +126,7 @@ def _copy_rows(
         cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy,
     ):
         for row in rows:
-            copy.write_row([f(row[name]) for f, name in zip(convert, names, strict=True)])
+            copy.write_row(values(row))
 
 
 def _converter(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
