@@ -334,15 +334,23 @@ def _load_campaign(run: _Run, file: str, templates_root: str | None = None) -> A
             _usage_error(f"cannot read {file}: {error.strerror or error}")
         except IRError as error:
             _usage_error(f"{file}: {error}")
-    from cadence.compiler.compile import compile_parsed
-    from cadence.grammar import parse_source
+    from cadence.compiler import cache
 
     source = run.read(file)
     if source is None:
         return None
+    cached = cache.lookup(source, templates_root)
+    if cached is not None:
+        return cached  # compiled before, and nothing it read has changed
+    from cadence.compiler.compile import compile_parsed
+    from cadence.grammar import parse_source
+
     result = compile_parsed(parse_source(source), templates_root=templates_root)
     run.report([d for d in result.diagnostics if d.is_error], dict(result.sources))
-    return result.ir if result.ok else None
+    if not result.ok or result.ir is None:
+        return None
+    cache.store(source, templates_root, result.ir, result.sources)
+    return result.ir
 
 
 @cli.command()

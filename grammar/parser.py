@@ -8,7 +8,6 @@ recovery (:mod:`grammar.recovery`), so errors cost nothing on good files.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -18,14 +17,13 @@ from typing import cast
 import lark
 from lark import Lark, UnexpectedInput
 
+from cadence.cachedir import cache_dir
 from cadence.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from cadence.gcpause import gc_paused
 from cadence.grammar import ast
 from cadence.grammar.recovery import recover
 from cadence.grammar.transformer import AstBuilder, ParseContext, token_span
 from cadence.source import Source, read_source, source_from_text
-
-CACHE_ENV = "CADENCE_CACHE_DIR"
 
 _lock = threading.Lock()
 _parser: Lark | None = None
@@ -49,23 +47,6 @@ class ParseResult:
 
 def grammar_text() -> str:
     return resources.files("cadence.grammar").joinpath("campaign.lark").read_text("utf-8")
-
-
-def cache_dir() -> Path | None:
-    """Where the built parser is kept: ``$CADENCE_CACHE_DIR``, else the user's
-    cache folder (never site-packages). ``None`` when no folder can be made."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        folder = Path(configured)
-    else:
-        import platformdirs
-
-        folder = Path(platformdirs.user_cache_dir("cadence", appauthor=False))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return folder
 
 
 def cache_file(text: str) -> Path | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
+from cadence.cachedir import CACHE_ENV, cache_dir
 from cadence.grammar import parser as parser_module
 
 GOOD = 'campaign "c" { day 1 { email e { send task } } }'
@@ -18,7 +19,7 @@ def parses(lark_parser: object) -> bool:
 
 
 def test_cache_is_written_once_then_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(parser_module.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     assert parses(parser_module.build_parser())
     files = list(tmp_path.glob("campaign-grammar-*.lark"))
     assert len(files) == 1
@@ -28,7 +29,7 @@ def test_cache_is_written_once_then_loaded(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(parser_module.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     parser_module.build_parser()
     cache = next(tmp_path.glob("campaign-grammar-*.lark"))
     cache.write_bytes(b"not a pickle")
@@ -40,14 +41,14 @@ def test_unusable_cache_folder_means_no_cache(
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    monkeypatch.setenv(parser_module.CACHE_ENV, str(blocker / "cache"))
-    assert parser_module.cache_dir() is None
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "cache"))
+    assert cache_dir() is None
     assert parses(parser_module.build_parser())
 
 
 def test_default_cache_is_the_user_cache_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(parser_module.CACHE_ENV)
-    folder = parser_module.cache_dir()
+    monkeypatch.delenv(CACHE_ENV)
+    folder = cache_dir()
     assert folder == Path(platformdirs.user_cache_dir("cadence", appauthor=False))
     package = Path(parser_module.__file__).resolve().parent
     assert package not in folder.resolve().parents
@@ -56,7 +57,7 @@ def test_default_cache_is_the_user_cache_folder(monkeypatch: pytest.MonkeyPatch)
 def test_cache_name_changes_with_the_grammar(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(parser_module.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     assert parser_module.cache_file("a") != parser_module.cache_file("b")
 
 

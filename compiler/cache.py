@@ -1,0 +1,127 @@
+"""Compiled campaigns kept between runs, so `plan` and `enroll` of a
+campaign that has not changed skip the parser and the compiler (and never
+import them): the per-campaign work is done once, not at every command.
+
+An entry is found by what the compile read: the campaign's text and path,
+the folder it was compiled from, the templates root, and cadence itself (its
+version and its compiler's source files). It lists every template file the
+compile read with a digest of its text; a template changed, removed or
+unreadable since means the entry is not used. Only campaigns that compiled
+without errors are kept; a damaged or foreign entry is ignored (and
+compiled again), never trusted: it is read as IR, validated like any IR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cadence import __version__
+from cadence.cachedir import cache_dir
+from cadence.compiler.ir import Campaign, IRError, dump_ir, load_ir
+from cadence.files import write_atomically
+from cadence.source import Source, decode_source
+
+KEPT = 64  # entries; the oldest go first
+_PREFIX = "campaign-ir-"
+
+
+def lookup(source: Source, templates_root: str | None) -> Campaign | None:
+    """The compiled campaign for ``source`` if an entry still holds."""
+    path = _entry(source, templates_root)
+    if path is None:
+        return None
+    try:
+        entry = json.loads(path.read_bytes())
+        templates = entry["templates"]
+        if not isinstance(templates, list) or not all(
+            _unchanged(str(name), str(digest)) for name, digest in templates
+        ):
+            return None
+        return load_ir(str(entry["ir"]))
+    except (OSError, ValueError, KeyError, TypeError, IRError):
+        return None
+
+
+def store(
+    source: Source, templates_root: str | None, ir: Campaign, sources: Mapping[str, Source]
+) -> None:
+    """Keep ``ir``, compiled from ``source`` (``sources``: every file the
+    compile read). Best effort: a cache that cannot be written is no error."""
+    path = _entry(source, templates_root)
+    if path is None:
+        return
+    templates = [
+        [name, _digest(read.text)]
+        for name, read in sources.items()
+        if name != source.path and read.text is not None
+    ]
+    data = json.dumps({"templates": templates, "ir": dump_ir(ir)}).encode()
+    try:
+        write_atomically(path, lambda out: out.write(data))
+        _prune(path.parent)
+    except OSError:
+        pass
+
+
+def _entry(source: Source, templates_root: str | None) -> Path | None:
+    folder = cache_dir()
+    if folder is None or source.text is None or source.path == "<stdin>":
+        return None
+    parts = [
+        _code_version(), source.path, os.getcwd(), str(templates_root), _digest(source.text),
+    ]  # fmt: skip
+    return folder / f"{_PREFIX}{_digest(chr(0).join(parts))[:32]}.json"
+
+
+def _unchanged(name: str, digest: str) -> bool:
+    try:
+        text = decode_source(Path(name).read_bytes(), name).text
+    except OSError:
+        return False
+    return text is not None and _digest(text) == digest
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_CODE: list[str] = []
+
+
+def _code_version() -> str:
+    """cadence's version and the size and time of every file of its parser
+    and compiler (an edited checkout compiles afresh, not from the cache)."""
+    if not _CODE:
+        # Found, not imported: importing the grammar would load the parser.
+        files: list[Path] = []
+        for name in ("cadence.templating", "cadence.compiler", "cadence.grammar"):
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.submodule_search_locations:
+                for folder in map(Path, spec.submodule_search_locations):
+                    files += sorted(folder.glob("*.py")) + sorted(folder.glob("*.lark"))
+            elif spec is not None and spec.origin:
+                files.append(Path(spec.origin))
+        stamps = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+        _CODE.append(_digest(";".join([__version__, *stamps])))
+    return _CODE[0]
+
+
+def _prune(folder: Path) -> None:
+    entries = sorted(folder.glob(f"{_PREFIX}*.json"), key=_age)
+    for old in entries[:-KEPT]:
+        with contextlib.suppress(OSError):  # another process took it first
+            old.unlink()
+
+
+def _age(path: Path) -> Any:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
