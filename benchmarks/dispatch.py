@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import email
 import email.policy
+import hashlib
 import os
 import socket
 import subprocess
@@ -45,6 +46,7 @@ CAMPAIGN = """campaign "Dispatch benchmark" {
 }
 """
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+EXPECTED_OUTBOX = "277ad8adbbe885bc5cce111a1a2a050fe1ed9f3e61d697dc0df05660d7d2e8f2"
 SINK = """import sys
 from aiosmtpd.controller import Controller
 
@@ -184,6 +186,11 @@ def main() -> None:
     os.environ.setdefault("CADENCE_CACHE_DIR", str(folder / "cache"))
 
     took = outbox_run(folder, args.sends)
+    if args.sends == 3000:  # the default run: its messages, as every version so far wrote them
+        digest = hashlib.sha256()
+        for path in sorted((folder / "outbox").glob("*.eml")):
+            digest.update(path.read_bytes())
+        assert digest.hexdigest() == EXPECTED_OUTBOX, "the messages changed"
     floor_took = floor(folder / "outbox", folder / "floor")
     print(f"outbox, SQLite   {args.sends / took:10,.0f} sends/s ({args.sends:,} in {took:.2f} s)")
     print(

@@ -18,6 +18,7 @@ Run: ``python benchmarks/plan.py [--people 100000] [--render-people 20000]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import subprocess
@@ -172,6 +173,21 @@ def zone_table(people: Path, plan: Path, folder: Path) -> Path:
     return path
 
 
+# The output of the default run, as every version so far wrote it: a change
+# that makes plan faster must not change a byte (other sizes are not checked).
+EXPECTED = {
+    ("plain", 100_000): "deef1c83dd6cd28dabe2b050729da790150c02f61c46635a1a2c362f9ad8b550",
+    ("render", 20_000): "a73e70620c57927c62f4a4e5ad099a0e25c2fbca55db8508db76e6bfdfe6b77a",
+}
+
+
+def check_output(kind: str, people: int, output: Path) -> None:
+    expected = EXPECTED.get((kind, people))
+    if expected is not None:
+        found = hashlib.sha256(output.read_bytes()).hexdigest()
+        assert found == expected, f"the {kind} plan's output changed: {found}"
+
+
 def same(first: Path, second: Path) -> bool:
     return first.read_bytes() == second.read_bytes()
 
@@ -190,6 +206,7 @@ def main() -> None:
 
     cold, rows, _, output = run_plan(folder, people, render=False)
     elapsed, rows, _, output = run_plan(folder, people, render=False)  # compiled campaign kept
+    check_output("plain", args.people, output)
     table = zone_table(people, output, folder)
     floor_out = folder / "floor.jsonl"
     floor_time, _ = timed([sys.executable, "-c", FLOOR, str(table), str(people), str(floor_out)])
@@ -217,7 +234,8 @@ def main() -> None:
 
     small = folder / "people-small.jsonl"
     write_people(small, args.render_people)
-    elapsed, rows, _, _ = run_plan(folder, small, render=True)
+    elapsed, rows, _, rendered = run_plan(folder, small, render=True)
+    check_output("render", args.render_people, rendered)
     print(f"plan --render    {rows / elapsed:10,.0f} rows/s ({rows:,} rows; goal >= 40,000)")
 
     few = folder / "people-10k.jsonl"
