@@ -8,16 +8,21 @@ version and its compiler's source files). It lists every template file the
 compile read with a digest of its text; a template changed, removed or
 unreadable since means the entry is not used. Only campaigns that compiled
 without errors are kept; a damaged or foreign entry is ignored (and
-compiled again), never trusted: it is read as IR, validated like any IR.
+compiled again), never trusted: it is read as IR, validated like any IR, and
+must be of the same campaign text. A cache folder another user can write to
+is not used at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.util
 import json
 import os
+import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +30,11 @@ from typing import Any
 from cadence import __version__
 from cadence.cachedir import cache_dir
 from cadence.compiler.ir import Campaign, IRError, dump_ir, load_ir
-from cadence.files import write_atomically
 from cadence.source import Source, decode_source
 
 KEPT = 64  # entries; the oldest go first
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+MAX_TEMPLATE_BYTES = 1024 * 1024  # as the compiler reads templates
 _PREFIX = "campaign-ir-"
 
 
@@ -38,15 +44,17 @@ def lookup(source: Source, templates_root: str | None) -> Campaign | None:
     if path is None:
         return None
     try:
-        entry = json.loads(path.read_bytes())
+        entry = json.loads(_read(path, MAX_ENTRY_BYTES, follow=False))
         templates = entry["templates"]
         if not isinstance(templates, list) or not all(
             _unchanged(str(name), str(digest)) for name, digest in templates
         ):
             return None
-        return load_ir(str(entry["ir"]))
+        ir = load_ir(str(entry["ir"]))
     except (OSError, ValueError, KeyError, TypeError, IRError):
         return None
+    # An entry of another campaign (damaged, or put there) is not this one.
+    return ir if ir.source.sha256 == source.sha256 else None
 
 
 def store(
@@ -64,7 +72,16 @@ def store(
     ]
     data = json.dumps({"templates": templates, "ir": dump_ir(ir)}).encode()
     try:
-        write_atomically(path, lambda out: out.write(data))
+        # A temporary file renamed over the entry: a symlink put in its
+        # place is replaced, never written through.
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
         _prune(path.parent)
     except OSError:
         pass
@@ -74,18 +91,49 @@ def _entry(source: Source, templates_root: str | None) -> Path | None:
     folder = cache_dir()
     if folder is None or source.text is None or source.path == "<stdin>":
         return None
-    parts = [
-        _code_version(), source.path, os.getcwd(), str(templates_root), _digest(source.text),
-    ]  # fmt: skip
+    if not _private(folder):
+        return None  # another user could put a campaign of theirs there
+    try:
+        here = os.getcwd()
+    except OSError:  # the current folder was removed
+        return None
+    root = "" if templates_root is None else "root:" + os.path.abspath(templates_root)
+    parts = [_code_version(), source.path, here, root, source.sha256]
     return folder / f"{_PREFIX}{_digest(chr(0).join(parts))[:32]}.json"
+
+
+def _private(folder: Path) -> bool:
+    """Whether only this user can write in ``folder`` (as ssh asks of ~/.ssh)."""
+    try:
+        status = folder.stat()
+    except OSError:
+        return False
+    owner = getattr(os, "getuid", lambda: status.st_uid)()
+    return status.st_uid == owner and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _unchanged(name: str, digest: str) -> bool:
     try:
-        text = decode_source(Path(name).read_bytes(), name).text
+        text = decode_source(_read(Path(name), MAX_TEMPLATE_BYTES), name).text
     except OSError:
         return False
     return text is not None and _digest(text) == digest
+
+
+def _read(path: Path, limit: int, *, follow: bool = True) -> bytes:
+    """A regular file's bytes, at most ``limit`` (a FIFO, a device or a huge
+    file an entry names is refused, not waited for or read whole)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, "too large")
+    return data
 
 
 def _digest(text: str) -> str:

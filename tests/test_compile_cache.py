@@ -100,3 +100,64 @@ def test_an_entry_naming_another_file_is_not_trusted(folder: Path) -> None:
     (folder / "hello.txt.j2").write_text("Changed {{ email }}")
     code, output = plan()
     assert code == 0 and body(output) == "Changed ann@example.com"
+
+
+def test_no_templates_root_and_a_root_named_none_are_kept_apart(folder: Path) -> None:
+    # The campaign's template lies outside its folder: refused without a
+    # root, even after a run that named a root (where it is inside) kept it.
+    (folder / "camp").mkdir()
+    (folder / "None").mkdir()
+    (folder / "None" / "t.j2").write_text("Hello")
+    (folder / "camp" / "c.campaign").write_text(
+        CAMPAIGN.replace('"hello.txt.j2"', '"../None/t.j2"')
+    )
+    args = ["plan", "camp/c.campaign", "--people", "people.csv", "--start", "2026-03-02T08:00Z"]
+    assert CliRunner().invoke(cli, [*args, "--templates-root", "None"]).exit_code == 0
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code != 0 and "outside" in refused.stderr
+
+
+def test_an_entry_naming_a_fifo_is_not_waited_for(folder: Path) -> None:
+    plan()
+    os.mkfifo(folder / "fifo")
+    for entry in (folder / "cache").glob("campaign-ir-*.json"):
+        data = json.loads(entry.read_text())
+        data["templates"] = [[os.fspath(folder / "fifo"), "0" * 64]]
+        entry.write_text(json.dumps(data))
+    assert plan()[0] == 0  # compiled again, at once
+
+
+def test_an_entry_replaced_by_a_symlink_is_never_written_through(folder: Path) -> None:
+    plan()
+    victim = folder / "victim.txt"
+    victim.write_text("keep me")
+    (folder / "hello.txt.j2").write_text("Changed {{ email }}")  # the entry no longer holds
+    for entry in (folder / "cache").glob("campaign-ir-*.json"):
+        entry.unlink()
+        entry.symlink_to(victim)
+    assert plan()[0] == 0
+    assert victim.read_text() == "keep me"
+
+
+def test_an_entry_of_another_campaign_is_not_used(folder: Path) -> None:
+    plan()
+    other = json.loads(next((folder / "cache").glob("campaign-ir-*.json")).read_text())["ir"]
+    (folder / "c.campaign").write_text(CAMPAIGN.replace("09:00", "10:30"))
+    plan()  # its own entry
+    for entry in (folder / "cache").glob("campaign-ir-*.json"):
+        entry.write_text(json.dumps({"templates": [], "ir": other}))  # the 09:00 campaign's
+    code, output = plan()
+    assert code == 0 and "10:30" in output
+
+
+def test_a_cache_folder_others_can_write_to_is_not_used(folder: Path) -> None:
+    (folder / "cache").mkdir()
+    (folder / "cache").chmod(0o777)
+    plan()
+    assert not list((folder / "cache").glob("campaign-ir-*.json"))
+
+
+def test_the_cache_reads_templates_as_the_compiler_does() -> None:
+    from cadence.compiler import cache, templates
+
+    assert cache.MAX_TEMPLATE_BYTES == templates.MAX_TEMPLATE_BYTES
