@@ -79,7 +79,12 @@ def _catching_up(
     """On a terminal, a bar with the total and the time left while ``run``
     works through a backlog (after days down, a big launch); ``bar`` holds
     its advance meanwhile."""
-    total = engine.count_due(now) if show else 0
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        total = engine.count_due(now) if show else 0
+    except (OperationalError, InterfaceError):  # the database away a moment: no bar this pass
+        total = 0
     if total <= CATCH_UP:
         yield
         return

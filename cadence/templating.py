@@ -604,6 +604,8 @@ def _simple_analysis(env: CampaignEnvironment, template: str) -> Analysis | None
     """The analysis of a template made only of text and placeholders of a
     name or an attribute of a name; ``None`` for anything else (Jinja
     decides)."""
+    if "\r" in template:
+        return None  # Jinja counts a lone CR as a line break: its lines, its answer
     names: dict[str, int] = {}
     attributes: list[tuple[str, str, int]] = []
     rest = []

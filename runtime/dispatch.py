@@ -187,7 +187,7 @@ class Dispatcher:
         current = now or self.clock()
         throttle = box.throttle
         if throttle is not None and (delay := throttle.delay()) > 0:
-            return (delay, throttle.sleep) if self.engine.due(current, 1, box.key) else False
+            return (delay, throttle.sleep) if self._any_due(current, box) else False
         budget = self._batch_size(box)
         reserved_at = None
         if box.shared_throttle is not None:
@@ -196,7 +196,7 @@ class Dispatcher:
             reserved_at = self.clock()
             budget, wait = self.engine.reserve_sends(box.shared_throttle, budget, reserved_at)
             if budget == 0:
-                return (wait, self.sleep) if self.engine.due(current, 1, box.key) else False
+                return (wait, self.sleep) if self._any_due(current, box) else False
         claim = self._stored("claim due sends", partial(self._claim, box, current, budget))
         claimed = claim.sends
         report.failed += claim.failed
@@ -204,18 +204,19 @@ class Dispatcher:
             self.engine.unreserve_sends(box.shared_throttle, budget - len(claimed), reserved_at)
         if not claimed:
             return claim.routed > 0 or claim.late > 0  # others may be due now
-        people = self._people(claimed)  # one read for the whole batch
+        # One read for the whole batch.
+        people = self._stored("read the batch's people", partial(self._people, claimed))
         started = self.monotonic()
         held = self.lease.total_seconds()  # until the leases run out, from `started`
         ahead: _Ahead | None = None  # the next send, confirmed with the last mark
         for position, send in enumerate(claimed):
             if self.stopping:  # asked to stop: what is not under way goes back
-                self.engine.release(claimed[position:])
+                self._release(claimed[position:])
                 break
             if box.throttle is not None:
                 box.throttle.wait()
                 if self.stopping:  # stopped during the wait: this one goes back too
-                    self.engine.release(claimed[position:])
+                    self._release(claimed[position:])
                     break
             elapsed = self.monotonic() - started
             if held - elapsed < DELIVERY_MARGIN.total_seconds():
@@ -223,7 +224,8 @@ class Dispatcher:
                 # about to go has a whole delivery's time left, so no other
                 # dispatcher takes over a send this one still holds.
                 until = current + dt.timedelta(seconds=elapsed) + self.lease
-                self.engine.renew(claimed[position:], until)
+                self._stored("renew leases", partial(self.engine.renew, claimed[position:], until))
+                ahead = None  # confirmed before the renewal: asked again after it
                 held = elapsed + self.lease.total_seconds()
             following = claimed[position + 1] if position + 1 < len(claimed) else None
             try:
@@ -234,11 +236,18 @@ class Dispatcher:
             except TransportError:
                 # Nothing can be delivered (a refused login, a certificate):
                 # give the rest of the batch back untouched; the mailbox stops.
-                self.engine.release(claimed[position:])
+                self._release(claimed[position:])
                 raise
         if self.on_progress is not None:
             self.on_progress(report)
         return True
+
+    def _any_due(self, now: dt.datetime, box: Mailbox) -> bool:
+        return bool(self._stored("look for due sends", partial(self.engine.due, now, 1, box.key)))
+
+    def _release(self, sends: list[DueSend]) -> None:
+        """Give sends back (the database may be away a moment: tried again)."""
+        self._stored("give sends back", partial(self.engine.release, sends))
 
     def _claim(self, box: Mailbox, now: dt.datetime, limit: int) -> Claim:
         return self.engine.claim_for(

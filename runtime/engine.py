@@ -30,7 +30,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, behaviour_digest, dump_ir, identity, load_ir
@@ -863,7 +863,7 @@ class Engine:
         the send was taken over."""
         try:
             row = _claim_state(connection, send)
-        except LostClaim:
+        except (LostClaim, NoResultFound):  # taken over, or gone
             return None
         if row.enrollment_status == "active":
             return True

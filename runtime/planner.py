@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cadence.runtime.render import Renderer
 
 ActionKind = Literal["email", "email_task", "call", "inmail", "custom"]
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +134,11 @@ class Planner:
             return self.default_zone, None
         found = zone(str(name))
         if found is None:
+            # Shown escaped: a people file's text may hold anything (a NUL,
+            # a line break), and the note goes into plans, the feed and a database.
+            shown = _CONTROL.sub(lambda c: c.group().encode("unicode_escape").decode(), str(name))
             return self.default_zone, (
-                f'timezone "{name}" is not a known zone: using {self.default_zone.key}'
+                f'timezone "{shown}" is not a known zone: using {self.default_zone.key}'
             )
         return found, None
 

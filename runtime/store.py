@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.types import TypeEngine
 
 from cadence.runtime.migrations import LATEST, current_version, lock_for_migration, migrate
@@ -121,12 +121,17 @@ def _copy_rows(
     values = _values(table, names, connection.dialect)
     columns = ", ".join(quote(name) for name in names)
     raw: Any = connection.connection.driver_connection
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(values(row))
+    statement = f"COPY {quote(table.name)} ({columns}) FROM STDIN"
+    import psycopg
+
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(values(row))
+    except psycopg.Error as error:
+        # As SQLAlchemy raises them for any statement (IntegrityError,
+        # DataError…), so callers' handlers see the same exceptions.
+        raise DBAPIError.instance(statement, None, error, psycopg.Error) from error
 
 
 def _converter(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
@@ -138,10 +143,13 @@ def _converter(kind: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
     done: dict[Any, Any] = {}
 
     def convert(value: Any) -> Any:
+        # Aware times of one zone compare equal across a DST fold (01:30
+        # twice): their offset tells them apart.
+        key = (value, value.utcoffset()) if isinstance(value, dt.datetime) else value
         try:
-            return done[value]
+            return done[key]
         except KeyError:
-            result = done[value] = process(value)
+            result = done[key] = process(value)
             return result
         except TypeError:  # not hashable (a JSON object)
             return process(value)

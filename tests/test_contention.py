@@ -152,6 +152,32 @@ def test_a_mark_that_says_nothing_of_the_next_send_leaves_it_to_be_confirmed(
     assert (outcome.sent, outcome.lost) == (3, 0)
 
 
+def test_a_confirmation_made_before_a_lease_renewal_is_asked_again(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first mark confirms the second send, then the database keeps the
+    # dispatcher waiting past its leases and another dispatcher takes the
+    # rest over: the renewal finds them gone, and nothing is sent twice.
+    engine.enroll(campaign(), people(3), T0, now=T0)
+    clock = [0.0]
+    taken: list[int] = []
+    marked = engine.mark_sent
+
+    def slow_mark(*args: Any, **kwargs: Any) -> Any:
+        answer = marked(*args, **kwargs)
+        if not taken:
+            clock[0] += 16 * 60
+            later = T0 + dt.timedelta(seconds=clock[0])
+            taken.extend(s.action_id for s in engine.claim(later, 10, worker="other"))
+        return answer
+
+    monkeypatch.setattr(engine, "mark_sent", slow_mark)
+    transport = Recorder()
+    outcome = Dispatcher(engine, transport, Sender(), monotonic=lambda: clock[0]).run_once(T0)
+    assert len(taken) == 2 and [str(m["To"]) for m in transport.messages] == ["p000@example.com"]
+    assert (outcome.sent, outcome.lost) == (1, 2)
+
+
 # ---- a busy database ----------------------------------------------------------------------------
 def test_a_mark_waits_out_a_busy_database_instead_of_dying(tmp_path: Path) -> None:
     db = tmp_path / "busy.db"

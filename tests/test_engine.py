@@ -355,3 +355,57 @@ def test_a_pooled_connection_the_server_closed_is_replaced_after_a_rest(
             admin.execute("SELECT pg_terminate_backend(%s)", (first,))
         monkeypatch.setattr(store, "IDLE_PING", 0.0)  # it has rested long enough
         assert backend(engine) != first
+
+
+def test_bulk_inserts_tell_apart_the_two_times_a_clock_shows_twice(engine: Engine) -> None:
+    # 01:30 comes twice in New York on 2026-11-01; the two compare equal in
+    # Python, and each is stored as its own instant.
+    from zoneinfo import ZoneInfo
+
+    from cadence.runtime.schema import feed
+    from cadence.runtime.store import insert_rows
+
+    york = ZoneInfo("America/New_York")
+    first = dt.datetime(2026, 11, 1, 1, 30, tzinfo=york)
+    second = first.replace(fold=1)
+    assert first == second
+    rows = [
+        {"at": when, "campaign_id": "k", "enrollment_id": None, "person": None,
+         "event": "x", "step": None, "message": "m"}
+        for when in (first, second)
+    ]  # fmt: skip
+    with engine.store.transaction() as connection:
+        insert_rows(connection, feed, rows)
+    with engine.store.read() as connection:
+        stored = connection.execute(select(feed.c.at).order_by(feed.c.id)).scalars().all()
+    assert [at.strftime("%H:%M") for at in stored] == ["05:30", "06:30"]
+
+
+def test_a_copy_the_database_refuses_is_an_error_sqlalchemy_callers_know(
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL: COPY's errors reach callers as SQLAlchemy's, like any statement's.
+    from sqlalchemy.exc import DataError
+
+    from cadence.runtime.schema import feed
+    from cadence.runtime.store import insert_rows
+    from tests.engine_db import engine_on
+
+    row = {"at": T0, "campaign_id": "k", "enrollment_id": None, "person": None,
+           "event": "x", "step": None, "message": "a NUL \x00 here"}  # fmt: skip
+    with (
+        engine_on("postgresql", tmp_path, T0) as engine,
+        pytest.raises(DataError),
+        engine.store.transaction() as connection,
+    ):
+        insert_rows(connection, feed, [row])
+
+
+def test_a_zone_a_people_file_names_is_noted_escaped(engine: Engine) -> None:
+    ir = compiled('campaign "zones" { timezone recipient else "UTC" day 1 { call c { } } }')
+    report = engine.enroll(ir, [{"email": "a@x.example", "timezone": "Bad\x00Zone\nX"}], T0,
+                           now=T0)  # fmt: skip
+    assert report.enrolled == 1
+    with engine.store.read() as connection:
+        notes = connection.execute(select(actions.c.note)).scalars().all()
+    assert notes == ['timezone "Bad\\x00Zone\\nX" is not a known zone: using UTC']

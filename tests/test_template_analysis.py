@@ -58,7 +58,8 @@ def test_plain_placeholders_take_the_fast_reading(template: str) -> None:
 @pytest.mark.parametrize(
     "template",
     ["{{{ a }}", "{{ a +}}", "{{+ a }}", "{{ true }}", "{{ a.b.c }}", "{{ a. b }}",
-     "{{ é }}", "{{ a }}{%", "{{ a }}{# x #}", "{{ if }}", "{{ sender.none }}"],
+     "{{ é }}", "{{ a }}{%", "{{ a }}{# x #}", "{{ if }}", "{{ sender.none }}",
+     "Hi {{ a }}\rBye {{ b }}"],
 )  # fmt: skip
 def test_what_only_looks_plain_goes_to_jinja(template: str) -> None:
     assert templating._simple_analysis(ENV, template) is None
