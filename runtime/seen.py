@@ -6,7 +6,7 @@ digests). Past it they move to an open-addressing hash table packed in an
 ``array`` of 64-bit words, a key's first 8 bytes each: 8 bytes a key instead
 of about 90 for a ``bytes`` object in a set, so memory stays within twice
 its size from ten thousand people to millions. Two different addresses then
-look alike with a chance of about n²/2⁶⁵ — one in 40 million for a file of a
+look alike with a chance of about n²/2⁶⁴ — one in 18 million for a file of a
 million people — and the second would be reported as listed twice, never
 silently merged. Keys are digests (evenly spread): their own bits are a good
 hash.
