@@ -86,6 +86,27 @@ def _campaign_versions(connection: Connection) -> None:
         )
 
 
+def _sends_in_order(connection: Connection) -> None:
+    connection.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS actions_pending_in_order "
+            "ON actions (due_at, enrollment_id, position) WHERE status = 'pending'"
+        )
+    )
+    connection.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS actions_claimed_by_lease "
+            "ON actions (lease_until) WHERE status = 'claimed'"
+        )
+    )
+    connection.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS enrollments_paused "
+            "ON enrollments (paused_until) WHERE paused_until IS NOT NULL"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Migration]] = [
     (1, "campaigns, enrollments, actions and the live feed", _initial),
     (2, "the suppression list", _suppressions),
@@ -94,6 +115,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (5, "throttles of sender mailboxes", _mailbox_sends),
     (6, "the mailbox each person sends from; people by address", _enrollment_mailboxes),
     (7, "campaigns with versions: one identity, a version per behaviour", _campaign_versions),
+    (8, "due sends indexed in the order they go out; claims by lease; pauses", _sends_in_order),
 ]
 LATEST = MIGRATIONS[-1][0]
 

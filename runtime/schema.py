@@ -107,6 +107,12 @@ Index(
 # A person's enrollments in every campaign (replies, bounces, suppression and
 # pauses look people up by address, not by campaign).
 enrollments_by_person = Index("enrollments_by_person", func.lower(enrollments.c.person))
+# The few people paused: each claim resumes those whose pause has ended.
+PAUSED = text("paused_until IS NOT NULL")
+Index(
+    "enrollments_paused", enrollments.c.paused_until,
+    sqlite_where=PAUSED, postgresql_where=PAUSED,
+)  # fmt: skip
 
 actions = Table(
     "actions",
@@ -145,6 +151,22 @@ actions = Table(
 )
 Index("actions_by_enrollment", actions.c.enrollment_id, actions.c.position)
 Index("actions_due", actions.c.status, actions.c.due_at)
+# Pending sends in the order they go out: a claim walks it and stops when its
+# batch is full, instead of sorting every due send (hundreds of thousands after
+# a big launch). Partial, so no other query mistakes it for a way to find a
+# person's steps (that is `actions_by_enrollment`).
+PENDING_ONLY = text("status = 'pending'")
+Index(
+    "actions_pending_in_order",
+    actions.c.due_at, actions.c.enrollment_id, actions.c.position,
+    sqlite_where=PENDING_ONLY, postgresql_where=PENDING_ONLY,
+)  # fmt: skip
+# Claims by when their lease runs out: each claim looks for those that did.
+CLAIMED_ONLY = text("status = 'claimed'")
+Index(
+    "actions_claimed_by_lease", actions.c.lease_until,
+    sqlite_where=CLAIMED_ONLY, postgresql_where=CLAIMED_ONLY,
+)  # fmt: skip
 
 suppressions = Table(
     "suppressions",

@@ -233,6 +233,14 @@ class Store:
             finally:
                 connection.info.pop("read_only", None)
 
+    def refresh_statistics(self) -> None:
+        """Have the query planner look at the tables again (after a big
+        change: without numbers, SQLite sorts every due send to find the
+        first hundred; 300,000 actions take it about 50 ms)."""
+        with self.transaction() as connection:
+            connection.exec_driver_sql("ANALYZE actions")
+            connection.exec_driver_sql("ANALYZE enrollments")
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -267,6 +267,8 @@ def test_a_version_1_database_is_migrated_with_its_data(
         connection.execute(text("DROP TABLE inbound"))
         connection.execute(text("DROP TABLE mailbox_usage"))
         connection.execute(text("DROP TABLE mailbox_sends"))
+        for index in ("enrollments_paused", "actions_pending_in_order", "actions_claimed_by_lease"):
+            connection.execute(text(f"DROP INDEX {index}"))
         connection.execute(text("ALTER TABLE enrollments DROP COLUMN paused_until"))
         connection.execute(schema_version.delete().where(schema_version.c.version > 1))
     engine.close()
@@ -276,6 +278,14 @@ def test_a_version_1_database_is_migrated_with_its_data(
     assert sorted(versions) == list(range(1, LATEST + 1))
     assert len(engine.due(T0)) == 2  # the data came along
     assert engine.suppressions() == []
+    catalog = (
+        "SELECT name FROM sqlite_master WHERE type = 'index'"
+        if engine.store.dialect == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    )
+    with engine.store.read() as connection:
+        indexes = set(connection.execute(text(catalog)).scalars())
+    assert {"actions_pending_in_order", "actions_claimed_by_lease", "enrollments_paused"} <= indexes
     engine.close()
 
 
