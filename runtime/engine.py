@@ -246,6 +246,8 @@ class Engine:
             self._enroll_batch(key, chunk, planner.start, now, report, catch_up)
         if report.actions >= RESTATS_AFTER:
             self.store.refresh_statistics()
+        elif report.actions:
+            self.store.optimize()  # many small enrolls grow the tables too
         return report
 
     def _store_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:
@@ -490,7 +492,7 @@ class Engine:
                 actions.c.due_at <= now,
                 or_(actions.c.retry_at.is_(None), actions.c.retry_at <= now),
             )
-        query = (
+        return (
             _sends()
             .add_columns(actions.c.position)
             .where(
@@ -505,11 +507,6 @@ class Engine:
             .order_by(actions.c.due_at, actions.c.enrollment_id, actions.c.position)
             .limit(limit)
         )
-        if not expired:
-            # SQLite has no statistics to see that walking the index in order
-            # beats sorting every due send: told which index to use.
-            query = query.with_hint(actions, "INDEXED BY actions_pending_in_order", "sqlite")
-        return query
 
     def _due_rows(
         self,

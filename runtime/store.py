@@ -6,6 +6,7 @@ PostgreSQL (scale-out, several dispatchers). Every change happens inside
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import operator
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,7 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    DisconnectionError,
+    OperationalError,
+)
 from sqlalchemy.types import TypeEngine
 
 from cadence.runtime.migrations import LATEST, current_version, lock_for_migration, migrate
@@ -212,9 +219,18 @@ class Store:
         with self.read() as connection:
             if current_version(connection, strict=False) == LATEST:
                 return
-        with self.transaction() as connection:
-            lock_for_migration(connection)
-            migrate(connection, now)
+        for attempt in range(MIGRATION_ATTEMPTS):
+            try:
+                with self.transaction() as connection:
+                    lock_for_migration(connection)
+                    migrate(connection, now)
+                return
+            except OperationalError as error:
+                # Building an index while an older cadence enrolls can deadlock
+                # (PostgreSQL picks one to abort): the migration tries again.
+                if attempt + 1 == MIGRATION_ATTEMPTS or not _deadlock(error):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -236,13 +252,43 @@ class Store:
     def refresh_statistics(self) -> None:
         """Have the query planner look at the tables again (after a big
         change: without numbers, SQLite sorts every due send to find the
-        first hundred; 300,000 actions take it about 50 ms)."""
-        with self.transaction() as connection:
-            connection.exec_driver_sql("ANALYZE actions")
-            connection.exec_driver_sql("ANALYZE enrollments")
+        first hundred; 300,000 actions take it about 50 ms). Best effort:
+        what it follows is done and committed, so a busy database only
+        means the numbers wait for the next time."""
+        try:
+            with self.transaction() as connection:
+                analyze(connection)
+        except (OperationalError, DatabaseError) as error:
+            log.warning("cannot refresh the database's statistics (%s)", error.orig)
+
+    def optimize(self) -> None:
+        """SQLite: ``PRAGMA optimize`` (statistics taken again for tables that
+        grew a lot since, cheap otherwise); PostgreSQL's autovacuum does this."""
+        if self.dialect != "sqlite":
+            return
+        try:
+            with self.transaction() as connection:
+                connection.exec_driver_sql("PRAGMA optimize")
+        except (OperationalError, DatabaseError) as error:
+            log.warning("cannot refresh the database's statistics (%s)", error.orig)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+MIGRATION_ATTEMPTS = 5
+log = logging.getLogger("cadence.store")
+
+
+def analyze(connection: Connection) -> None:
+    """Statistics for the planner on the tables claims read."""
+    connection.exec_driver_sql("ANALYZE actions")
+    connection.exec_driver_sql("ANALYZE enrollments")
+
+
+def _deadlock(error: OperationalError) -> bool:
+    code = getattr(error.orig, "sqlstate", None)
+    return code in ("40P01", "55P03")  # deadlock detected, lock not available
 
 
 IDLE_PING = 10.0  # seconds a pooled connection may rest before it is pinged again

@@ -419,3 +419,65 @@ def test_a_zone_a_people_file_names_is_noted_escaped(engine: Engine) -> None:
     with engine.store.read() as connection:
         notes = connection.execute(select(actions.c.note)).scalars().all()
     assert notes == ['timezone "Bad\\x00Zone\\nX" is not a known zone: using UTC']
+
+
+def test_claims_walk_due_sends_in_order_once_the_tables_have_grown(tmp_path: Path) -> None:
+    # SQLite: after enrolls, small or big, the planner knows the tables and
+    # reads pending sends through the index in the order they go out (no sort
+    # of every due send). The plan is checked, not the time.
+    from cadence.runtime.store import Store
+
+    engine = Engine(Store.open(str(tmp_path / "c.db"), now=T0))
+    for batch in range(5):
+        people = [{"email": f"p{batch}-{n}@example.com", "first_name": "P"} for n in range(40)]
+        engine.enroll(compiled(), people, T0, now=T0)
+    query = engine._due_query(T0 + 4 * DAY, 200)
+    with engine.store.read() as connection:
+        sql = str(query.compile(connection, compile_kwargs={"literal_binds": True}))
+        plan = [row[3] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    engine.close()
+    assert any("actions_pending_in_order" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+def test_a_migration_deadlocked_by_a_running_enroll_tries_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from cadence.runtime import store
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    calls: list[int] = []
+    real = store.migrate
+
+    def once_deadlocked(connection: object, now: dt.datetime) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("CREATE INDEX …", {}, Deadlock("deadlock detected"))
+        return real(connection, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "migrate", once_deadlocked)
+    monkeypatch.setattr(store.time, "sleep", lambda seconds: None)
+    opened = store.Store.open(str(tmp_path / "c.db"), now=T0)
+    opened.close()
+    assert len(calls) == 2
+
+
+def test_an_enroll_is_done_even_when_the_statistics_cannot_be_refreshed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from cadence.runtime import engine as engine_module
+    from cadence.runtime import store
+
+    def busy(connection: object) -> None:
+        raise OperationalError("ANALYZE actions", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(store, "analyze", busy)
+    monkeypatch.setattr(engine_module, "RESTATS_AFTER", 1)
+    report = engine.enroll(compiled(), PEOPLE, T0, now=T0)
+    assert report.enrolled == len(PEOPLE)
