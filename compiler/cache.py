@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import importlib.util
 import json
@@ -140,25 +141,21 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-_CODE: list[str] = []
-
-
+@functools.cache
 def _code_version() -> str:
     """cadence's version and the size and time of every file of its parser
     and compiler (an edited checkout compiles afresh, not from the cache)."""
-    if not _CODE:
-        # Found, not imported: importing the grammar would load the parser.
-        files: list[Path] = []
-        for name in ("cadence.templating", "cadence.compiler", "cadence.grammar"):
-            spec = importlib.util.find_spec(name)
-            if spec is not None and spec.submodule_search_locations:
-                for folder in map(Path, spec.submodule_search_locations):
-                    files += sorted(folder.glob("*.py")) + sorted(folder.glob("*.lark"))
-            elif spec is not None and spec.origin:
-                files.append(Path(spec.origin))
-        stamps = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
-        _CODE.append(_digest(";".join([__version__, *stamps])))
-    return _CODE[0]
+    # Found, not imported: importing the grammar would load the parser.
+    files: list[Path] = []
+    for name in ("cadence.templating", "cadence.compiler", "cadence.grammar"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            for folder in map(Path, spec.submodule_search_locations):
+                files += sorted(folder.glob("*.py")) + sorted(folder.glob("*.lark"))
+        elif spec is not None and spec.origin:
+            files.append(Path(spec.origin))
+    stamps = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    return _digest(";".join([__version__, *stamps]))
 
 
 def _prune(folder: Path) -> None:

@@ -244,10 +244,8 @@ class Engine:
                     on_batch(report)
         if chunk:
             self._enroll_batch(key, chunk, planner.start, now, report, catch_up)
-        if report.actions >= RESTATS_AFTER:
-            self.store.refresh_statistics()
-        elif report.actions:
-            self.store.optimize()  # many small enrolls grow the tables too
+        if report.actions:  # many small enrolls grow the tables too
+            self.store.refresh_statistics(full=report.actions >= RESTATS_AFTER)
         return report
 
     def _store_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:
@@ -527,7 +525,7 @@ class Engine:
                 query = query.with_for_update(of=actions, skip_locked=True)
             rows += connection.execute(query).all()
         rows.sort(key=lambda row: (row.due_at or _LONG_AGO, row.enrollment_id, row.position))
-        return rows[:limit] if limit >= 0 else rows
+        return rows[:limit]
 
     def due(self, now: dt.datetime, limit: int = 100, mailbox: str | None = None) -> list[DueSend]:
         """Sends due at ``now`` (not claimed): their time has come and no

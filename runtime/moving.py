@@ -35,6 +35,7 @@ from cadence.runtime.engine import (
 from cadence.runtime.people import PeopleChecker
 from cadence.runtime.planner import Action, Planner
 from cadence.runtime.schema import UTCDateTime, actions, campaigns, enrollments, feed
+from cadence.runtime.store import insert_rows
 
 MOVE_BATCH = 1000  # people per transaction
 _LEFT = (PENDING, OPEN)
@@ -511,12 +512,10 @@ class _Writes:
                 ),
                 {"b_ids": ids(place)},
             )
-        if outcome.inserts:
-            connection.execute(
-                actions.insert(),
-                [_insert(row.id, index, action) for row, _ in members
-                 for index, action in outcome.inserts],
-            )  # fmt: skip
+        insert_rows(connection, actions, [
+            _insert(row.id, index, action)
+            for row, _ in members for index, action in outcome.inserts
+        ])  # fmt: skip
         people = {"b_ids": [row.id for row, _ in members]}
         # The version may count in another zone: later pauses and reschedules read it.
         connection.execute(
@@ -594,11 +593,10 @@ class _RowWrites:
                 .values(status=CANCELLED, closed_at=now),
                 self.cancels,
             )
-        if self.inserts:
-            connection.execute(actions.insert(), self.inserts)
+        insert_rows(connection, actions, self.inserts)
         if self.enrollments:
             connection.execute(_MOVE, self.enrollments)
-            connection.execute(feed.insert(), self.events)
+        insert_rows(connection, feed, self.events)
 
 
 def _insert(enrollment_id: int, index: int, action: Action) -> dict[str, Any]:

@@ -25,7 +25,13 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.types import TypeEngine
 
-from cadence.runtime.migrations import LATEST, current_version, lock_for_migration, migrate
+from cadence.runtime.migrations import (
+    LATEST,
+    analyze,
+    current_version,
+    lock_for_migration,
+    migrate,
+)
 from cadence.runtime.redact import redact
 
 DEFAULT_DB = "cadence.db"
@@ -249,26 +255,22 @@ class Store:
             finally:
                 connection.info.pop("read_only", None)
 
-    def refresh_statistics(self) -> None:
-        """Have the query planner look at the tables again (after a big
-        change: without numbers, SQLite sorts every due send to find the
-        first hundred; 300,000 actions take it about 50 ms). Best effort:
-        what it follows is done and committed, so a busy database only
-        means the numbers wait for the next time."""
-        try:
-            with self.transaction() as connection:
-                analyze(connection)
-        except (OperationalError, DatabaseError) as error:
-            log.warning("cannot refresh the database's statistics (%s)", error.orig)
-
-    def optimize(self) -> None:
-        """SQLite: ``PRAGMA optimize`` (statistics taken again for tables that
-        grew a lot since, cheap otherwise); PostgreSQL's autovacuum does this."""
-        if self.dialect != "sqlite":
+    def refresh_statistics(self, *, full: bool) -> None:
+        """Have the query planner look at the tables again: ``full`` after a
+        big change (``ANALYZE``: without numbers, SQLite sorts every due send
+        to find the first hundred; 300,000 actions take it about 50 ms), else
+        SQLite's ``PRAGMA optimize`` (taken again only for tables that grew a
+        lot; PostgreSQL's autovacuum does that). Best effort: what it follows
+        is done and committed, so a busy database only means the numbers wait
+        for the next time."""
+        if not full and self.dialect != "sqlite":
             return
         try:
             with self.transaction() as connection:
-                connection.exec_driver_sql("PRAGMA optimize")
+                if full:
+                    analyze(connection)
+                else:
+                    connection.exec_driver_sql("PRAGMA optimize")
         except (OperationalError, DatabaseError) as error:
             log.warning("cannot refresh the database's statistics (%s)", error.orig)
 
@@ -278,12 +280,6 @@ class Store:
 
 MIGRATION_ATTEMPTS = 5
 log = logging.getLogger("cadence.store")
-
-
-def analyze(connection: Connection) -> None:
-    """Statistics for the planner on the tables claims read."""
-    connection.exec_driver_sql("ANALYZE actions")
-    connection.exec_driver_sql("ANALYZE enrollments")
 
 
 def _deadlock(error: OperationalError) -> bool:
