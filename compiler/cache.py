@@ -10,7 +10,7 @@ unreadable since means the entry is not used. Only campaigns that compiled
 without errors are kept; a damaged or foreign entry is ignored (and
 compiled again), never trusted: it is read as IR, validated like any IR, and
 must be of the same campaign text. A cache folder another user can write to
-is not used at all.
+is not used at all (see :func:`cadence.cachedir.cache_dir`).
 """
 
 from __future__ import annotations
@@ -92,8 +92,6 @@ def _entry(source: Source, templates_root: str | None) -> Path | None:
     folder = cache_dir()
     if folder is None or source.text is None or source.path == "<stdin>":
         return None
-    if not _private(folder):
-        return None  # another user could put a campaign of theirs there
     try:
         here = os.getcwd()
     except OSError:  # the current folder was removed
@@ -101,16 +99,6 @@ def _entry(source: Source, templates_root: str | None) -> Path | None:
     root = "" if templates_root is None else "root:" + os.path.abspath(templates_root)
     parts = [_code_version(), source.path, here, root, source.sha256]
     return folder / f"{_PREFIX}{_digest(chr(0).join(parts))[:32]}.json"
-
-
-def _private(folder: Path) -> bool:
-    """Whether only this user can write in ``folder`` (as ssh asks of ~/.ssh)."""
-    try:
-        status = folder.stat()
-    except OSError:
-        return False
-    owner = getattr(os, "getuid", lambda: status.st_uid)()
-    return status.st_uid == owner and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _unchanged(name: str, digest: str) -> bool:

@@ -63,3 +63,16 @@ def test_cache_name_changes_with_the_grammar(
 
 def test_the_process_parser_is_built_once() -> None:
     assert parser_module.get_parser() is parser_module.get_parser()
+
+
+def test_a_cache_folder_other_users_can_write_to_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The parser's tables are loaded as they are (a pickle): nobody else may put them there.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv(CACHE_ENV, str(shared))
+    assert cache_dir() is None
+    assert parses(parser_module.build_parser())
+    assert not list(shared.iterdir())
