@@ -15,6 +15,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from cadence.runtime import outgoing
+
 
 class DeliveryError(Exception):
     """A delivery that did not happen; ``permanent`` ones are not retried.
@@ -56,7 +58,11 @@ class OutboxTransport:
                 leftover.unlink()
 
     def path_for(self, message: EmailMessage | str) -> Path:
-        message_id = message if isinstance(message, str) else str(message["Message-ID"])
+        message_id = (
+            message if isinstance(message, str) else outgoing.text_of(message, "Message-ID")
+        )
+        if message_id is None:  # named by it: a message without one cannot go
+            raise DeliveryError("the message has no Message-ID", permanent=True)
         name = message_id.strip("<>").replace("/", "_")
         return self.folder / f"{name}.eml"
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import email.policy
-import functools
 import logging
 import os
 import socket
@@ -21,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from functools import partial
@@ -31,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cadence.compiler.ir import Campaign
-from cadence.runtime.addresses import has_control
+from cadence.runtime import outgoing
 from cadence.runtime.calendar import zone
 from cadence.runtime.caps import DailyCap, SharedThrottle
 from cadence.runtime.delivery import DeliveryError, Transport, TransportError
@@ -116,10 +113,10 @@ class Dispatcher:
             raise ValueError("a Dispatcher needs at least one mailbox")
         self.mailboxes = list(mailboxes)
         self._by_key = {box.key: box for box in self.mailboxes}
-        self._from: dict[str, Any] = {}  # the parsed From header of each mailbox
+        self._from: dict[str, Any] = {}  # the From header of each mailbox, folded
         for box in self.mailboxes:
             address = box.sender.address  # refused here, before any claim
-            self._from[box.key] = email.policy.default.header_factory("From", address)
+            self._from[box.key] = outgoing.stored("From", address)
             if box.unsubscribe is None:
                 box.unsubscribe = UnsubscribeLinks(box.sender.email)
         if routing is None and len(self.mailboxes) > 1:
@@ -311,7 +308,7 @@ class Dispatcher:
                 backoff = dt.timedelta(minutes=min(2 ** (send.attempts - 1), 60))
                 self._mark_failed(send, str(failure), now, now + backoff, report)
             return None
-        sent_id = str(message["Message-ID"])
+        sent_id = message_id(send, box.sender.domain)
         try:
             # Delivered: the mark must not be lost to a busy or restarting
             # database while this process lives, or the send would go twice.
@@ -438,27 +435,25 @@ class Dispatcher:
             # The thread's subject is what the person received: a task email's
             # edited subject (the quote below still comes from the template, §5).
             this = dataclasses.replace(this, subject=f"Re: {replied['subject']}")
+        # Headers are stored folded (runtime/outgoing.py): the same bytes as
+        # setting them, without parsing each one twice per email.
         message = EmailMessage()
-        message["From"] = self._from[box.key]
-        message["To"] = Address(addr_spec=send.person)
-        message["Subject"] = this.subject or ""
-        message["Date"] = _header("Date", format_datetime(now))
-        message["Message-ID"] = message_id(send, box.sender.domain)
+        outgoing.add(message, "From", self._from[box.key])
+        outgoing.add(message, "To", outgoing.recipient("To", send.person))
+        outgoing.add(message, "Subject", outgoing.stored("Subject", this.subject or ""))
+        outgoing.add(message, "Date", outgoing.shared("Date", format_datetime(now)))
+        sent_id = message_id(send, box.sender.domain)
+        outgoing.add(message, "Message-ID", outgoing.stored("Message-ID", sent_id))
         links = box.unsubscribe or UnsubscribeLinks(box.sender.email)
         for name, value in links.headers(send.person).items():
-            message[name] = _header(name, value)
-        for name in ("Subject", "From", "To"):
-            # The last word: as the email package will write them, after any
-            # decoding it did, none of these may hold a line break.
-            if has_control(str(message[name])):
-                raise ValueError(f"the {name} header would hold a line break")
+            outgoing.add(message, name, outgoing.shared(name, value))
         note = None
         if replied is not None and replied["message_id"]:
-            message["In-Reply-To"] = replied["message_id"]
-            message["References"] = replied["message_id"]
+            for name in ("In-Reply-To", "References"):
+                outgoing.add(message, name, outgoing.stored(name, replied["message_id"]))
         elif send.thread and replied is None:
             note = f"sent as a new thread: `{send.thread}` was never sent"
-        message.set_content(this.body or "")
+        outgoing.set_text(message, this.body or "")
         return message, note
 
     def _people(self, sends: list[DueSend]) -> dict[int, _Person]:
@@ -566,14 +561,6 @@ class _Ahead:
         if self.answer and now - self.at > FRESH_CONFIRMATION:
             return _UNKNOWN  # too old to rely on: asked again
         return self.answer  # a cancel is final: the mark's transaction made it
-
-
-@functools.lru_cache(maxsize=256)
-def _header(name: str, value: str) -> Any:
-    """A header as the email package parses it when it is set, parsed once
-    for values many emails share (the date of a batch, an unsubscribe link
-    without a personal token): assigning the parsed header skips the parse."""
-    return email.policy.default.header_factory(name, value)
 
 
 def _as_action(person: str, row: dict[str, Any]) -> Action:

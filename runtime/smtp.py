@@ -8,6 +8,7 @@ variable (``password_env``), and nothing prints them (see :func:`redact`).
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import os
 import smtplib
 import ssl
@@ -16,6 +17,7 @@ from email.message import EmailMessage
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from cadence.runtime import outgoing
 from cadence.runtime.delivery import DeliveryError, TransportError
 from cadence.runtime.redact import redact
 
@@ -206,7 +208,12 @@ class SmtpTransport:
         smtp = None
         try:
             smtp = self._connection()
-            smtp.send_message(message)
+            found = outgoing.envelope(message)
+            if found is None:
+                smtp.send_message(message)
+            else:  # what send_message does, without parsing the headers again
+                sender, recipients = found
+                smtp.sendmail(sender, recipients, message.as_bytes(policy=email.policy.SMTP))
         except TransportError:
             self._reset()
             raise
