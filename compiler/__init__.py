@@ -1,4 +1,5 @@
-"""The compile step: AST to step graph, placement rules and versioned IR (SPEC.md §2, §4, §5).
+"""The compile step: AST to step graph, placement rules and versioned IR
+(docs/semantics.md §2, §4, §5).
 
 ``cadence.compiler.ir`` is the only part the runtime reads, so importing this
 package loads nothing else (and never lark): the driver is imported on use.

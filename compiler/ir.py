@@ -55,7 +55,7 @@ class Template(_Model):
 
 
 class Timing(_Model):
-    """When an email is sent (SPEC.md §4), resolved at compile time.
+    """When an email is sent (docs/semantics.md §4), resolved at compile time.
 
     * ``start``: at the time of day of the enrollment's start instant (on day 1
       that is the start instant itself);

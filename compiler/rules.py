@@ -1,4 +1,4 @@
-"""The placement and structure rules (SPEC.md §2, §4, §5): each a small function
+"""The placement and structure rules (docs/semantics.md §2, §4, §5): each a small function
 that looks at the campaign and yields diagnostics with a code from
 :mod:`cadence.codes`. :data:`RULES` lists them all, in the order they run.
 """

@@ -1,5 +1,5 @@
 """Settings: checked (each once, zones and holiday countries that exist) and
-resolved into the IR's :class:`Settings` with the defaults of SPEC.md §4, §7."""
+resolved into the IR's :class:`Settings` with the defaults of docs/semantics.md §4, §7."""
 
 from __future__ import annotations
 

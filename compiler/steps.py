@@ -1,6 +1,6 @@
 """The campaign's steps in campaign order, and where each `send with previous` aligns.
 
-Alignment follows SPEC.md §4: an email takes the time of day of the nearest
+Alignment follows docs/semantics.md §4: an email takes the time of day of the nearest
 email before it; an email of the same day cannot share a time, so it takes the
 time of the previous day's email instead. Everything here works on positions
 in campaign order, so it is right even when two steps share a name (which the

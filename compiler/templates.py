@@ -1,4 +1,4 @@
-"""Template checks (SPEC.md §8): every subject, body, notes, message and title is
+"""Template checks (docs/semantics.md §8): every subject, body, notes, message and title is
 parsed with Jinja2's sandbox, and the names it uses are checked against what a
 template may use. Problems point into the `.campaign` file, or into the
 template file a `template "path"` names.

@@ -1,4 +1,4 @@
-"""When each email is sent, resolved once per campaign (SPEC.md §4).
+"""When each email is sent, resolved once per campaign (docs/semantics.md §4).
 
 Every `send with previous` chain is followed to its root here: a `send at`
 time, the start instant (`send choose`, or day 1 with nothing to align with)

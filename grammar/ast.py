@@ -1,4 +1,5 @@
-"""The typed AST of a ``.campaign`` file (SPEC.md §1–§3).
+"""The typed AST of a ``.campaign`` file (docs/language.md; what it means:
+docs/semantics.md §1–§3).
 
 Nodes are frozen pydantic models; every node carries the :class:`Span` it was
 read from. The AST is faithful to the source: a step that sets ``subject``

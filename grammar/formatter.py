@@ -4,7 +4,7 @@ The layout: two-space indent, one statement a line, a blank line between days
 and before the first day, at most one blank line where the author left some,
 none just inside braces. Strings keep their form (inline, block, template).
 A step written on one line with at most one property stays on one line (as in
-SPEC.md §3: ``inmail connect { message "..." }``); every other block is opened
+``inmail connect { message "..." }``); every other block is opened
 on its own line. A trailing comment keeps its column when that leaves two
 spaces after the code, else it stands two spaces after it; a comment on a line
 of its own is indented like the code it precedes.

@@ -1,4 +1,4 @@
-"""The campaign calendar (SPEC.md §4): which days count, the date of each day
+"""The campaign calendar (docs/semantics.md §4): which days count, the date of each day
 number, and local wall times turned into instants per time zone.
 
 Everything here is per campaign (holiday sets, zone objects) or per zone and

@@ -1,4 +1,4 @@
-"""The durable engine (SPEC.md §1, §4–§7): enrollments, due sends, the command
+"""The durable engine (docs/semantics.md §1, §4–§7): enrollments, due sends, the command
 center's tasks and the live feed, kept in a database through :class:`Store`.
 
 Every method takes the clock (``now`` / ``at``) from its caller, and runs in
@@ -468,9 +468,9 @@ class Engine:
         queries, so the first walks its index in order and stops at
         ``limit`` (one with both would sort every due send first)."""
         earlier = actions.alias("earlier")
-        blocked = _earlier_open_task()  # §6
+        blocked = _earlier_open_task()  # semantics §6
         # An earlier send of the person is due (or in flight) too: campaign order
-        # first. A follow-up also waits for the email it replies to (§5), due or not.
+        # first. A follow-up also waits for the email it replies to (semantics §5), due or not.
         queued = exists().where(
             earlier.c.enrollment_id == actions.c.enrollment_id,
             earlier.c.position < actions.c.position,
@@ -529,7 +529,7 @@ class Engine:
 
     def due(self, now: dt.datetime, limit: int = 100, mailbox: str | None = None) -> list[DueSend]:
         """Sends due at ``now`` (not claimed): their time has come and no
-        earlier task of their enrollment is open (§6). With ``mailbox``: those
+        earlier task of their enrollment is open (semantics §6). With ``mailbox``: those
         it sends, or that no mailbox sends yet."""
         with self.store.read() as connection:
             return [DueSend(*row[:9]) for row in self._due_rows(connection, now, limit, mailbox)]
@@ -735,7 +735,7 @@ class Engine:
         """Sends more than ``late.after`` past their time: skipped, or moved to
         the next time their time of day comes on a counted day; each said in
         the feed. The others are kept. Late means the dispatchers were away:
-        a send held back by a task closed just now (§6), by an earlier send,
+        a send held back by a task closed just now (semantics §6), by an earlier send,
         or waiting for its own retry went out as soon as it could, and is not."""
         keep = []
         for send in found:
@@ -1119,7 +1119,7 @@ class Engine:
 
     def send_task(self, task_id: int, subject: str, body: str, at: dt.datetime) -> None:
         """A person sent an email task (with their edits): it closes, and emails
-        that take its time of day get their time (§4, §7). Follow-ups reuse the
+        that take its time of day get their time (semantics §4, §7). Follow-ups reuse the
         subject, so one that could not be a header is refused."""
         problem = header_problem(subject)
         if problem is not None:
@@ -1160,7 +1160,7 @@ class Engine:
             if waiting is not None:
                 raise EngineError(
                     f"task {task_id} waits for task {waiting.id} (`{waiting.step}`): "
-                    "close that one first (§6)"
+                    "close that one first (tasks are done in order: docs/semantics.md §6)"
                 )
             if status == SENT and row.kind != "email_task":
                 raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
@@ -1196,7 +1196,7 @@ class Engine:
 
     # ---- events -----------------------------------------------------------------------------
     def reply(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
-        """A reply from ``person``: the campaign's `on reply` decides (§7)."""
+        """A reply from ``person``: the campaign's `on reply` decides (semantics §7)."""
         with self.store.transaction() as connection:
             if not self._event_for(connection, person, at, campaign, "reply"):
                 raise EngineError(f"{person} is not active in any campaign")
@@ -1844,7 +1844,7 @@ def _sends() -> Select[Any]:
 
 
 def _earlier_open_task() -> Any:
-    """An earlier task of the same enrollment is still open (§6: it blocks)."""
+    """An earlier task of the same enrollment is still open (semantics §6: it blocks)."""
     earlier = actions.alias("earlier_task")
     return exists().where(
         earlier.c.enrollment_id == actions.c.enrollment_id,

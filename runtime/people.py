@@ -1,5 +1,5 @@
 """People to enroll or plan for: read as a stream from CSV or JSON Lines, one
-person a row, and checked row by row (SPEC.md §8).
+person a row, and checked row by row (docs/semantics.md §8).
 
 A row that cannot be used (no email, a malformed email, a required field
 missing, an email seen before) becomes a :class:`RowProblem` naming its line;

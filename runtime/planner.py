@@ -1,5 +1,5 @@
 """The planner: a compiled campaign, people and a start instant in; every
-action with its time out (SPEC.md §4–§6, §8).
+action with its time out (docs/semantics.md §4–§6, §8).
 
 Per-campaign work happens once (steps, holidays, overrides, compiled
 templates) and per-zone work once per zone (day dates and instants); a person
@@ -7,7 +7,7 @@ costs only the rows it yields. :func:`plan` streams: people are read and
 actions yielded one person at a time.
 
 The plan is the projection that assumes every task is closed on its due day
-(§6), in time for the steps after it that day.
+(semantics §6), in time for the steps after it that day.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class Planner:
             return make("email", None, timing.step, timing.note)
         anchor = done.get(timing.via[0]) if timing.via else None
         if anchor is not None and anchor.local is not None:
-            # §4: the time of day at which the email it aligns with is actually
+            # semantics §4: the time of day at which the email it aligns with is actually
             # sent (after that email's own passed-time, gap or hold).
             wall = anchor.local.replace(tzinfo=None).time()
             instant = place(date, wall, where)

@@ -1,4 +1,4 @@
-"""Rendering subjects and bodies for one person (SPEC.md §5, §8).
+"""Rendering subjects and bodies for one person (docs/semantics.md §5, §8).
 
 Templates are compiled once per campaign in Jinja's sandbox with strict
 undefined names. A follow-up gets `Re: <previous subject>` unless it sets its

@@ -94,7 +94,7 @@ enrollments = Table(
         comment="the sender address its emails come from (lower case), fixed at its first claim",
     ),
 )
-# One active enrollment per person and campaign (SPEC.md §7); emails compare
+# One active enrollment per person and campaign (docs/semantics.md §7); emails compare
 # case-insensitively, as the people checker does.
 Index(
     "one_active_enrollment",

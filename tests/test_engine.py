@@ -73,7 +73,7 @@ def test_enroll_queues_sends_and_opens_tasks(engine: Engine) -> None:
     report = engine.enroll(compiled(), PEOPLE, T0, now=T0)
     assert (report.enrolled, report.actions, report.problems) == (2, 10, [])
     assert [s.step for s in engine.due(T0)] == ["intro", "intro"]
-    # `personal` waits behind `ring` (§6): the command center shows what can be done.
+    # `personal` waits behind `ring` (semantics §6): the command center shows what can be done.
     tasks = engine.open_tasks()
     assert [(t.person, t.step) for t in tasks] == [
         ("ada@example.com", "ring"), ("bo@example.com", "ring"),

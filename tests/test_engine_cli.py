@@ -56,7 +56,7 @@ def open_tasks(db: str) -> list[dict[str, object]]:
 
 
 def close_until(db: str, step: str) -> dict[str, object]:
-    """Complete Ada's tasks in order (§6) until ``step`` is the one to do."""
+    """Complete Ada's tasks in order (semantics §6) until ``step`` is the one to do."""
     while True:
         first = open_tasks(db)[0]
         if first["step"] == step:
@@ -77,7 +77,7 @@ def test_task_commands_and_their_refusals(db: str, tmp_path: Path) -> None:
         run("tasks", "--db", db, "--person", "ada@example.com", "--format", "json").stdout
     )
     ring = next(t["id"] for t in tasks if t["step"] == "ring")
-    assert all(t["step"] != "personal" for t in tasks)  # it waits behind `ring` (§6)
+    assert all(t["step"] != "personal" for t in tasks)  # it waits behind `ring` (semantics §6)
     blocked = run("task", "skip", str(ring + 1), "--db", db)  # `connect`, after `ring`
     assert blocked.exit_code == 2 and "close that one first" in blocked.stderr
     assert run("task", "complete", str(ring), "--db", db).exit_code == 0

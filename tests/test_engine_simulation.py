@@ -1,4 +1,4 @@
-"""Ten days of a campaign with an injected clock: every event of SPEC.md §7."""
+"""Ten days of a campaign with an injected clock: every event of docs/semantics.md §7."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def test_ten_days(tmp_path: Path) -> None:
     # The thread keeps the subject Di sent; the quote comes from the template.
     di_bump = mail[("di@example.com", "Re: Edited subject")]
     body = di_bump.get_content()
-    # Quoted from the template, never from Di's edits (§5); at the time Di sent it (§4).
+    # Quoted from the template, never from Di's edits (semantics §5); at the time Di
+    # sent it (semantics §4).
     assert "> Written from the template" in body and "Edited by Di" not in body
     assert di_bump["In-Reply-To"] is None  # the task email was sent by hand, not by us
     ed_bump = mail[("ed@example.com", "A note")]  # a new thread: no "Re:", no quote

@@ -224,7 +224,8 @@ def test_a_send_held_back_by_a_late_task_goes_when_the_task_closes(engine: Engin
     engine.enroll(compiled, [{"email": "ann@a.example"}], T0, now=T0)
     two_days_later = T0 + dt.timedelta(days=2, hours=7)
     (task,) = engine.open_tasks()
-    engine.complete_task(task.id, two_days_later)  # the call was made late (§6: it blocks)
+    # The call was made late (semantics §6: it blocks).
+    engine.complete_task(task.id, two_days_later)
     outbox = Recorder()
     report = Dispatcher(engine, outbox, Sender(), late=LatePolicy()).run_once(two_days_later)
     assert report.sent == 1  # not late: it went as soon as the task let it

@@ -1,4 +1,4 @@
-"""The grammar accepts the whole language of SPEC.md §3 and builds the typed AST."""
+"""The grammar accepts the whole language of docs/language.md and builds the typed AST."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The planner: every rule of SPEC.md §4–§6 and §8, on real dates."""
+"""The planner: every rule of docs/semantics.md §4–§6 and semantics §8, on real dates."""
 
 from __future__ import annotations
 

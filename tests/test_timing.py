@@ -1,4 +1,4 @@
-"""When each email is sent, resolved at compile time: every rule of SPEC.md §4."""
+"""When each email is sent, resolved at compile time: every rule of docs/semantics.md §4."""
 
 from __future__ import annotations
 
