@@ -64,6 +64,7 @@ P022 = _code("P022", "unmatched-brace", ERROR, "a `}` with no `{` to close")
 P023 = _code("P023", "too-many-errors", INFO, "parsing stopped after many errors")
 P024 = _code("P024", "empty-file", ERROR, "the file holds no campaign")
 P025 = _code("P025", "nested-too-deep", ERROR, "braces nested deeper than the parser follows")
+P026 = _code("P026", "wrong-quotes", ERROR, "text in single or typographic quotes")
 
 # Compile: structure of the campaign.
 C001 = _code(

@@ -22,17 +22,24 @@ def render_graph(graph: StepGraph, format: str, name: str) -> str:
 
 def _label(graph: StepGraph, node: str) -> str:
     data = graph.nodes[node]
-    return f"{node}\\n{data['kind']}, day {data['day']}"
+    return f"{node}\n{data['kind']}, day {data['day']}"
+
+
+def _quoted(text: str) -> str:
+    """A DOT quoted string: quotes and backslashes escaped, a line break as
+    DOT's own ``\\n``, any other character as it is (DOT files are UTF-8)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n") + '"'
 
 
 def _dot(graph: StepGraph, name: str) -> str:
-    lines = [f"digraph {json.dumps(name)} {{", "  rankdir=LR;", "  node [shape=box];"]
+    lines = [f"digraph {_quoted(name)} {{", "  rankdir=LR;", "  node [shape=box];"]
     for node in graph.nodes:
-        lines.append(f"  {json.dumps(node)} [label={json.dumps(_label(graph, node))}];")
+        lines.append(f"  {_quoted(node)} [label={_quoted(_label(graph, node))}];")
     for source, target, kind in typed_edges(graph):
         lines.append(
-            f"  {json.dumps(source)} -> {json.dumps(target)} "
-            f'[label="{kind}", style={_STYLE[kind]}];'
+            f"  {_quoted(source)} -> {_quoted(target)} [label={_quoted(kind)}, "
+            f"style={_STYLE[kind]}];"
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -186,7 +186,8 @@ def tasks_have_text(context: Context) -> Iterator[Diagnostic]:
 def choose_only_first(context: Context) -> Iterator[Diagnostic]:
     for ref in context.refs:
         option = send_option(ref.step)
-        if isinstance(option, ast.SendChoose) and (ref.index != 0 or ref.day != 1):
+        # A first step on a day below 1 is reported as that day (C024), not here.
+        if isinstance(option, ast.SendChoose) and (ref.index != 0 or ref.day > 1):
             yield codes.C001.at(
                 option.span,
                 "`send choose` is only offered on the first step of day 1",
@@ -249,7 +250,7 @@ def timing_notes(context: Context) -> Iterator[Diagnostic]:
                 f"`{ref.id}` waits for task email `{timing.step}`: it is sent at the time of "
                 "day that task is sent",
             )
-        elif alignment.redirected and timing.note:
+        elif alignment.redirected and timing.note and _previous_same_day(context, ref, alignment):
             yield codes.C006.at(_send_span(ref), timing.note)
 
 
@@ -291,6 +292,12 @@ def no_alignment_cycle(context: Context) -> Iterator[Diagnostic]:
             f"these steps take their send time from each other in a cycle: {names}",
             help="give each step its own name, so each aligns with the email before it",
         )
+
+
+def _previous_same_day(context: Context, ref: StepRef, alignment: Alignment) -> bool:
+    """Whether the email before ``ref`` is on its own day (with days out of
+    order it may be on a later one: C009 says so, and no C006)."""
+    return alignment.previous is not None and context.refs[alignment.previous].day == ref.day
 
 
 def _send_span(ref: StepRef) -> Span:

@@ -77,12 +77,14 @@ def check_settings(campaign: ast.Campaign) -> Iterator[Diagnostic]:
 def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:
     if zone.value in _zones():
         return
-    guess = _closest(zone.value, _zones())
-    yield codes.C017.at(
-        zone.span,
-        f'"{zone.value}" is not an IANA time zone',
-        help=f'did you mean "{guess}"?' if guess else 'zones are named like "Europe/Stockholm"',
-    )
+    region = _ABBREVIATIONS.get(re.sub(r"[\d:+-]", "", zone.value).upper())
+    if region is not None:
+        place, where = region
+        help = f'for {place} time, with its daylight saving, use "{where}"'
+    else:
+        guess = _closest(zone.value, _regions())
+        help = f'did you mean "{guess}"?' if guess else 'zones are named like "Europe/Stockholm"'
+    yield codes.C017.at(zone.span, f'"{zone.value}" is not an IANA time zone', help=help)
 
 
 def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
@@ -110,6 +112,43 @@ def _closest(value: str, names: frozenset[str]) -> str | None:
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) - HOST_DEPENDENT_ZONES
+
+
+@cache
+def _regions() -> frozenset[str]:
+    """Zones to suggest: named for a place. The old fixed-offset and
+    abbreviation zones ("EST", "EST5EDT", "Etc/GMT+5") are valid, but a
+    near miss is almost never meant as one of them."""
+    return frozenset(
+        name for name in _zones() if "/" in name and not name.startswith(("Etc/", "SystemV/"))
+    )
+
+
+# Abbreviations people write for a zone (with or without an offset: "EST5",
+# "CET-1"), and the place whose zone they mean.
+_ABBREVIATIONS = {
+    "EST": ("US Eastern", "America/New_York"),
+    "EDT": ("US Eastern", "America/New_York"),
+    "ESTEDT": ("US Eastern", "America/New_York"),
+    "CST": ("US Central", "America/Chicago"),
+    "CDT": ("US Central", "America/Chicago"),
+    "CSTCDT": ("US Central", "America/Chicago"),
+    "MST": ("US Mountain", "America/Denver"),
+    "MDT": ("US Mountain", "America/Denver"),
+    "MSTMDT": ("US Mountain", "America/Denver"),
+    "PST": ("US Pacific", "America/Los_Angeles"),
+    "PDT": ("US Pacific", "America/Los_Angeles"),
+    "PSTPDT": ("US Pacific", "America/Los_Angeles"),
+    "BST": ("UK", "Europe/London"),
+    "CET": ("Central European", "Europe/Berlin"),
+    "CEST": ("Central European", "Europe/Berlin"),
+    "EET": ("Eastern European", "Europe/Helsinki"),
+    "EEST": ("Eastern European", "Europe/Helsinki"),
+    "IST": ("India", "Asia/Kolkata"),
+    "JST": ("Japan", "Asia/Tokyo"),
+    "AEST": ("Australian Eastern", "Australia/Sydney"),
+    "AEDT": ("Australian Eastern", "Australia/Sydney"),
+}
 
 
 @cache

@@ -96,7 +96,7 @@ class TemplateChecker:
         if isinstance(analysis, TemplateSyntaxError):
             self.diagnostics.append(
                 codes.C030.at(
-                    place.line_span(analysis.lineno),
+                    _syntax_error_span(analysis, place),
                     f"template syntax error: {analysis.message}",
                     help="Jinja syntax: `{{ name }}` for a value, `{% if %}…{% endif %}` for logic",
                 )
@@ -180,6 +180,36 @@ class _Place:
     def name_span(self, line: int, name: str) -> Span:
         raise NotImplementedError
 
+    def fragment_span(self, line: int, fragment: str, *, last: bool = False) -> Span:
+        """Where ``fragment`` stands on the template's ``line`` (its last
+        occurrence with ``last``); the whole line when it is not there."""
+        number, raw, offset = self._raw(line)
+        found = raw.rfind(fragment, offset) if last else raw.find(fragment, offset)
+        if found == -1:
+            return self.line_span(line)
+        return point(self.file, number, found + 1, len(fragment))
+
+    def search(self, line: int, pattern: re.Pattern[str]) -> Span | None:
+        """Where ``pattern`` first matches on the template's ``line``."""
+        number, raw, offset = self._raw(line)
+        match = pattern.search(raw, offset)
+        if match is None:
+            return None
+        return point(self.file, number, match.start() + 1, match.end() - match.start())
+
+    def rfind(self, line: int, fragment: str) -> int:
+        """The column (from 0) of ``fragment``'s last occurrence on ``line``; -1: none."""
+        _, raw, offset = self._raw(line)
+        return raw.rfind(fragment, offset)
+
+    def _raw(self, line: int) -> tuple[int, str, int]:
+        """The file's line number, its text, and where the template starts on it."""
+        raise NotImplementedError
+
+    @property
+    def file(self) -> str:
+        raise NotImplementedError
+
 
 class _InFile(_Place):
     def __init__(self, source: Source) -> None:
@@ -195,6 +225,13 @@ class _InFile(_Place):
             end_line=line,
             end_column=max(start + 1, len(text) + 1),
         )
+
+    def _raw(self, line: int) -> tuple[int, str, int]:
+        return line, self.source.line(line), 0
+
+    @property
+    def file(self) -> str:
+        return self.source.path
 
     def name_span(self, line: int, name: str) -> Span:
         column = _find_word(self.source.line(line), name, 0)
@@ -233,6 +270,15 @@ class _InString(_Place):
             end_column=max(start + 1, len(raw) + 1),
         )
 
+    def _raw(self, line: int) -> tuple[int, str, int]:
+        number = self._line(line)
+        offset = self.text.span.column if number == self.text.span.line else 0
+        return number, self.source.line(number), offset
+
+    @property
+    def file(self) -> str:
+        return self.text.span.file
+
     def name_span(self, line: int, name: str) -> Span:
         number = self._line(line)
         raw = self.source.line(number)
@@ -241,6 +287,45 @@ class _InString(_Place):
         if column is None:
             return self.line_span(line)
         return point(self.text.span.file, number, column + 1, len(name))
+
+
+# What a Jinja syntax error names as its culprit, most telling first:
+# "expected token 'end of print statement', got 'x'", "Encountered unknown tag
+# 'endfi'", "unexpected '}'", "unexpected char '!' at 12".
+_CULPRIT = [
+    re.compile(p)
+    for p in (
+        r"got '([^']+)'",
+        r"unknown tag '([^']+)'",
+        r"unexpected '([^']+)'",
+        r"unexpected char '(.)'",
+    )
+]
+
+
+def _syntax_error_span(error: TemplateSyntaxError, place: _Place) -> Span:
+    """The bad token of a Jinja syntax error rather than its whole line: what
+    the message names, or — at the end of the template — the construct left
+    open."""
+    message, line = error.message or "", error.lineno
+    for pattern in _CULPRIT:
+        match = pattern.search(message)
+        if match:
+            culprit = match.group(1)
+            if re.fullmatch(r"\w+", culprit):  # a word: not inside a longer one
+                return place.name_span(line, culprit)
+            return place.fragment_span(line, culprit)
+    block = re.search(r"block that needs to be closed is '(\w+)'", message)
+    if block:  # the tag that opened it, on this line or one before
+        opening = re.compile(rf"\{{%[-+]?\s*{block.group(1)}\b")
+        for before in range(line, 0, -1):
+            found = place.search(before, opening)
+            if found is not None:
+                return found
+    if "unexpected end of template" in message.lower():
+        opened = max(("{{", "{%", "{#"), key=lambda mark: place.rfind(line, mark))
+        return place.fragment_span(line, opened, last=True)
+    return place.line_span(line)
 
 
 def _find_word(line: str, word: str, start: int) -> int | None:

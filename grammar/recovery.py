@@ -16,6 +16,7 @@ It stops after :data:`MAX_ERRORS` diagnostics.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -337,6 +338,8 @@ class _Recovery:
                 )
             )
             replacement = ("STRING", self.text[start:end] + '"')
+        elif self.text[start] in _OTHER_QUOTES:
+            end, replacement = self._other_quotes(start, line, column)
         elif _is_foreign_letter(self.text[start]):
             end = _word_end(self.text, start)
             word = self.text[start:end]
@@ -356,6 +359,29 @@ class _Recovery:
             return None
         kind, value = replacement
         return Token(kind, value, start, line, column, line_counter.line, line_counter.column, end)
+
+    def _other_quotes(
+        self, start: int, line: int, column: int
+    ) -> tuple[int, tuple[str, str] | None]:
+        """Text in 'single' or “typographic” quotes (pasted from a document):
+        one error, and read as what it meant — a string where text may stand,
+        a name where a name may — so nothing else is reported about it."""
+        close = _closing_quote(self.text, start)
+        end = start + 1 if close == -1 else close + 1
+        span = point(self.context.file, line, column, end - start)
+        if close == -1:
+            self._report(codes.P026.at(span, "text is written in double quotes", help='use `"`'))
+            return end, None
+        inner = self.text[start + 1 : close]
+        expected = self._expected()
+        if "STRING" not in expected and "IDENT" in expected and _NAME.fullmatch(inner):
+            self._report(
+                codes.P026.at(span, "names are written without quotes", help=f"write {inner}")
+            )
+            return end, ("IDENT", inner)
+        meant = '"' + inner.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        self._report(codes.P026.at(span, "text is written in double quotes", help=f"write {meant}"))
+        return end, ("STRING", meant) if "STRING" in expected else None
 
     def _bad_characters_run(self, line: int, column: int, run: str) -> None:
         span = point(self.context.file, line, column, len(run))
@@ -443,6 +469,24 @@ def _owner(recent: list[Token]) -> str:
 
 def _is_foreign_letter(char: str) -> bool:
     return not char.isascii() and (char.isalpha() or char.isdigit())
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# Quotes people type or paste for text, with the quote that closes each.
+_OTHER_QUOTES = {"'": "'", "\u2018": "\u2019", "\u201c": "\u201d", "\u201e": "\u201c"}
+
+
+def _closing_quote(text: str, start: int) -> int:
+    """Where the text opened by the quote at ``start`` ends on its line (-1:
+    it does not). An apostrophe may stand inside ('it's'): the last quote
+    that only a `{`, a comment or the line's end follows is taken first."""
+    closing, end = _OTHER_QUOTES[text[start]], _line_end(text, start)
+    candidates = [n for n in range(start + 1, end) if text[n] == closing]
+    for n in reversed(candidates):
+        rest = text[n + 1 : end].lstrip()
+        if not rest or rest[0] in "{#":
+            return n
+    return candidates[0] if candidates else -1
 
 
 def _junk_end(text: str, start: int) -> int:

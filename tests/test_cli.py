@@ -229,6 +229,20 @@ def test_graph_formats(format: str, expected: str) -> None:
     assert expected in result.stdout
 
 
+def test_graph_dot_quotes_as_graphviz_reads_it(tmp_path: Path) -> None:
+    source = tmp_path / "cafe.campaign"
+    source.write_text(
+        'campaign "Café \\"Noir\\" \\\\ more" {\n  day 1 {\n    call ring { notes "n" }\n  }\n}\n',
+        encoding="utf-8",
+    )
+    result = run("graph", str(source), "--format", "dot")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # UTF-8 as it is, quotes and backslashes escaped, a line break as DOT's \n.
+    assert lines[0] == 'digraph "Café \\"Noir\\" \\\\ more" {'
+    assert '  "ring" [label="ring\\ncall, day 1"];' in lines
+
+
 def test_schema_prints_the_ir_json_schema() -> None:
     result = run("schema")
     assert result.exit_code == 0
