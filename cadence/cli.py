@@ -21,7 +21,7 @@ from typing import Any, NoReturn, cast
 import click
 
 from cadence import __version__
-from cadence.diagnostics import Diagnostic, has_errors
+from cadence.diagnostics import Diagnostic, Severity, has_errors
 from cadence.files import write_atomically
 from cadence.reporting import FORMATS, Format, render, summary
 from cadence.source import BOM, Source, decode_source, read_limited
@@ -40,6 +40,7 @@ class _Run:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     files: int = 0
     status: int = EXIT_OK
+    strict: bool = False  # --warnings-as-errors
 
     def fail(self, status: int) -> None:
         self.status = max(self.status, status)
@@ -65,12 +66,25 @@ class _Run:
         diagnostics = list(diagnostics)
         self.sources.update(sources or {})
         self.diagnostics.extend(diagnostics)
-        if has_errors(diagnostics):
+        if has_errors(diagnostics) or (
+            self.strict and any(d.severity is Severity.WARNING for d in diagnostics)
+        ):
             self.fail(EXIT_FINDINGS)
         if self.format == "text" and diagnostics:
             text = render("text", diagnostics, self.sources.get, color=self.color, limit=TEXT_LIMIT)
             # click strips ANSI codes off a non-terminal unless told colour is wanted.
             click.echo(text, err=True, nl=False, color=self.color)
+
+    def files_in(self, arguments: Iterable[str]) -> list[str]:
+        """The files given, and the ``.campaign`` files in the folders given
+        (see :mod:`cadence.campaign_files`); a folder with none is an error."""
+        from cadence.campaign_files import campaign_files
+
+        found = campaign_files(list(arguments))
+        for folder in found.empty:
+            click.echo(f"cadence: error: no .campaign files in {folder}", err=True)
+            self.fail(EXIT_USAGE)
+        return found.files
 
     def finish(self, *, quiet: bool = False) -> None:
         if self.format != "text":
@@ -119,8 +133,17 @@ def _templates_root_option(function: Any) -> Any:
     )(function)
 
 
-def _run(format_: str, color: str) -> _Run:
-    return _Run(cast(Format, format_), _use_color(color))
+def _warnings_as_errors_option(function: Any) -> Any:
+    return click.option(
+        "--warnings-as-errors",
+        "strict",
+        is_flag=True,
+        help="Exit 1 on warnings too (info notes never fail).",
+    )(function)
+
+
+def _run(format_: str, color: str, *, strict: bool = False) -> _Run:
+    return _Run(cast(Format, format_), _use_color(color), strict=strict)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -132,14 +155,18 @@ def cli() -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @_diagnostic_options
+@_warnings_as_errors_option
 @_templates_root_option
-def check(files: tuple[str, ...], format_: str, color: str, templates_root: str | None) -> None:
-    """Report every problem in FILES (exit 1 when any is an error)."""
+def check(
+    files: tuple[str, ...], format_: str, color: str, strict: bool, templates_root: str | None
+) -> None:
+    """Report every problem in FILES (exit 1 when any is an error). A folder
+    is searched for .campaign files, hidden and git-ignored ones passed over."""
     from cadence.compiler.compile import compile_parsed
     from cadence.grammar import parse_source
 
-    run = _run(format_, color)
-    for path in files:
+    run = _run(format_, color, strict=strict)
+    for path in run.files_in(files):
         source = run.read(path)
         if source is not None:
             result = compile_parsed(parse_source(source), templates_root=templates_root)
@@ -152,21 +179,28 @@ def check(files: tuple[str, ...], format_: str, color: str, templates_root: str 
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the IR here (atomically) instead of stdout.")  # fmt: skip
 @_diagnostic_options
+@_warnings_as_errors_option
 @_templates_root_option
 def compile_(
-    file: str, output: str | None, format_: str, color: str, templates_root: str | None
+    file: str,
+    output: str | None,
+    format_: str,
+    color: str,
+    strict: bool,
+    templates_root: str | None,
 ) -> None:
-    """Compile FILE to its IR (JSON); nothing is written when it has errors."""
+    """Compile FILE to its IR (JSON); nothing is written when it has errors
+    (or, with --warnings-as-errors, warnings)."""
     from cadence.compiler.compile import compile_parsed
     from cadence.compiler.ir import dump_ir
     from cadence.grammar import parse_source
 
-    run = _run(format_, color)
+    run = _run(format_, color, strict=strict)
     source = run.read(file)
     if source is not None:
         result = compile_parsed(parse_source(source), templates_root=templates_root)
         run.report(result.diagnostics, dict(result.sources))
-        if result.ok and result.ir is not None:
+        if result.ok and result.ir is not None and run.status == EXIT_OK:
             text = dump_ir(result.ir)
             if output is None:
                 click.echo(text, nl=False)
@@ -378,13 +412,16 @@ def schema() -> None:
 )
 @_diagnostic_options
 def fmt(files: tuple[str, ...], check_only: bool, diff: bool, format_: str, color: str) -> None:
-    """Rewrite FILES in the canonical layout (``-`` reads stdin, writes stdout)."""
+    """Rewrite FILES in the canonical layout (``-`` reads stdin, writes stdout).
+    A folder is searched for .campaign files, hidden and git-ignored ones
+    passed over."""
     from cadence.grammar import parse_source
     from cadence.grammar.formatter import format_campaign
 
     run = _run(format_, color)
     changed: list[str] = []
-    for path in files:
+    paths = run.files_in(files)
+    for path in paths:
         source = run.read(path)
         if source is None:
             continue
@@ -409,7 +446,7 @@ def fmt(files: tuple[str, ...], check_only: bool, diff: bool, format_: str, colo
         if changed:
             run.fail(EXIT_FINDINGS)
         elif run.status == EXIT_OK:
-            click.echo(f"{len(files)} file{'s' * (len(files) != 1)} already formatted", err=True)
+            click.echo(f"{len(paths)} file{'s' * (len(paths) != 1)} already formatted", err=True)
     elif changed:
         click.echo(f"reformatted {len(changed)} file{'s' * (len(changed) != 1)}", err=True)
     run.finish(quiet=True)

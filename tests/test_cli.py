@@ -54,10 +54,42 @@ def test_check_missing_file_exits_2_with_one_line() -> None:
     )
 
 
-def test_check_directory_exits_2(tmp_path: Path) -> None:
+def test_check_folder_without_campaigns_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a campaign\n")
     result = run("check", str(tmp_path))
     assert result.exit_code == 2
-    assert "cannot read" in result.stderr
+    assert result.stderr.strip() == f"cadence: error: no .campaign files in {tmp_path}"
+
+
+def test_check_and_fmt_search_a_folder(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "team")  # its campaigns, and their templates
+    clean = tmp_path / "team" / EXAMPLE.name
+    messy = copy(tmp_path, MESSY)
+    (tmp_path / "t.j2").write_text("A title")  # the template it uses
+    (tmp_path / ".drafts").mkdir()
+    copy(tmp_path / ".drafts", BROKEN)  # hidden: passed over
+    result = run("check", "--color", "never", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    count = len(list(EXAMPLES.glob("*.campaign"))) + 1
+    assert f"in {count} files" in result.stderr
+    assert run("fmt", "--check", str(tmp_path)).stdout == f"would reformat {messy}\n"
+    assert run("fmt", str(tmp_path)).exit_code == 0
+    assert run("fmt", "--check", str(tmp_path)).exit_code == 0
+    assert clean.read_text() == EXAMPLE.read_text()
+
+
+def test_warnings_as_errors_fail_on_warnings_not_on_notes(tmp_path: Path) -> None:
+    warned = tmp_path / "warned.campaign"
+    warned.write_text(
+        'campaign "w" {\n  day 1 {\n    call ring { notes "n" }\n    email hi {\n'
+        '      send with previous\n      subject "s"\n      body "b"\n    }\n  }\n}\n'
+    )
+    assert run("check", str(warned)).exit_code == 0
+    assert run("check", "--warnings-as-errors", str(warned)).exit_code == 1
+    assert run("check", "--warnings-as-errors", str(EXAMPLE)).exit_code == 0  # notes only
+    out = tmp_path / "warned.json"
+    compiled = run("compile", "--warnings-as-errors", str(warned), "-o", str(out))
+    assert compiled.exit_code == 1 and not out.exists()
 
 
 def test_usage_errors_exit_2() -> None:
