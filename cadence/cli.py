@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
@@ -26,7 +26,11 @@ from cadence.files import write_atomically
 from cadence.reporting import FORMATS, Format, render, summary
 from cadence.source import BOM, Source, decode_source, read_limited
 
+if TYPE_CHECKING:
+    from cadence.compiler.compile import CompileResult
+
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+STDIN = "<stdin>"  # the name stdin's text goes by in diagnostics
 TEXT_LIMIT = 50  # diagnostics shown per file in text; machines get them all
 
 
@@ -54,7 +58,7 @@ class _Run:
             click.echo(f"cadence: error: cannot read {path}: {reason}", err=True)
             self.fail(EXIT_USAGE)
             return None
-        source = decode_source(data, "<stdin>" if path == "-" else path)
+        source = decode_source(data, STDIN if path == "-" else path)
         self.sources[source.path] = source
         self.files += 1
         return source
@@ -156,9 +160,25 @@ def cli() -> None:
 @click.argument("files", nargs=-1, required=True)
 @_diagnostic_options
 @_warnings_as_errors_option
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Apply the safe fixes (what a help line proposes), then report what is left.",
+)
+@click.option(
+    "--unsafe-fixes",
+    is_flag=True,
+    help="With --fix: also the fixes that change what the campaign does.",
+)
 @_templates_root_option
 def check(
-    files: tuple[str, ...], format_: str, color: str, strict: bool, templates_root: str | None
+    files: tuple[str, ...],
+    format_: str,
+    color: str,
+    strict: bool,
+    fix: bool,
+    unsafe_fixes: bool,
+    templates_root: str | None,
 ) -> None:
     """Report every problem in FILES (exit 1 when any is an error). A folder
     is searched for .campaign files, hidden and git-ignored ones passed over."""
@@ -168,10 +188,48 @@ def check(
     run = _run(format_, color, strict=strict)
     for path in run.files_in(files):
         source = run.read(path)
-        if source is not None:
-            result = compile_parsed(parse_source(source), templates_root=templates_root)
-            run.report(result.diagnostics, dict(result.sources))
+        if source is None:
+            continue
+        result = compile_parsed(parse_source(source), templates_root=templates_root)
+        if fix or unsafe_fixes:
+            result = _fixed(run, source, result, templates_root, unsafe=unsafe_fixes)
+        run.report(result.diagnostics, dict(result.sources))
     run.finish()
+
+
+MAX_FIX_ROUNDS = 10  # a fix may uncover another; never loop for ever
+
+
+def _fixed(
+    run: _Run, source: Source, result: CompileResult, templates_root: str | None, *, unsafe: bool
+) -> CompileResult:
+    """``result``'s fixes applied to its files (atomically), checked again,
+    round after round until none applies; the last check is returned. Fixes
+    to stdin's text are written to stdout."""
+    from cadence.compiler.compile import compile_parsed
+    from cadence.fixing import apply_fixes, chosen_fixes
+    from cadence.grammar import parse_source
+    from cadence.source import source_from_text
+
+    done, boms = 0, {file: found.had_bom for file, found in result.sources.items()}
+    for _ in range(MAX_FIX_ROUNDS):
+        texts = {file: found.text for file, found in result.sources.items() if found.text}
+        applied = apply_fixes(texts, chosen_fixes(result.diagnostics, unsafe=unsafe))
+        if not applied.fixes:
+            break
+        for file, text in applied.texts.items():
+            content = (BOM if boms.get(file) else "") + text
+            if file != STDIN and not _write(run, Path(file), content):
+                return result
+        done += applied.fixes
+        if source.path in applied.texts:
+            source = source_from_text(applied.texts[source.path], source.path)
+        result = compile_parsed(parse_source(source), templates_root=templates_root)
+    if source.path == STDIN:
+        click.echo((BOM if boms.get(STDIN) else "") + (source.text or ""), nl=False)
+    if done and run.format == "text":
+        click.echo(f"fixed {done} problem{'s' * (done != 1)} in {source.path}", err=True)
+    return result
 
 
 @cli.command(name="compile")

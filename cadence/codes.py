@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cadence.diagnostics import Diagnostic, Related, Severity
+from cadence.diagnostics import Diagnostic, Fix, Related, Severity
 from cadence.span import Span
 
 
@@ -26,6 +26,7 @@ class Code:
         *,
         help: str | None = None,
         related: tuple[Related, ...] = (),
+        fixes: tuple[Fix, ...] = (),
     ) -> Diagnostic:
         return Diagnostic(
             code=self.id,
@@ -34,6 +35,7 @@ class Code:
             span=span,
             help=help,
             related=related,
+            fixes=fixes,
         )
 
 

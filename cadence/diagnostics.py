@@ -29,6 +29,35 @@ class Related(BaseModel):
     span: Span
 
 
+class Edit(BaseModel):
+    """Replace the text of ``span`` with ``text`` (an empty span inserts)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span
+    text: str
+
+
+class Fix(BaseModel):
+    """What a diagnostic's ``help`` line proposes, as edits: an editor offers
+    every fix as a code action; ``cadence check --fix`` applies the **safe**
+    ones — those that only say what the author evidently meant (a misspelt
+    keyword, quotes, a missing brace) — and ``--unsafe-fixes`` the others
+    too, which change what the campaign does (another zone, a removed
+    `follow up`) and want a person to look."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    message: str
+    edits: tuple[Edit, ...]
+    safe: bool = True
+
+
+def replacement(span: Span, text: str, message: str | None = None, *, safe: bool = True) -> Fix:
+    """A fix that writes ``text`` over ``span``."""
+    return Fix(message=message or f"write `{text}`", edits=(Edit(span=span, text=text),), safe=safe)
+
+
 class Diagnostic(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -38,6 +67,7 @@ class Diagnostic(BaseModel):
     span: Span
     help: str | None = None
     related: tuple[Related, ...] = ()
+    fixes: tuple[Fix, ...] = ()
 
     @property
     def is_error(self) -> bool:

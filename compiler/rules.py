@@ -14,7 +14,7 @@ from cadence import codes
 from cadence.compiler.graph import StepGraph, same_time_cycle
 from cadence.compiler.ir import MAX_DAY, Timing
 from cadence.compiler.steps import Alignment, StepRef, send_option
-from cadence.diagnostics import Diagnostic, Related
+from cadence.diagnostics import Diagnostic, Related, replacement
 from cadence.grammar import ast
 from cadence.span import Span
 
@@ -263,11 +263,13 @@ def follow_up_after_email(context: Context) -> Iterator[Diagnostic]:
         flag = next((item for item in step.items if isinstance(item, ast.FollowUp)), None)
         if flag is None:
             continue
+        remove = (replacement(flag.span, "", "remove `follow up`", safe=False),)
         if ref.index == 0:
             yield codes.C002.at(
                 flag.span,
                 "`follow up` on the first step: there is no previous email to reply to",
                 help="remove `follow up`",
+                fixes=remove,
             )
             continue
         before = context.refs[ref.index - 1]
@@ -278,6 +280,7 @@ def follow_up_after_email(context: Context) -> Iterator[Diagnostic]:
                 f"{_a(before.step.kind)} {before.step.kind} step, not an email",
                 help="move this email right after an email step, or remove `follow up`",
                 related=(Related(message=f"`{before.id}` is here", span=before.step.name.span),),
+                fixes=remove,
             )
 
 

@@ -12,7 +12,7 @@ from functools import cache
 from cadence import codes
 from cadence.compiler.ir import HOST_DEPENDENT_ZONES, Settings
 from cadence.compiler.rules import repeats
-from cadence.diagnostics import Diagnostic, Related
+from cadence.diagnostics import Diagnostic, Related, replacement
 from cadence.grammar import ast
 
 # An id outlives renames and shows in commands and URLs: plain characters only.
@@ -79,12 +79,18 @@ def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:
         return
     region = _ABBREVIATIONS.get(re.sub(r"[\d:+-]", "", zone.value).upper())
     if region is not None:
-        place, where = region
-        help = f'for {place} time, with its daylight saving, use "{where}"'
+        place, guess = region
+        help = f'for {place} time, with its daylight saving, use "{guess}"'
     else:
-        guess = _closest(zone.value, _regions())
-        help = f'did you mean "{guess}"?' if guess else 'zones are named like "Europe/Stockholm"'
-    yield codes.C017.at(zone.span, f'"{zone.value}" is not an IANA time zone', help=help)
+        found = _closest(zone.value, _regions())
+        guess = found or ""
+        help = f'did you mean "{found}"?' if found else 'zones are named like "Europe/Stockholm"'
+    yield codes.C017.at(
+        zone.span,
+        f'"{zone.value}" is not an IANA time zone',
+        help=help,
+        fixes=(replacement(zone.span, f'"{guess}"', safe=False),) if guess else (),
+    )
 
 
 def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
@@ -98,6 +104,7 @@ def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
         help=f'did you mean "{guess}"?'
         if guess
         else 'use an ISO 3166 country code, like "US", "GB" or "SE"',
+        fixes=(replacement(country.span, f'"{guess}"', safe=False),) if guess else (),
     )
 
 

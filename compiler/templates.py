@@ -19,7 +19,7 @@ from jinja2 import TemplateSyntaxError
 
 from cadence import codes, templating
 from cadence.compiler import ir
-from cadence.diagnostics import Diagnostic
+from cadence.diagnostics import Diagnostic, Fix, replacement
 from cadence.grammar import ast
 from cadence.source import Source, decode_source
 from cadence.span import Span, point
@@ -119,14 +119,16 @@ class TemplateChecker:
 
     def _unknown_name(self, name: str, line: int, place: _Place) -> Diagnostic:
         guess = difflib.get_close_matches(name, sorted(self.allowed), n=1, cutoff=0.6)
+        span = place.name_span(line, name)
+        fixes: tuple[Fix, ...] = ()
         if guess:
             help = f"did you mean `{guess[0]}`?"
+            if span.end_column - span.column == len(name):  # found: the name's own span
+                fixes = (replacement(span, guess[0], safe=False),)
         else:
             help = f"if every person has a `{name}` field, declare it: `requires {name}`"
         return codes.C031.at(
-            place.name_span(line, name),
-            f"`{name}` is not a name this template may use",
-            help=help,
+            span, f"`{name}` is not a name this template may use", help=help, fixes=fixes
         )
 
     def _check_attribute(self, owner: str, attribute: str, line: int, place: _Place) -> None:

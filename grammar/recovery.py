@@ -25,7 +25,7 @@ from lark.lexer import ContextualLexer
 from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 from cadence import codes
-from cadence.diagnostics import Diagnostic, Related
+from cadence.diagnostics import Diagnostic, Related, replacement
 from cadence.grammar import ast, messages
 from cadence.grammar.transformer import ParseContext, token_span
 from cadence.span import Span, point
@@ -246,12 +246,15 @@ class _Recovery:
             return False
         before = self._snapshot()
         owner = _owner(self.recent)
+        header = self._span(self.recent[-1]) if self.recent else self._span(token)
         if self._feed(_virtual("LBRACE", "{", token)) and self._feed(token):
+            after_header = point(header.file, header.end_line, header.end_column, 0)
             self._report(
                 codes.P020.at(
                     self._span(token),
                     f"expected `{{` after {owner}, found {messages.describe_token(token)}",
                     help=f"open the block of {owner} with `{{`",
+                    fixes=(replacement(after_header, " {", f"open the block of {owner}"),),
                 )
             )
             return True
@@ -283,11 +286,17 @@ class _Recovery:
             )
         message = f"expected {messages.describe_expected(expected)}, found {found}"
         help = _help(token, expected, self.recent)
+        guess = messages.suggest(token, expected)
+        fixes = (replacement(span, guess),) if guess is not None else ()
+        if expected == {"LBRACE"} and self.recent:  # `email intro` and no `{` after it
+            header = self._span(self.recent[-1])
+            after = point(header.file, header.end_line, header.end_column, 0)
+            fixes = (replacement(after, " {", "open the block with `{`"),)
         if help is None:
             outer = messages.suggest(token, self._expected_outside())
             if outer is not None:
                 help = f"did you mean `{outer}`? If so, a `}}` is missing before it"
-        return codes.P020.at(span, message, help=help)
+        return codes.P020.at(span, message, help=help, fixes=fixes)
 
     def _expected_at_checkpoint(self) -> set[str]:
         """What the statement being read could have started with."""
@@ -375,13 +384,13 @@ class _Recovery:
         inner = self.text[start + 1 : close]
         expected = self._expected()
         if "STRING" not in expected and "IDENT" in expected and _NAME.fullmatch(inner):
-            self._report(
-                codes.P026.at(span, "names are written without quotes", help=f"write {inner}")
-            )
-            return end, ("IDENT", inner)
-        meant = '"' + inner.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        self._report(codes.P026.at(span, "text is written in double quotes", help=f"write {meant}"))
-        return end, ("STRING", meant) if "STRING" in expected else None
+            message, meant, kind = "names are written without quotes", inner, "IDENT"
+        else:
+            message, kind = "text is written in double quotes", "STRING"
+            meant = '"' + inner.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        fixes = (replacement(span, meant),)
+        self._report(codes.P026.at(span, message, help=f"write {meant}", fixes=fixes))
+        return end, (kind, meant) if kind in expected else None
 
     def _bad_characters_run(self, line: int, column: int, run: str) -> None:
         span = point(self.context.file, line, column, len(run))

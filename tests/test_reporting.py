@@ -74,5 +74,11 @@ def test_json_format_has_exactly_the_documented_keys() -> None:
     data = json.loads(render("json", result.diagnostics, result.sources.get))
     assert data["version"] == 1
     keys = {"severity", "code", "message", "file", "line", "column", "end_line", "end_column",
-            "help"}  # fmt: skip
+            "help", "related", "fixes"}  # fmt: skip
     assert all(set(row) == keys for row in data["diagnostics"])
+    where = {"file", "line", "column", "end_line", "end_column"}
+    related = [place for row in data["diagnostics"] for place in row["related"]]
+    assert related and all(set(place) == {"message"} | where for place in related)
+    fixes = [fix for row in data["diagnostics"] for fix in row["fixes"]]
+    assert fixes and all(set(fix) == {"message", "safe", "edits"} for fix in fixes)
+    assert all(set(edit) == where | {"text"} for fix in fixes for edit in fix["edits"])

@@ -16,7 +16,9 @@ JSON_VERSION = 1
 
 
 def render_json(diagnostics: Sequence[Diagnostic]) -> str:
-    """``{"version": 1, "diagnostics": [...]}``, positions 1-based."""
+    """``{"version": 1, "diagnostics": [...]}``, positions 1-based; each
+    diagnostic with its ``related`` places and its ``fixes`` (edits that
+    replace a span's text; ``safe``: what ``check --fix`` applies)."""
     rows = [
         {
             "severity": d.severity.value,
@@ -28,10 +30,29 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> str:
             "end_line": d.span.end_line,
             "end_column": d.span.end_column,
             "help": d.help,
+            "related": [{"message": r.message, **_where(r.span)} for r in d.related],
+            "fixes": [
+                {
+                    "message": fix.message,
+                    "safe": fix.safe,
+                    "edits": [{**_where(edit.span), "text": edit.text} for edit in fix.edits],
+                }
+                for fix in d.fixes
+            ],
         }
         for d in diagnostics
     ]
     return json.dumps({"version": JSON_VERSION, "diagnostics": rows}, indent=2) + "\n"
+
+
+def _where(span: Span) -> dict[str, Any]:
+    return {
+        "file": span.file,
+        "line": span.line,
+        "column": span.column,
+        "end_line": span.end_line,
+        "end_column": span.end_column,
+    }
 
 
 _GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
