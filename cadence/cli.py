@@ -537,6 +537,28 @@ def _write(run: _Run, path: Path, text: str) -> bool:
 
 
 @cli.command()
+@click.argument("code", required=False)
+@click.option("--markdown", is_flag=True, help="Every code, as the rules section of the docs.")
+def explain(code: str | None, markdown: bool) -> None:
+    """What diagnostic CODE means (P026, or its name: wrong-quotes), why the
+    rule exists, and an example of the mistake and of the fix."""
+    from cadence import explaining
+
+    if markdown:
+        click.echo(explaining.as_markdown(), nl=False)
+        return
+    if code is None:
+        raise click.UsageError("give a code, such as `cadence explain C005`")
+    found = explaining.find(code)
+    if found is None:
+        guess = explaining.suggestion(code)
+        hint = f" (did you mean {guess}?)" if guess else "; docs/diagnostics.md lists them all"
+        click.echo(f"cadence: error: no diagnostic code {code!r}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(explaining.as_text(found), nl=False)
+
+
+@cli.command()
 @click.argument("file")
 @_diagnostic_options
 def parse(file: str, format_: str, color: str) -> None:
