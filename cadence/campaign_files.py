@@ -15,8 +15,10 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pathspec import GitIgnoreSpec
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 SUFFIX = ".campaign"
 SKIPPED = frozenset({"node_modules", "__pycache__", "venv"})
@@ -105,6 +107,8 @@ def _ignore_in(folder: Path) -> list[_Ignore]:
         text = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
+    from pathspec import GitIgnoreSpec  # only where there are rules to read
+
     return [_Ignore(folder, GitIgnoreSpec.from_lines(text.splitlines()))]
 
 

@@ -150,7 +150,33 @@ def _run(format_: str, color: str, *, strict: bool = False) -> _Run:
     return _Run(cast(Format, format_), _use_color(color), strict=strict)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The engine's commands (enroll, run, tasks…) are loaded when one is
+    asked for or the commands are listed: checking, formatting and compiling
+    a campaign never import the engine's libraries."""
+
+    engine_loaded = False
+
+    def _load_engine(self) -> None:
+        if not self.engine_loaded:
+            from cadence.cli_engine import register
+
+            register(self)
+            self.engine_loaded = True
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self.engine_loaded:
+            self._load_engine()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_engine()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cadence")
 def cli() -> None:
     """Sales campaigns as code: check, format and compile .campaign files."""
@@ -584,9 +610,3 @@ def main() -> None:
         where = getattr(error, "filename", None) or "the output"
         click.echo(f"cadence: error: cannot write {where}: {error.strerror or error}", err=True)
         sys.exit(EXIT_USAGE)
-
-
-# The engine's commands (enroll, tasks, task, feed, run, reply, bounce, remove, end).
-from cadence.cli_engine import register  # noqa: E402
-
-register(cli)

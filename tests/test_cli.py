@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -280,3 +282,26 @@ def test_schema_prints_the_ir_json_schema() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema["properties"]["schema_version"]["const"] == 1
+
+
+def test_checking_a_campaign_imports_none_of_the_engines_libraries(tmp_path: Path) -> None:
+    """`cadence check` starts fast: the engine, its database drivers and the
+    libraries only other commands use are never imported (holidays is, for a
+    campaign that skips them: checking the country needs it)."""
+    script = (
+        "import sys\n"
+        "from cadence.cli import main\n"
+        f"sys.argv = ['cadence', 'check', {str(tmp_path)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    (tmp_path / "a.campaign").write_text(
+        'campaign "a" {\n  day 1 {\n    email hi { send choose subject "s" body "b" }\n  }\n}\n'
+    )
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for heavy in ("sqlalchemy", "psycopg", "holidays", "orjson", "rich", "email_validator",
+                  "cadence.runtime.engine", "cadence.cli_engine", "aiosmtpd"):  # fmt: skip
+        assert heavy not in loaded, heavy
