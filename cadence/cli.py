@@ -563,6 +563,15 @@ def _write(run: _Run, path: Path, text: str) -> bool:
 
 
 @cli.command()
+def lsp() -> None:
+    """The language server, over stdin and stdout: diagnostics as you type,
+    formatting, an outline, quick fixes (for an editor to start)."""
+    from cadence.lsp import serve
+
+    serve()
+
+
+@cli.command()
 @click.argument("code", required=False)
 @click.option("--markdown", is_flag=True, help="Every code, as the rules section of the docs.")
 def explain(code: str | None, markdown: bool) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -87,3 +88,14 @@ def test_escapes_and_bad_escapes_inside_strings() -> None:
 def test_an_unterminated_string_ends_at_its_line() -> None:
     text = 'campaign "open {\n  day 1 {\n  }\n}\n'
     assert "string.quoted.double.campaign" not in scopes_of(text, "day")
+
+
+def test_the_extension_starts_the_language_server() -> None:
+    folder = ROOT / "editors" / "vscode"
+    package = json.loads((folder / "package.json").read_text())
+    main = folder / package["main"]
+    assert "onLanguage:campaign" in package["activationEvents"]
+    assert 'args: ["lsp"]' in main.read_text()
+    node = shutil.which("node")
+    if node is not None:  # where Node is installed, the script at least parses
+        subprocess.run([node, "--check", str(main)], check=True)

@@ -1,0 +1,278 @@
+"""The language server (``cadence lsp``, over stdio): the checks of ``cadence
+check`` as an editor shows them, formatting, an outline, and the fixes that
+help lines propose as quick fixes.
+
+Diagnostics are published when a document is opened, changed or saved, for
+the document and for each template file it reads (a problem inside a template
+shows in that file). Positions in the protocol count UTF-16 code units unless
+the client agreed on another encoding; spans count characters, and lines end
+at ``\\n`` only, as the parser counts them — converted here, never by the
+protocol library's own line splitting (which also breaks at U+2028).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from cadence import __version__
+from cadence.compiler.compile import CompileResult, compile_parsed
+from cadence.diagnostics import Diagnostic, Fix, Severity
+from cadence.grammar import parse_source
+from cadence.grammar.formatter import format_campaign
+from cadence.source import source_from_text
+from cadence.span import Span
+
+_SEVERITY = {
+    Severity.ERROR: types.DiagnosticSeverity.Error,
+    Severity.WARNING: types.DiagnosticSeverity.Warning,
+    Severity.INFO: types.DiagnosticSeverity.Information,
+}
+
+
+@dataclass
+class _Checked:
+    """The last check of one open campaign: its result, and the files whose
+    diagnostics it published (so a fixed template's are cleared)."""
+
+    result: CompileResult
+    path: str
+    published: set[str] = field(default_factory=set)
+
+
+class CampaignServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("cadence", __version__)
+        self.checked: dict[str, _Checked] = {}
+
+    # ---- checking ------------------------------------------------------------------
+    def check(self, uri: str) -> None:
+        document = self.workspace.get_text_document(uri)
+        path = to_fs_path(uri) or uri
+        source = source_from_text(document.source, path)
+        result = compile_parsed(parse_source(source))
+        before = self.checked.get(uri)
+        checked = self.checked[uri] = _Checked(result, path)
+        by_file: dict[str, list[types.Diagnostic]] = {}
+        for diagnostic in result.diagnostics:
+            file = diagnostic.span.file
+            by_file.setdefault(file, []).append(self._to_lsp(diagnostic, result))
+        # The document's own come last, so a client that sees them has the rest.
+        by_file[path] = by_file.pop(path, [])
+        for file, diagnostics in by_file.items():
+            target = uri if file == path else (from_fs_path(file) or file)
+            checked.published.add(target)
+            self.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=target, diagnostics=diagnostics)
+            )
+        for stale in (before.published if before else set()) - checked.published:
+            self._clear(stale)
+
+    def forget(self, uri: str) -> None:
+        checked = self.checked.pop(uri, None)
+        for target in checked.published if checked else {uri}:
+            self._clear(target)
+
+    def _clear(self, uri: str) -> None:
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
+        )
+
+    # ---- conversions ---------------------------------------------------------------
+    def _encoding(self) -> str:
+        encoding = getattr(self.workspace, "position_encoding", None)
+        return str(encoding or types.PositionEncodingKind.Utf16)
+
+    def range_of(self, span: Span, text: str | None) -> types.Range:
+        lines = (text or "").split("\n")
+        return types.Range(
+            start=self._position(lines, span.line, span.column),
+            end=self._position(lines, span.end_line, span.end_column),
+        )
+
+    def _position(self, lines: Sequence[str], line: int, column: int) -> types.Position:
+        index = min(max(line - 1, 0), max(len(lines) - 1, 0))
+        before = lines[index][: max(column - 1, 0)] if lines else ""
+        return types.Position(line=max(line - 1, 0), character=_units(before, self._encoding()))
+
+    def span_of(self, uri: str, lsp_range: types.Range) -> tuple[int, int, int, int]:
+        """A protocol range as (line, column, end line, end column), 1-based characters."""
+        lines = self.workspace.get_text_document(uri).source.split("\n")
+        start = _column(lines, lsp_range.start, self._encoding())
+        end = _column(lines, lsp_range.end, self._encoding())
+        return lsp_range.start.line + 1, start, lsp_range.end.line + 1, end
+
+    def _to_lsp(self, diagnostic: Diagnostic, result: CompileResult) -> types.Diagnostic:
+        text = _text_of(result, diagnostic.span.file)
+        message = diagnostic.message
+        if diagnostic.help:
+            message += f"\nhelp: {diagnostic.help}"
+        related = [
+            types.DiagnosticRelatedInformation(
+                location=types.Location(
+                    uri=from_fs_path(place.span.file) or place.span.file,
+                    range=self.range_of(place.span, _text_of(result, place.span.file)),
+                ),
+                message=place.message,
+            )
+            for place in diagnostic.related
+        ]
+        return types.Diagnostic(
+            range=self.range_of(diagnostic.span, text),
+            severity=_SEVERITY[diagnostic.severity],
+            code=diagnostic.code,
+            source="cadence",
+            message=message,
+            related_information=related or None,
+        )
+
+
+def _text_of(result: CompileResult, file: str) -> str | None:
+    source = dict(result.sources).get(file)
+    return source.text if source is not None else None
+
+
+def _units(text: str, encoding: str) -> int:
+    if encoding == types.PositionEncodingKind.Utf8:
+        return len(text.encode("utf-8", "surrogatepass"))
+    if encoding == types.PositionEncodingKind.Utf32:
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _column(lines: Sequence[str], position: types.Position, encoding: str) -> int:
+    """The 1-based character column of a protocol position."""
+    if position.line >= len(lines):
+        return 1
+    line, units = lines[position.line], 0
+    for index, char in enumerate(line):
+        if units >= position.character:
+            return index + 1
+        units += _units(char, encoding)
+    return len(line) + 1
+
+
+def _overlaps(span: Span, line: int, column: int, end_line: int, end_column: int) -> bool:
+    return (span.line, span.column) <= (end_line, end_column) and (line, column) <= (
+        span.end_line,
+        span.end_column,
+    )
+
+
+server = CampaignServer()
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+def _opened(ls: CampaignServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.check(params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+def _changed(ls: CampaignServer, params: types.DidChangeTextDocumentParams) -> None:
+    ls.check(params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+def _saved(ls: CampaignServer, params: types.DidSaveTextDocumentParams) -> None:
+    ls.check(params.text_document.uri)  # a template it reads may have changed too
+
+
+@server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+def _closed(ls: CampaignServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.forget(params.text_document.uri)
+
+
+@server.feature(types.TEXT_DOCUMENT_FORMATTING)
+def _format(ls: CampaignServer, params: types.DocumentFormattingParams) -> list[types.TextEdit]:
+    """The whole document in the canonical layout; nothing while it has syntax errors."""
+    document = ls.workspace.get_text_document(params.text_document.uri)
+    parsed = parse_source(source_from_text(document.source, document.path))
+    if not parsed.ok or parsed.campaign is None:
+        return []
+    formatted = format_campaign(parsed.campaign, parsed.comments, document.source)
+    if formatted == document.source:
+        return []
+    lines = document.source.split("\n")
+    end = types.Position(line=len(lines) - 1, character=_units(lines[-1], ls._encoding()))
+    whole = types.Range(start=types.Position(line=0, character=0), end=end)
+    return [types.TextEdit(range=whole, new_text=formatted)]
+
+
+@server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+def _outline(ls: CampaignServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
+    """Days, and the steps of each, as the editor's outline."""
+    document = ls.workspace.get_text_document(params.text_document.uri)
+    parsed = parse_source(source_from_text(document.source, document.path))
+    if parsed.campaign is None:
+        return []
+    text = document.source
+    days = []
+    for day in parsed.campaign.days:
+        steps = [
+            types.DocumentSymbol(
+                name=step.name.value,
+                detail=step.kind,
+                kind=types.SymbolKind.Event if step.kind == "email" else types.SymbolKind.Function,
+                range=ls.range_of(step.span, text),
+                selection_range=ls.range_of(step.name.span, text),
+            )
+            for step in day.steps
+        ]
+        days.append(
+            types.DocumentSymbol(
+                name=f"day {day.number}",
+                kind=types.SymbolKind.Namespace,
+                range=ls.range_of(day.span, text),
+                selection_range=ls.range_of(day.number_span, text),
+                children=steps,
+            )
+        )
+    return days
+
+
+@server.feature(
+    types.TEXT_DOCUMENT_CODE_ACTION,
+    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]),
+)
+def _quick_fixes(ls: CampaignServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    """Every fix a help line proposes, for the diagnostics in the range asked about."""
+    checked = ls.checked.get(params.text_document.uri)
+    if checked is None:
+        return []
+    wanted = ls.span_of(params.text_document.uri, params.range)
+    actions = []
+    for diagnostic in checked.result.diagnostics:
+        if diagnostic.span.file != checked.path or not _overlaps(diagnostic.span, *wanted):
+            continue
+        for fix in diagnostic.fixes:
+            actions.append(_action(ls, params.text_document.uri, checked, diagnostic, fix))
+    return actions
+
+
+def _action(
+    ls: CampaignServer, uri: str, checked: _Checked, diagnostic: Diagnostic, fix: Fix
+) -> types.CodeAction:
+    changes: dict[str, list[types.TextEdit]] = {}
+    for edit in fix.edits:
+        file = edit.span.file
+        target = uri if file == checked.path else (from_fs_path(file) or file)
+        text = _text_of(checked.result, edit.span.file)
+        changes.setdefault(target, []).append(
+            types.TextEdit(range=ls.range_of(edit.span, text), new_text=edit.text)
+        )
+    return types.CodeAction(
+        title=fix.message[:1].upper() + fix.message[1:],
+        kind=types.CodeActionKind.QuickFix,
+        diagnostics=[ls._to_lsp(diagnostic, checked.result)],
+        is_preferred=fix.safe,
+        edit=types.WorkspaceEdit(changes=changes),
+    )
+
+
+def serve() -> None:
+    """Serve over stdin and stdout until the client says exit."""
+    server.start_io()

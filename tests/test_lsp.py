@@ -1,0 +1,249 @@
+"""`cadence lsp` end to end: a real client (pytest-lsp) talks to the server
+over stdio, as an editor does."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.uris import from_fs_path
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from tests.conftest import EXAMPLES
+
+BAD = (
+    'campaign "Café 😀" {\n'  # beyond the BMP: two UTF-16 units
+    "  day 1 {\n"
+    "    email intro {\n"
+    "      sned choose\n"
+    '      subject "Hi"\n'
+    '      body "b"\n'
+    "    }\n"
+    "  }\n"
+    "}\n"
+)
+GOOD = (
+    'campaign "c" {\n  day 1 {\n    email intro {\n      send choose\n      subject "Hi"\n'
+    '      body "b"\n    }\n    call ring { notes "n" }\n  }\n\n  day 3 {\n'
+    '    email bump { send at 10:00 subject "More" body "More" }\n  }\n}\n'
+)
+
+
+@pytest_lsp.fixture(
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "cadence", "lsp"]),
+)
+async def client(lsp_client: LanguageClient, tmp_path: Path):  # type: ignore[no-untyped-def]
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=from_fs_path(str(tmp_path)),
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def opened(client: LanguageClient, path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    uri = from_fs_path(str(path))
+    assert uri is not None
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="campaign", version=1, text=text
+            )
+        )
+    )
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    return uri
+
+
+@pytest.mark.asyncio
+async def test_diagnostics_come_on_open_and_go_on_change(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    uri = await opened(client, tmp_path / "a.campaign", BAD)
+    [found] = client.diagnostics[uri]
+    assert found.code == "P020" and found.source == "cadence"
+    assert found.severity == types.DiagnosticSeverity.Error
+    assert "did you mean `send`?" in found.message
+    assert found.range == types.Range(
+        start=types.Position(line=3, character=6), end=types.Position(line=3, character=10)
+    )
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=GOOD)],
+        )
+    )
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client.diagnostics[uri]) == []
+
+
+@pytest.mark.asyncio
+async def test_positions_count_utf16_units(client: LanguageClient, tmp_path: Path) -> None:
+    text = 'campaign "😀" {\n  timezone "Nowhere/😀"\n\n  day 1 {\n    call c { }\n  }\n}\n'
+    uri = await opened(client, tmp_path / "z.campaign", text)
+    [found] = client.diagnostics[uri]
+    assert found.code == "C017"
+    # `  timezone ` is 11 characters; the string is 11 characters, 12 UTF-16 units
+    # (the emoji is two).
+    assert found.range.start.character == 11 and found.range.end.character == 11 + 12
+
+
+@pytest.mark.asyncio
+async def test_problems_inside_a_template_file_show_in_that_file(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    (tmp_path / "body.txt.j2").write_text("Hello {{ nme }}\n")
+    text = (
+        'campaign "c" {\n  day 1 {\n    email intro {\n      send choose\n      subject "Hi"\n'
+        '      body template "body.txt.j2"\n    }\n  }\n}\n'
+    )
+    uri = await opened(client, tmp_path / "t.campaign", text)
+    template = from_fs_path(str(tmp_path / "body.txt.j2"))
+    assert template is not None
+    [found] = client.diagnostics[template]
+    assert found.code == "C031" and found.range.start == types.Position(line=0, character=9)
+    assert list(client.diagnostics[uri]) == []
+
+
+@pytest.mark.asyncio
+async def test_related_places_travel_with_a_diagnostic(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    text = (
+        'campaign "c" {\n  day 1 {\n    email a { send choose subject "s" body "b" }\n'
+        '    call c { notes "n" }\n    email b { send at 10:00 follow up body "b" }\n  }\n}\n'
+    )
+    uri = await opened(client, tmp_path / "r.campaign", text)
+    [found] = client.diagnostics[uri]
+    assert found.code == "C002" and found.related_information
+    assert found.related_information[0].location.range.start.line == 3
+
+
+@pytest.mark.asyncio
+async def test_quick_fixes_are_the_fixes_help_lines_propose(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    uri = await opened(client, tmp_path / "a.campaign", BAD)
+    [diagnostic] = client.diagnostics[uri]
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=diagnostic.range,
+            context=types.CodeActionContext(diagnostics=[diagnostic]),
+        )
+    )
+    assert actions is not None
+    [action] = actions
+    assert isinstance(action, types.CodeAction)
+    assert action.kind == types.CodeActionKind.QuickFix and action.is_preferred
+    assert action.edit is not None and action.edit.changes is not None
+    [edit] = action.edit.changes[uri]
+    assert edit.new_text == "send" and edit.range == diagnostic.range
+
+
+@pytest.mark.asyncio
+async def test_formatting_gives_the_canonical_layout(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    messy = 'campaign "c" {\n day 1 {\n  call ring {notes "n"}\n }\n}\n'
+    uri = await opened(client, tmp_path / "m.campaign", messy)
+    edits = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert edits is not None
+    [edit] = edits
+    assert edit.new_text == 'campaign "c" {\n  day 1 {\n    call ring { notes "n" }\n  }\n}\n'
+    assert edit.range.start == types.Position(line=0, character=0)
+
+
+@pytest.mark.asyncio
+async def test_the_outline_is_days_and_their_steps(client: LanguageClient, tmp_path: Path) -> None:
+    uri = await opened(client, tmp_path / "g.campaign", GOOD)
+    symbols = await client.text_document_document_symbol_async(
+        types.DocumentSymbolParams(text_document=types.TextDocumentIdentifier(uri=uri))
+    )
+    assert symbols is not None
+    outline = [
+        (day.name, [(step.name, step.detail) for step in day.children or []])
+        for day in symbols
+        if isinstance(day, types.DocumentSymbol)
+    ]
+    assert outline == [
+        ("day 1", [("intro", "email"), ("ring", "call")]),
+        ("day 3", [("bump", "email")]),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_the_server_survives_any_edit(client: LanguageClient, tmp_path: Path) -> None:
+    """Two hundred random edits of an example — characters, quotes, braces,
+    control characters, lone surrogates' neighbours — each answered with
+    diagnostics, and the server still formats afterwards."""
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    path = tmp_path / "examples" / "q1-outbound.campaign"
+    text = path.read_text(encoding="utf-8")
+    uri = await opened(client, path, text)
+    rng = random.Random(20261128)
+    alphabet = [
+        '"',
+        "'",
+        "{",
+        "}",
+        "\n",
+        "\\",
+        "#",
+        "é",
+        "😀",
+        "\x00",
+        "\u2028",
+        "{{",
+        "%",
+        " ",
+        "a",
+    ]
+    for version in range(2, 202):
+        at = rng.randrange(len(text) + 1)
+        if rng.random() < 0.5 and text:
+            text = text[:at] + text[at + 1 :]
+        else:
+            text = text[:at] + rng.choice(alphabet) + text[at:]
+        client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+            )
+        )
+        await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    edits = await client.text_document_formatting_async(
+        types.DocumentFormattingParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            options=types.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert edits is not None  # answered (empty while the text has syntax errors)
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_template_is_a_diagnostic(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    (tmp_path / "binary.j2").write_bytes(b"\xff\xfe\x00\x01 not text")
+    text = (
+        'campaign "c" {\n  day 1 {\n    email intro {\n      send choose\n      subject "Hi"\n'
+        '      body template "binary.j2"\n    }\n  }\n}\n'
+    )
+    uri = await opened(client, tmp_path / "b.campaign", text)
+    template = from_fs_path(str(tmp_path / "binary.j2")) or ""
+    problems = [*client.diagnostics.get(uri, []), *client.diagnostics.get(template, [])]
+    assert problems and all(p.severity == types.DiagnosticSeverity.Error for p in problems)
