@@ -12,6 +12,8 @@ protocol library's own line splitting (which also breaks at U+2028).
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,11 +23,14 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from cadence import __version__
 from cadence.compiler.compile import CompileResult, compile_parsed
+from cadence.compiler.ir import Campaign, Step, Template
+from cadence.describing import describe_name, describe_step
 from cadence.diagnostics import Diagnostic, Fix, Severity
-from cadence.grammar import parse_source
+from cadence.grammar import ParseResult, parse_source
+from cadence.grammar.ast import Text
 from cadence.grammar.formatter import format_campaign
 from cadence.source import source_from_text
-from cadence.span import Span
+from cadence.span import Span, point
 
 _SEVERITY = {
     Severity.ERROR: types.DiagnosticSeverity.Error,
@@ -36,9 +41,11 @@ _SEVERITY = {
 
 @dataclass
 class _Checked:
-    """The last check of one open campaign: its result, and the files whose
-    diagnostics it published (so a fixed template's are cleared)."""
+    """The last check of one open campaign: its syntax tree and result, and
+    the files whose diagnostics it published (so a fixed template's are
+    cleared)."""
 
+    parsed: ParseResult
     result: CompileResult
     path: str
     published: set[str] = field(default_factory=set)
@@ -54,9 +61,10 @@ class CampaignServer(LanguageServer):
         document = self.workspace.get_text_document(uri)
         path = to_fs_path(uri) or uri
         source = source_from_text(document.source, path)
-        result = compile_parsed(parse_source(source))
+        parsed = parse_source(source)
+        result = compile_parsed(parsed)
         before = self.checked.get(uri)
-        checked = self.checked[uri] = _Checked(result, path)
+        checked = self.checked[uri] = _Checked(parsed, result, path)
         by_file: dict[str, list[types.Diagnostic]] = {}
         for diagnostic in result.diagnostics:
             file = diagnostic.span.file
@@ -271,6 +279,122 @@ def _action(
         is_preferred=fix.safe,
         edit=types.WorkspaceEdit(changes=changes),
     )
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_SEND_WORDS = {"send", "choose", "at", "task", "with", "previous", "follow", "up"}
+
+
+def _word_at(line: str, column: int) -> tuple[str, int, int] | None:
+    """The name under 1-based ``column`` of ``line``, with its columns."""
+    for match in _WORD.finditer(line):
+        if match.start() + 1 <= column <= match.end() + 1:
+            return match.group(), match.start() + 1, match.end() + 1
+    return None
+
+
+def _inside(span: Span, path: str, line: int, column: int) -> bool:
+    return span.file == path and span.start <= (line, column) <= span.end
+
+
+def _texts(step: Step) -> list[Template]:
+    found = (step.subject, step.body, step.notes, step.message, step.title)
+    return [text for text in found if text is not None]
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """Where a request points: the campaign's last check, the 1-based line and
+    column, and the name there (``word``, its columns) if any."""
+
+    checked: _Checked
+    line: int
+    column: int
+    word: str | None = None
+    start: int = 0
+    end: int = 0
+
+    def on(self, span: Span) -> bool:
+        return _inside(span, self.checked.path, self.line, self.column)
+
+    def step(self, ir: Campaign) -> Step | None:
+        return next((step for step in ir.steps if self.on(step.span)), None)
+
+
+def _cursor(ls: CampaignServer, uri: str, position: types.Position) -> _Cursor | None:
+    checked = ls.checked.get(uri)
+    lines = ls.workspace.get_text_document(uri).source.split("\n")
+    if checked is None or position.line >= len(lines):
+        return None
+    line, column = position.line + 1, _column(lines, position, ls._encoding())
+    found = _word_at(lines[line - 1], column)
+    if found is None:
+        return _Cursor(checked, line, column)
+    return _Cursor(checked, line, column, *found)
+
+
+@server.feature(types.TEXT_DOCUMENT_HOVER)
+def _hover(ls: CampaignServer, params: types.HoverParams) -> types.Hover | None:
+    """On a step (its name, a name that refers to it, its send option): what
+    it is and when it goes; on a name inside a template: where it comes from."""
+    uri = params.text_document.uri
+    cursor = _cursor(ls, uri, params.position)
+    ir = cursor.checked.result.ir if cursor is not None else None
+    if cursor is None or ir is None or cursor.word is None:
+        return None
+    steps = {step.id: step for step in ir.steps}
+    here = cursor.step(ir)
+    text: str | None = None
+    if here is not None and any(cursor.on(template.span) for template in _texts(here)):
+        text = describe_name(ir, cursor.word)
+    elif cursor.word in steps:
+        text = describe_step(ir, steps[cursor.word])
+    elif here is not None and cursor.word in _SEND_WORDS:
+        text = describe_step(ir, here)
+    if text is None:
+        return None
+    where = point(cursor.checked.path, cursor.line, cursor.start, cursor.end - cursor.start)
+    return types.Hover(
+        contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
+        range=ls.range_of(where, ls.workspace.get_text_document(uri).source),
+    )
+
+
+@server.feature(types.TEXT_DOCUMENT_DEFINITION)
+def _definition(ls: CampaignServer, params: types.DefinitionParams) -> types.Location | None:
+    """A `template "file"` opens the file; `send with previous` goes to the
+    email it takes its time from, `follow up` to the email it replies to, and
+    a step's name where it is used to the step."""
+    uri = params.text_document.uri
+    cursor = _cursor(ls, uri, params.position)
+    campaign = cursor.checked.parsed.campaign if cursor is not None else None
+    if cursor is None or campaign is None:
+        return None
+    names = {step.name.value: step.name.span for _, step in campaign.steps()}
+    for _, step in campaign.steps():
+        for item in step.items:
+            text = getattr(item, "text", None)
+            if isinstance(text, Text) and text.form == "template" and cursor.on(text.span):
+                target = os.path.join(os.path.dirname(cursor.checked.path), text.value)
+                top = types.Position(line=0, character=0)
+                return types.Location(
+                    uri=from_fs_path(target) or target, range=types.Range(start=top, end=top)
+                )
+    target_step = _referred_step(cursor)
+    if target_step is None or target_step not in names:
+        return None
+    document = ls.workspace.get_text_document(uri).source
+    return types.Location(uri=uri, range=ls.range_of(names[target_step], document))
+
+
+def _referred_step(cursor: _Cursor) -> str | None:
+    ir = cursor.checked.result.ir
+    here = cursor.step(ir) if ir is not None else None
+    if here is not None and cursor.word in ("with", "previous") and here.timing:
+        return here.timing.via[0] if here.timing.via else None
+    if here is not None and cursor.word in ("follow", "up"):
+        return here.reply_to
+    return cursor.word
 
 
 def serve() -> None:

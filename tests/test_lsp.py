@@ -247,3 +247,75 @@ async def test_an_unreadable_template_is_a_diagnostic(
     template = from_fs_path(str(tmp_path / "binary.j2")) or ""
     problems = [*client.diagnostics.get(uri, []), *client.diagnostics.get(template, [])]
     assert problems and all(p.severity == types.DiagnosticSeverity.Error for p in problems)
+
+
+HOVERED = (
+    'campaign "h" {\n'
+    '  timezone "Europe/Stockholm"\n'
+    "  requires company\n"
+    "\n"
+    "  day 1 {\n"
+    '    email intro { send at 09:30 subject "Hi {{ company }}" body "b" }\n'
+    '    email personal { send task subject "Note" body "b" }\n'
+    "  }\n"
+    "\n"
+    "  day 3 {\n"
+    '    email bump { send with previous follow up body "More" }\n'
+    '    call ring { notes "n" }\n'
+    "  }\n"
+    "}\n"
+)
+
+
+async def hover_text(client: LanguageClient, uri: str, line: int, character: int) -> str:
+    found = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+        )
+    )
+    assert found is not None and isinstance(found.contents, types.MarkupContent)
+    return found.contents.value
+
+
+@pytest.mark.asyncio
+async def test_hover_tells_when_a_step_goes(client: LanguageClient, tmp_path: Path) -> None:
+    uri = await opened(client, tmp_path / "h.campaign", HOVERED)
+    intro = await hover_text(client, uri, 5, 12)  # on `intro`
+    assert "**email `intro`**, day 1: day 1 at 09:30 Europe/Stockholm" in intro
+    bump = await hover_text(client, uri, 10, 25)  # on `with`
+    assert "day 3 at the time `personal` is sent" not in bump  # a task: no time to take
+    assert "waits for task `personal`" in bump and "thread of `personal`" in bump
+    ring = await hover_text(client, uri, 11, 10)
+    assert ring == "**a call task `ring`**, due on day 3"
+    company = await hover_text(client, uri, 5, 54)  # `company` inside the subject
+    assert company.startswith("**`company`**: a field of the person")
+
+
+@pytest.mark.asyncio
+async def test_definition_goes_to_the_anchor_and_to_template_files(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    uri = await opened(client, tmp_path / "h.campaign", HOVERED)
+    found = await client.text_document_definition_async(
+        types.DefinitionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=10, character=28),  # on `previous`
+        )
+    )
+    assert isinstance(found, types.Location)
+    assert found.uri == uri and found.range.start == types.Position(line=6, character=10)
+    (tmp_path / "body.txt").write_text("Hello\n")
+    text = (
+        'campaign "t" {\n  day 1 {\n'
+        '    email a { send choose subject "s" body template "body.txt" }\n  }\n}\n'
+    )
+    other = await opened(client, tmp_path / "t.campaign", text)
+    found = await client.text_document_definition_async(
+        types.DefinitionParams(
+            text_document=types.TextDocumentIdentifier(uri=other),
+            position=types.Position(line=2, character=62),
+        )
+    )
+    assert isinstance(found, types.Location)
+    assert found.uri == from_fs_path(str(tmp_path / "body.txt"))
