@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lsprotocol import types
@@ -24,13 +24,16 @@ from pygls.uris import from_fs_path, to_fs_path
 from cadence import __version__
 from cadence.compiler.compile import CompileResult, compile_parsed
 from cadence.compiler.ir import Campaign, Step, Template
+from cadence.compiler.settings import holiday_countries, zone_names
 from cadence.describing import describe_name, describe_step
 from cadence.diagnostics import Diagnostic, Fix, Severity
 from cadence.grammar import ParseResult, parse_source
-from cadence.grammar.ast import Text
+from cadence.grammar.ast import Requires, Text
 from cadence.grammar.formatter import format_campaign
+from cadence.grammar.parser import accepted_after
 from cadence.source import source_from_text
 from cadence.span import Span, point
+from cadence.templating import OBJECTS, STANDARD_FIELDS
 
 _SEVERITY = {
     Severity.ERROR: types.DiagnosticSeverity.Error,
@@ -395,6 +398,82 @@ def _referred_step(cursor: _Cursor) -> str | None:
     if here is not None and cursor.word in ("follow", "up"):
         return here.reply_to
     return cursor.word
+
+
+# Keywords as written, where their terminal's name is not the word itself.
+_KEYWORD_TEXT = {"FOLLOW": "follow up", "WITH": "with previous", "RECIPIENT": "recipient else"}
+_NOT_KEYWORDS = {"IDENT", "INT", "TIME", "STRING", "LONG_STRING", "LBRACE", "RBRACE", "COMMA"}
+_IN_ZONE = re.compile(r'\btimezone\s+(?:recipient\s+else\s+)?"([^"]*)$')
+_IN_COUNTRY = re.compile(r'\bholidays\s+"([^"]*)$')
+_IN_JINJA = re.compile(r"\{[{%][^}]*$")
+
+
+@server.feature(
+    types.TEXT_DOCUMENT_COMPLETION,
+    types.CompletionOptions(trigger_characters=[" ", '"', "{", "."]),
+)
+def _complete(ls: CampaignServer, params: types.CompletionParams) -> list[types.CompletionItem]:
+    """What may be written here: the keywords the grammar takes at the cursor
+    (after `send `: choose, at, task, with previous), IANA zones and holiday
+    countries inside their strings, and inside a template the names it may use
+    (the person's fields, `sender.…`, `campaign.name`)."""
+    uri = params.text_document.uri
+    document = ls.workspace.get_text_document(uri).source
+    lines = document.split("\n")
+    if params.position.line >= len(lines):
+        return []
+    line_text = lines[params.position.line]
+    column = _column(lines, params.position, ls._encoding())
+    before = line_text[: column - 1]
+    if (zone := _IN_ZONE.search(before)) is not None:
+        return _values(zone_names(), types.CompletionItemKind.EnumMember, zone.group(1))
+    if (country := _IN_COUNTRY.search(before)) is not None:
+        return _values(holiday_countries(), types.CompletionItemKind.EnumMember, country.group(1))
+    if _IN_JINJA.search(before) is not None:
+        return _template_names(ls.checked.get(uri), before)
+    offset = sum(len(line) + 1 for line in lines[: params.position.line]) + column - 1
+    word = re.search(r"[A-Za-z_][A-Za-z0-9_-]*$", before)
+    accepted = accepted_after(document[: offset - (len(word.group()) if word else 0)])
+    if accepted is None:
+        return []
+    words = sorted(_KEYWORD_TEXT.get(t, t.lower()) for t in accepted - _NOT_KEYWORDS)
+    return [types.CompletionItem(label=w, kind=types.CompletionItemKind.Keyword) for w in words]
+
+
+def _values(
+    names: Iterable[str], kind: types.CompletionItemKind, typed: str
+) -> list[types.CompletionItem]:
+    folded = typed.casefold()
+    return [
+        types.CompletionItem(label=name, kind=kind)
+        for name in sorted(names)
+        if name.casefold().startswith(folded) or folded in name.casefold()
+    ]
+
+
+def _template_names(checked: _Checked | None, before: str) -> list[types.CompletionItem]:
+    owner = re.search(r"\b(sender|campaign)\.[A-Za-z_]*$", before)
+    if owner is not None:
+        return [
+            types.CompletionItem(label=attribute, kind=types.CompletionItemKind.Field)
+            for attribute in OBJECTS[owner.group(1)]
+        ]
+    fields = set(STANDARD_FIELDS)
+    ir = checked.result.ir if checked is not None else None
+    if ir is not None:
+        fields |= {*ir.settings.requires, *ir.person_fields}
+    elif checked is not None and checked.parsed.campaign is not None:
+        for setting in checked.parsed.campaign.settings:
+            if isinstance(setting, Requires):
+                fields |= {name.value for name in setting.fields}
+    items = [
+        types.CompletionItem(label=f, kind=types.CompletionItemKind.Variable)
+        for f in sorted(fields)
+    ]
+    items += [
+        types.CompletionItem(label=name, kind=types.CompletionItemKind.Module) for name in OBJECTS
+    ]
+    return items
 
 
 def serve() -> None:

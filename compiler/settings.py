@@ -82,7 +82,7 @@ def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:
         place, guess = region
         help = f'for {place} time, with its daylight saving, use "{guess}"'
     else:
-        found = _closest(zone.value, _regions())
+        found = _closest(zone.value, zone_names())
         guess = found or ""
         help = f'did you mean "{found}"?' if found else 'zones are named like "Europe/Stockholm"'
     yield codes.C017.at(
@@ -94,7 +94,7 @@ def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:
 
 
 def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
-    known = _countries()
+    known = holiday_countries()
     if country.value.upper() in known:
         return
     guess = _closest(country.value.upper(), known)
@@ -122,7 +122,7 @@ def _zones() -> frozenset[str]:
 
 
 @cache
-def _regions() -> frozenset[str]:
+def zone_names() -> frozenset[str]:
     """Zones to suggest: named for a place. The old fixed-offset and
     abbreviation zones ("EST", "EST5EDT", "Etc/GMT+5") are valid, but a
     near miss is almost never meant as one of them."""
@@ -159,7 +159,7 @@ _ABBREVIATIONS = {
 
 
 @cache
-def _countries() -> frozenset[str]:
+def holiday_countries() -> frozenset[str]:
     import holidays  # imported only for campaigns that skip holidays: it is slow to load
 
     return frozenset(holidays.list_supported_countries())

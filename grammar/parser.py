@@ -85,6 +85,41 @@ def get_parser() -> Lark:
     return _parser
 
 
+def accepted_after(text: str, *, attempts: int = 10) -> frozenset[str] | None:
+    """The terminals the grammar takes after ``text`` (``SEND``, ``IDENT``,
+    ``RBRACE``…), for completion. A line with a syntax error before the end
+    (a statement being typed) is left out and the rest tried again; ``None``
+    when that does not help."""
+    lines = text.split("\n")
+    for _ in range(attempts):
+        found = _accepted("\n".join(lines))
+        if not isinstance(found, tuple):
+            return found
+        first, last = found
+        if last >= len(lines):  # the error is on the last line: it is the one typed
+            return None
+        for number in range(first, last + 1):
+            lines[number - 1] = ""
+    return None
+
+
+def _accepted(text: str) -> frozenset[str] | tuple[int, int]:
+    """The terminals taken after ``text``; or, at a syntax error, the lines
+    from the statement it broke (its last good token) to the error."""
+    parser = get_parser()
+    with _lock:  # the builder keeps one parse's state
+        _builder.begin("<completion>")
+        interactive = parser.parse_interactive(text)
+        last_line = 1
+        try:
+            for token in interactive.iter_parse():
+                last_line = token.line or last_line
+        except UnexpectedInput as error:
+            line = max(error.line, 1)
+            return min(last_line, line), line
+        return frozenset(interactive.accepts())  # type: ignore[no-untyped-call]
+
+
 def parse_text(text: str, path: str = "<string>") -> ParseResult:
     return parse_source(source_from_text(text, path))
 

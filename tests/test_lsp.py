@@ -319,3 +319,33 @@ async def test_definition_goes_to_the_anchor_and_to_template_files(
     )
     assert isinstance(found, types.Location)
     assert found.uri == from_fs_path(str(tmp_path / "body.txt"))
+
+
+async def completions(client: LanguageClient, uri: str, line: int, character: int) -> list[str]:
+    found = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            position=types.Position(line=line, character=character),
+        )
+    )
+    items = found.items if isinstance(found, types.CompletionList) else found or []
+    return [item.label for item in items]
+
+
+@pytest.mark.asyncio
+async def test_completion_offers_what_the_grammar_takes_here(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    text = (
+        'campaign "c" {\n  timezone "Europe/Sto"\n  skip holidays "S"\n  requires company\n\n'
+        '  day 1 {\n    email intro {\n      send \n      subject "Hi {{ com"\n'
+        '      body "{{ sender. }}"\n    }\n    \n  }\n}\n'
+    )
+    uri = await opened(client, tmp_path / "c.campaign", text)
+    assert await completions(client, uri, 7, 11) == ["at", "choose", "task", "with previous"]
+    assert await completions(client, uri, 11, 4) == ["call", "custom", "email", "inmail"]
+    assert "Europe/Stockholm" in await completions(client, uri, 1, 22)
+    assert "SE" in await completions(client, uri, 2, 18)
+    names = await completions(client, uri, 8, 26)
+    assert "company" in names and "first_name" in names and "sender" in names
+    assert await completions(client, uri, 9, 22) == ["name", "email", "signature"]
