@@ -30,6 +30,7 @@ from cadence.diagnostics import Diagnostic, Fix, Severity
 from cadence.grammar import ParseResult, parse_source
 from cadence.grammar.ast import Requires, Text
 from cadence.grammar.formatter import format_campaign
+from cadence.grammar.incremental import reparse
 from cadence.grammar.parser import accepted_after
 from cadence.source import source_from_text
 from cadence.span import Span, point
@@ -63,10 +64,14 @@ class CampaignServer(LanguageServer):
     def check(self, uri: str) -> None:
         document = self.workspace.get_text_document(uri)
         path = to_fs_path(uri) or uri
-        source = source_from_text(document.source, path)
-        parsed = parse_source(source)
-        result = compile_parsed(parsed)
         before = self.checked.get(uri)
+        if (
+            before is not None and before.path == path
+        ):  # after an edit: what it did not touch is kept
+            parsed = reparse(before.parsed, document.source, path)
+        else:
+            parsed = parse_source(source_from_text(document.source, path))
+        result = compile_parsed(parsed)
         checked = self.checked[uri] = _Checked(parsed, result, path)
         by_file: dict[str, list[types.Diagnostic]] = {}
         for diagnostic in result.diagnostics:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import functools
 import os
 import re
 import stat
@@ -45,8 +46,6 @@ class TemplateChecker:
     """Where template files may be (``--templates-root``); the campaign's folder by default."""
 
     def __post_init__(self) -> None:
-        self.env = templating.environment()
-        self._analysed: dict[str, templating.Analysis | TemplateSyntaxError] = {}
         self.allowed = {*self.requires, *STANDARD_FIELDS, *OBJECTS}
         self.base = Path(self.source.path).parent
 
@@ -112,10 +111,9 @@ class TemplateChecker:
             self._check_attribute(owner, attribute, line, place)
 
     def _analyse(self, template: str) -> templating.Analysis | TemplateSyntaxError:
-        """Parse once per distinct text: campaigns repeat greetings and signatures."""
-        if template not in self._analysed:
-            self._analysed[template] = templating.analyse(self.env, template)
-        return self._analysed[template]
+        if len(template) > CACHED_TEMPLATE_CHARS:  # a rare long text: not kept
+            return templating.analyse(_environment(), template)
+        return _analysed(template)
 
     def _unknown_name(self, name: str, line: int, place: _Place) -> Diagnostic:
         guess = difflib.get_close_matches(name, sorted(self.allowed), n=1, cutoff=0.6)
@@ -303,6 +301,23 @@ _CULPRIT = [
         r"unexpected char '(.)'",
     )
 ]
+
+
+CACHED_TEMPLATE_CHARS = 64 * 1024  # texts kept analysed are short: memory stays bounded
+
+
+@functools.lru_cache(maxsize=4096)
+def _analysed(template: str) -> templating.Analysis | TemplateSyntaxError:
+    """Parse once per distinct text — campaigns repeat greetings and signatures,
+    and an editor checks the same texts again after every keystroke. What a
+    text uses depends on the text alone (one environment, the same for every
+    campaign); callers only read the analysis."""
+    return templating.analyse(_environment(), template)
+
+
+@functools.cache
+def _environment() -> templating.CampaignEnvironment:
+    return templating.environment()
 
 
 def _syntax_error_span(error: TemplateSyntaxError, place: _Place) -> Span:

@@ -1,0 +1,135 @@
+"""Parsing again after an edit, reusing what the edit did not touch (for the
+language server, which re-checks on every keystroke).
+
+An edit within one line of one day's block — typing in a subject, changing a
+time — changes nothing outside that day: every other node keeps its place.
+So only that day is parsed again: the new text with every other day blanked
+out (spaces, line breaks kept, so positions stay exact), which is a campaign
+of one day with the same header. Anything else — a line added or removed, an
+edit in the settings, between days or across a day's edge, a file with syntax
+errors before or after — is parsed whole, as ``parse_source`` does. A property
+test holds the result to a whole parse of the new text.
+"""
+
+from __future__ import annotations
+
+from cadence.grammar import ast
+from cadence.grammar.parser import ParseResult, parse_source
+from cadence.source import source_from_text
+from cadence.span import Span
+
+
+def reparse(old: ParseResult, text: str, path: str) -> ParseResult:
+    """The parse of ``text`` (the file at ``path``), given ``old``, the parse
+    of the text before one edit."""
+    reused = _one_day(old, text, path)
+    return reused if reused is not None else parse_source(source_from_text(text, path))
+
+
+def _one_day(old: ParseResult, text: str, path: str) -> ParseResult | None:
+    before, campaign = old.source.text, old.campaign
+    if before is None or campaign is None or old.diagnostics or not campaign.days:
+        return None
+    if old.source.had_bom or text.startswith("\ufeff") or old.source.path != path:
+        return None
+    start, old_end, new_end = _changed(before, text)
+    if "\n" in before[start:old_end] or "\n" in text[start:new_end]:
+        return None  # lines added or removed: every later position moves
+    lines = _line_starts(before)
+    line = _line_of(lines, start)
+    index = _day_holding(campaign, lines, line, start, old_end)
+    if index is None:
+        return None
+    day = campaign.days[index]
+    shift = len(text) - len(before)
+    masked = list(text)
+    for other, span in enumerate(d.span for d in campaign.days):
+        if other == index:
+            continue
+        begin, end = (
+            _offset(lines, span.line, span.column),
+            _offset(lines, span.end_line, span.end_column),
+        )
+        if other > index:
+            begin, end = begin + shift, end + shift
+        for position in range(begin, end):
+            if masked[position] != "\n":
+                masked[position] = " "
+    parsed = parse_source(source_from_text("".join(masked), path))
+    if parsed.diagnostics or parsed.campaign is None or len(parsed.campaign.days) != 1:
+        return None
+    new_day = parsed.campaign.days[0]
+    if new_day.number != day.number or parsed.campaign.settings != campaign.settings:
+        return None
+    days = list(campaign.days)
+    days[index] = new_day
+    comments = sorted(
+        [c for c in old.comments if not day.span.line <= c.span.line <= day.span.end_line]
+        + [c for c in parsed.comments if day.span.line <= c.span.line <= day.span.end_line],
+        key=lambda comment: comment.span.start,
+    )
+    return ParseResult(
+        source=source_from_text(text, path),
+        campaign=campaign.model_copy(update={"days": tuple(days)}),
+        comments=tuple(comments),
+        diagnostics=(),
+    )
+
+
+def _changed(before: str, after: str) -> tuple[int, int, int]:
+    """Where two texts differ: the start, and the end in each."""
+    limit = min(len(before), len(after))
+    start = 0
+    while start < limit and before[start] == after[start]:
+        start += 1
+    end = 0
+    while end < limit - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    return start, len(before) - end, len(after) - end
+
+
+def _day_holding(
+    campaign: ast.Campaign, lines: list[int], line: int, start: int, end: int
+) -> int | None:
+    """The day whose block holds the change (after its number, before its
+    closing brace) on a line no other day and no campaign brace stands on."""
+    if not campaign.span.line < line < campaign.span.end_line:
+        return None
+    for index, day in enumerate(campaign.days):
+        number_end = _offset(lines, day.number_span.end_line, day.number_span.end_column)
+        closing = _offset(lines, day.span.end_line, day.span.end_column) - 1
+        if number_end < start and end <= closing:
+            others = [d for d in campaign.days if d is not day]
+            if any(_touches(d.span, line) for d in others):
+                return None
+            return index
+    return None
+
+
+def _touches(span: Span, line: int) -> bool:
+    return span.line <= line <= span.end_line
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    position = text.find("\n")
+    while position != -1:
+        starts.append(position + 1)
+        position = text.find("\n", position + 1)
+    return starts
+
+
+def _line_of(starts: list[int], offset: int) -> int:
+    """The 1-based line of ``offset``."""
+    low, high = 0, len(starts) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if starts[middle] <= offset:
+            low = middle
+        else:
+            high = middle - 1
+    return low + 1
+
+
+def _offset(starts: list[int], line: int, column: int) -> int:
+    return starts[line - 1] + column - 1
