@@ -26,7 +26,7 @@ from cadence.compiler.compile import CompileResult, compile_parsed
 from cadence.compiler.ir import Campaign, Step, Template
 from cadence.compiler.settings import holiday_countries, zone_names
 from cadence.describing import describe_name, describe_step
-from cadence.diagnostics import Diagnostic, Fix, Severity
+from cadence.diagnostics import Diagnostic, Fix, Severity, has_errors
 from cadence.grammar import ParseResult, parse_source
 from cadence.grammar.ast import Requires, Text
 from cadence.grammar.formatter import format_campaign
@@ -50,9 +50,17 @@ class _Checked:
     cleared)."""
 
     parsed: ParseResult
-    result: CompileResult
+    result: CompileResult  # the checks only: no IR (see ``ir``)
     path: str
     published: set[str] = field(default_factory=set)
+    _ir: Campaign | None = None
+
+    def ir(self) -> Campaign | None:
+        """The campaign's IR (for hover and definitions), built the first
+        time it is asked for; ``None`` while the campaign has errors."""
+        if self._ir is None and not has_errors(self.result.diagnostics):
+            self._ir = compile_parsed(self.parsed).ir
+        return self._ir
 
 
 class CampaignServer(LanguageServer):
@@ -71,7 +79,7 @@ class CampaignServer(LanguageServer):
             parsed = reparse(before.parsed, document.source, path)
         else:
             parsed = parse_source(source_from_text(document.source, path))
-        result = compile_parsed(parsed)
+        result = compile_parsed(parsed, build_ir=False)
         checked = self.checked[uri] = _Checked(parsed, result, path)
         by_file: dict[str, list[types.Diagnostic]] = {}
         for diagnostic in result.diagnostics:
@@ -347,7 +355,7 @@ def _hover(ls: CampaignServer, params: types.HoverParams) -> types.Hover | None:
     it is and when it goes; on a name inside a template: where it comes from."""
     uri = params.text_document.uri
     cursor = _cursor(ls, uri, params.position)
-    ir = cursor.checked.result.ir if cursor is not None else None
+    ir = cursor.checked.ir() if cursor is not None else None
     if cursor is None or ir is None or cursor.word is None:
         return None
     steps = {step.id: step for step in ir.steps}
@@ -396,7 +404,7 @@ def _definition(ls: CampaignServer, params: types.DefinitionParams) -> types.Loc
 
 
 def _referred_step(cursor: _Cursor) -> str | None:
-    ir = cursor.checked.result.ir
+    ir = cursor.checked.ir()
     here = cursor.step(ir) if ir is not None else None
     if here is not None and cursor.word in ("with", "previous") and here.timing:
         return here.timing.via[0] if here.timing.via else None
@@ -464,7 +472,7 @@ def _template_names(checked: _Checked | None, before: str) -> list[types.Complet
             for attribute in OBJECTS[owner.group(1)]
         ]
     fields = set(STANDARD_FIELDS)
-    ir = checked.result.ir if checked is not None else None
+    ir = checked.ir() if checked is not None else None
     if ir is not None:
         fields |= {*ir.settings.requires, *ir.person_fields}
     elif checked is not None and checked.parsed.campaign is not None:

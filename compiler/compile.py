@@ -65,13 +65,16 @@ def compile_source(
 
 
 def compile_parsed(
-    parsed: ParseResult, *, templates_root: str | Path | None = None
+    parsed: ParseResult, *, templates_root: str | Path | None = None, build_ir: bool = True
 ) -> CompileResult:
+    """Compile a parsed campaign. ``build_ir=False`` stops after the checks
+    (every diagnostic, no IR): what an editor needs after each keystroke."""
+    root = Path(templates_root) if templates_root is not None else None
     with gc_paused():
-        return _compile(parsed, Path(templates_root) if templates_root is not None else None)
+        return _compile(parsed, root, build_ir)
 
 
-def _compile(parsed: ParseResult, templates_root: Path | None) -> CompileResult:
+def _compile(parsed: ParseResult, templates_root: Path | None, build_ir: bool) -> CompileResult:
     source = parsed.source
     sources = {source.path: source}
     if not parsed.ok or parsed.campaign is None:
@@ -89,7 +92,7 @@ def _compile(parsed: ParseResult, templates_root: Path | None) -> CompileResult:
     texts = {ref.index: _templates(checker, ref) for ref in refs}
     sources.update(checker.sources)
     diagnostics = tuple(sort_diagnostics([*found, *checker.diagnostics]))
-    if has_errors(diagnostics):
+    if has_errors(diagnostics) or not build_ir:
         return CompileResult(source.path, sources, diagnostics, graph=graph)
 
     fields = [*settings.requires, *sorted(checker.used_fields - set(settings.requires))]

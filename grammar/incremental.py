@@ -13,10 +13,15 @@ test holds the result to a whole parse of the new text.
 
 from __future__ import annotations
 
+import re
+
 from cadence.grammar import ast
 from cadence.grammar.parser import ParseResult, parse_source
 from cadence.source import source_from_text
 from cadence.span import Span
+
+_NOT_NEWLINE = re.compile(r"[^\n]")
+_BLOCK = 256
 
 
 def reparse(old: ParseResult, text: str, path: str) -> ParseResult:
@@ -42,20 +47,18 @@ def _one_day(old: ParseResult, text: str, path: str) -> ParseResult | None:
         return None
     day = campaign.days[index]
     shift = len(text) - len(before)
-    masked = list(text)
+    pieces, done = [], 0
     for other, span in enumerate(d.span for d in campaign.days):
         if other == index:
             continue
-        begin, end = (
-            _offset(lines, span.line, span.column),
-            _offset(lines, span.end_line, span.end_column),
-        )
+        begin = _offset(lines, span.line, span.column)
+        end = _offset(lines, span.end_line, span.end_column)
         if other > index:
             begin, end = begin + shift, end + shift
-        for position in range(begin, end):
-            if masked[position] != "\n":
-                masked[position] = " "
-    parsed = parse_source(source_from_text("".join(masked), path))
+        pieces += [text[done:begin], _NOT_NEWLINE.sub(" ", text[begin:end])]
+        done = end
+    pieces.append(text[done:])
+    parsed = parse_source(source_from_text("".join(pieces), path))
     if parsed.diagnostics or parsed.campaign is None or len(parsed.campaign.days) != 1:
         return None
     new_day = parsed.campaign.days[0]
@@ -79,13 +82,23 @@ def _one_day(old: ParseResult, text: str, path: str) -> ParseResult | None:
 def _changed(before: str, after: str) -> tuple[int, int, int]:
     """Where two texts differ: the start, and the end in each."""
     limit = min(len(before), len(after))
-    start = 0
-    while start < limit and before[start] == after[start]:
-        start += 1
-    end = 0
-    while end < limit - start and before[-1 - end] == after[-1 - end]:
-        end += 1
+    start = _common_prefix(before, after, limit)
+    end = _common_prefix(before[::-1], after[::-1], limit - start)
     return start, len(before) - end, len(after) - end
+
+
+def _common_prefix(first: str, second: str, limit: int) -> int:
+    """How many leading characters the two share, up to ``limit`` (compared a
+    block at a time first: the texts are long, an edit small)."""
+    shared = 0
+    while (
+        shared + _BLOCK <= limit
+        and first[shared : shared + _BLOCK] == second[shared : shared + _BLOCK]
+    ):
+        shared += _BLOCK
+    while shared < limit and first[shared] == second[shared]:
+        shared += 1
+    return shared
 
 
 def _day_holding(
