@@ -216,7 +216,7 @@ def check(
         source = run.read(path)
         if source is None:
             continue
-        result = compile_parsed(parse_source(source), templates_root=templates_root)
+        result = compile_parsed(parse_source(source), templates_root=templates_root, build_ir=False)
         if fix or unsafe_fixes:
             result = _fixed(run, source, result, templates_root, unsafe=unsafe_fixes)
         run.report(result.diagnostics, dict(result.sources))
@@ -250,7 +250,7 @@ def _fixed(
         done += applied.fixes
         if source.path in applied.texts:
             source = source_from_text(applied.texts[source.path], source.path)
-        result = compile_parsed(parse_source(source), templates_root=templates_root)
+        result = compile_parsed(parse_source(source), templates_root=templates_root, build_ir=False)
     if source.path == STDIN:
         click.echo((BOM if boms.get(STDIN) else "") + (source.text or ""), nl=False)
     if done and run.format == "text":

@@ -22,7 +22,9 @@ SendKind = Literal["choose", "at", "task", "with_previous"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a model's validators are built when it is first used, not
+    # when this module is imported — `cadence check` never builds an IR.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class SourceFile(_Model):
