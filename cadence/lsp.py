@@ -12,6 +12,7 @@ protocol library's own line splitting (which also breaks at U+2028).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -73,9 +74,8 @@ class CampaignServer(LanguageServer):
         document = self.workspace.get_text_document(uri)
         path = to_fs_path(uri) or uri
         before = self.checked.get(uri)
-        if (
-            before is not None and before.path == path
-        ):  # after an edit: what it did not touch is kept
+        if before is not None and before.path == path:
+            # After an edit, the days it did not touch are kept (grammar/incremental.py).
             parsed = reparse(before.parsed, document.source, path)
         else:
             parsed = parse_source(source_from_text(document.source, path))
@@ -112,7 +112,7 @@ class CampaignServer(LanguageServer):
         return str(encoding or types.PositionEncodingKind.Utf16)
 
     def range_of(self, span: Span, text: str | None) -> types.Range:
-        lines = (text or "").split("\n")
+        lines = _lines(text or "")
         return types.Range(
             start=self._position(lines, span.line, span.column),
             end=self._position(lines, span.end_line, span.end_column),
@@ -153,6 +153,13 @@ class CampaignServer(LanguageServer):
             message=message,
             related_information=related or None,
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _lines(text: str) -> list[str]:
+    """The text's lines as the parser counts them (split once per text: a
+    check converts every diagnostic's range against the same few texts)."""
+    return text.split("\n")
 
 
 def _text_of(result: CompileResult, file: str) -> str | None:

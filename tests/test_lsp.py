@@ -59,7 +59,9 @@ async def opened(client: LanguageClient, path: Path, text: str) -> str:
             )
         )
     )
-    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    # The document's own diagnostics come last (a template's come before).
+    while uri not in client.diagnostics:
+        await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     return uri
 
 
