@@ -69,8 +69,9 @@ class _Ignore:
 def _search(top: Path) -> Iterator[str]:
     ignores = _ignores_above(top)
     # Each folder's own .gitignore holds for it and below: kept per folder.
+    # Keyed as os.walk names folders (`./sub` for a top of `.`: not Path's `sub`).
     in_force: dict[str, list[_Ignore]] = {str(top): ignores + _ignore_in(top)}
-    for folder, folders, files in os.walk(top):
+    for folder, folders, files in os.walk(str(top)):
         rules = in_force.pop(folder, [])
         kept = []
         for name in sorted(folders):
@@ -78,7 +79,7 @@ def _search(top: Path) -> Iterator[str]:
             if name.startswith(".") or name in SKIPPED or _ignored(rules, path, True):
                 continue
             kept.append(name)
-            in_force[str(path)] = rules + _ignore_in(path)
+            in_force[os.path.join(folder, name)] = rules + _ignore_in(path)
         folders[:] = kept  # os.walk goes only into these, in this order
         for name in sorted(files):
             path = Path(folder, name)
@@ -116,6 +117,8 @@ def _ignores_above(top: Path) -> list[_Ignore]:
     """The .gitignore files between the repository's top and ``top`` (not
     ``top``'s own): none when ``top`` is not in a git repository."""
     here = Path(os.path.abspath(top))
+    if (here / ".git").exists():
+        return []  # a repository's top: nothing above it counts (an outer repository's rules)
     chain = []
     for folder in here.parents:
         chain.append(folder)

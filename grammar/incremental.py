@@ -66,9 +66,16 @@ def _one_day(old: ParseResult, text: str, path: str) -> ParseResult | None:
         return None
     days = list(campaign.days)
     days[index] = new_day
+
+    # The old file's comments outside the edited day and off the edited line,
+    # and the new parse's in the day or on that line (where columns moved);
+    # another day's were blanked out of the new parse, and are kept from the old.
+    def fresh(span: Span, within: Span) -> bool:
+        return _within(span, within) or span.line == line
+
     comments = sorted(
-        [c for c in old.comments if not day.span.line <= c.span.line <= day.span.end_line]
-        + [c for c in parsed.comments if day.span.line <= c.span.line <= day.span.end_line],
+        [c for c in old.comments if not fresh(c.span, day.span)]
+        + [c for c in parsed.comments if fresh(c.span, new_day.span)],
         key=lambda comment: comment.span.start,
     )
     return ParseResult(
@@ -117,6 +124,10 @@ def _day_holding(
                 return None
             return index
     return None
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    return outer.start <= inner.start and inner.end <= outer.end
 
 
 def _touches(span: Span, line: int) -> bool:

@@ -8,7 +8,8 @@ variable (``password_env``), and nothing prints them (see :func:`redact`).
 from __future__ import annotations
 
 import contextlib
-import email.policy
+import email.generator
+import io
 import os
 import smtplib
 import ssl
@@ -213,7 +214,7 @@ class SmtpTransport:
                 smtp.send_message(message)
             else:  # what send_message does, without parsing the headers again
                 sender, recipients = found
-                smtp.sendmail(sender, recipients, message.as_bytes(policy=email.policy.SMTP))
+                smtp.sendmail(sender, recipients, _as_sent(message))
         except TransportError:
             self._reset()
             raise
@@ -255,6 +256,15 @@ class SmtpTransport:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._smtp.quit()
             self._smtp = None
+
+
+def _as_sent(message: EmailMessage) -> bytes:
+    """The bytes ``smtplib.send_message`` sends for ``message``: its generator
+    with CRLF line ends, which also quotes a body line starting "From " as
+    ">From " (mbox style)."""
+    with io.BytesIO() as out:
+        email.generator.BytesGenerator(out).flatten(message, linesep="\r\n")
+        return out.getvalue()
 
 
 # Strongest first among what smtplib speaks; over TLS, PLAIN is as good as any.

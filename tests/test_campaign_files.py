@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from cadence.campaign_files import campaign_files
 
 
@@ -77,3 +79,24 @@ def test_links_to_folders_are_not_followed(tmp_path: Path) -> None:
     touch(tmp_path, "a.campaign")
     (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     assert relative(campaign_files([str(tmp_path)]).files, tmp_path) == ["a.campaign"]
+
+
+def test_gitignore_below_the_top_holds_when_the_top_is_dot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".gitignore").write_text("build/\nignored.campaign\n")
+    touch(tmp_path, "a.campaign", "sub/ok.campaign", "sub/ignored.campaign", "sub/build/x.campaign")
+    (tmp_path / "sub" / ".gitignore").write_text("ok.campaign\n")
+    monkeypatch.chdir(tmp_path)
+    assert relative(campaign_files(["."]).files, Path(".")) == ["a.campaign"]
+
+
+def test_a_repository_inside_another_keeps_to_its_own_rules(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".gitignore").write_text("inner/\n")  # the outer repository's rule
+    touch(tmp_path, "inner/x.campaign")
+    (tmp_path / "inner" / ".git").mkdir()
+    assert relative(campaign_files([str(tmp_path / "inner")]).files, tmp_path) == [
+        "inner/x.campaign"
+    ]

@@ -54,3 +54,19 @@ def test_an_edit_inside_a_day_reuses_the_other_days() -> None:
         _one_day(parse_text(before, "c.campaign"), after.replace("x", "\n", 1), "c.campaign")
         is None
     )
+
+
+def test_comments_of_other_days_and_after_the_day_survive_an_edit() -> None:
+    for before in (
+        # A day starting on the edited day's closing line, with its comment.
+        'campaign "c" {\n  day 1 {\n    inmail hi { message "hi" }\n'
+        '  } day 2 { # note on day 2\n    call ring { notes "n" }\n  }\n}\n',
+        # A comment after the edited day's closing brace, on the edited line.
+        'campaign "c" {\n  day 1 { inmail hi { message "hi" } } # after day 1\n'
+        '  day 2 {\n    call ring { notes "n" }\n  }\n}\n',
+    ):
+        at = before.index('"hi"') + 1
+        after = before[:at] + "x" + before[at:]
+        whole = parse_text(after, "c.campaign")
+        again = reparse(parse_text(before, "c.campaign"), after, "c.campaign")
+        assert again.comments == whole.comments and again.campaign == whole.campaign

@@ -156,3 +156,33 @@ def test_headers_that_change_the_envelope_leave_it_to_smtplib() -> None:
     assert envelope(message) == ("ann@example.com", ["bo@example.com"])
     message["Bcc"] = "cy@example.com"
     assert envelope(message) is None
+
+
+def test_the_smtp_shortcut_sends_the_bytes_send_message_sends() -> None:
+    """Over SMTP a plain message skips send_message's header parsing; what
+    goes on the wire is still what send_message sends (a body line starting
+    "From " quoted as ">From ", mbox style, included)."""
+    import smtplib
+
+    from cadence.runtime.smtp import _as_sent
+
+    sent: list[tuple[str, list[str], bytes]] = []
+
+    class Recorder(smtplib.SMTP):
+        def ehlo_or_helo_if_needed(self) -> None:
+            pass  # no server: only what would be sent is looked at
+
+        def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):  # type: ignore[no-untyped-def, override]
+            sent.append((from_addr, list(to_addrs), msg))
+            return {}
+
+    message = EmailMessage()
+    add(message, "From", stored("From", "Ann <ann@example.com>"))
+    add(message, "To", recipient("To", "bo@example.com"))
+    add(message, "Subject", stored("Subject", "Hi"))
+    set_text(message, "From me, hello\nbye\n")
+    Recorder().send_message(message)
+    found = envelope(message)
+    assert found is not None
+    assert sent == [(found[0], found[1], _as_sent(message))]
+    assert b"\r\n>From me, hello\r\n" in _as_sent(message)
