@@ -24,7 +24,7 @@ from cadence import __version__
 from cadence.diagnostics import Diagnostic, Severity, has_errors
 from cadence.files import write_atomically
 from cadence.reporting import FORMATS, Format, render, summary
-from cadence.source import BOM, Source, decode_source, read_limited
+from cadence.source import BOM, Source, decode_source, read_limited, source_from_text
 
 if TYPE_CHECKING:
     from cadence.compiler.compile import CompileResult
@@ -208,19 +208,24 @@ def check(
 ) -> None:
     """Report every problem in FILES (exit 1 when any is an error). A folder
     is searched for .campaign files, hidden and git-ignored ones passed over."""
-    from cadence.compiler.compile import compile_parsed
-    from cadence.grammar import parse_source
-
     run = _run(format_, color, strict=strict)
     for path in run.files_in(files):
         source = run.read(path)
         if source is None:
             continue
-        result = compile_parsed(parse_source(source), templates_root=templates_root, build_ir=False)
+        result = _checked(source, templates_root)
         if fix or unsafe_fixes:
             result = _fixed(run, source, result, templates_root, unsafe=unsafe_fixes)
         run.report(result.diagnostics, dict(result.sources))
     run.finish()
+
+
+def _checked(source: Source, templates_root: str | None) -> CompileResult:
+    """What `check` reports for ``source``: every diagnostic (it writes no IR)."""
+    from cadence.compiler.compile import compile_parsed
+    from cadence.grammar import parse_source
+
+    return compile_parsed(parse_source(source), templates_root=templates_root, build_ir=False)
 
 
 MAX_FIX_ROUNDS = 10  # a fix may uncover another; never loop for ever
@@ -232,10 +237,7 @@ def _fixed(
     """``result``'s fixes applied to its files (atomically), checked again,
     round after round until none applies; the last check is returned. Fixes
     to stdin's text are written to stdout."""
-    from cadence.compiler.compile import compile_parsed
     from cadence.fixing import apply_fixes, chosen_fixes
-    from cadence.grammar import parse_source
-    from cadence.source import source_from_text
 
     done, boms = 0, {file: found.had_bom for file, found in result.sources.items()}
     for _ in range(MAX_FIX_ROUNDS):
@@ -250,7 +252,7 @@ def _fixed(
         done += applied.fixes
         if source.path in applied.texts:
             source = source_from_text(applied.texts[source.path], source.path)
-        result = compile_parsed(parse_source(source), templates_root=templates_root, build_ir=False)
+        result = _checked(source, templates_root)
     if source.path == STDIN:
         click.echo((BOM if boms.get(STDIN) else "") + (source.text or ""), nl=False)
     if done and run.format == "text":

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cadence.diagnostics import Diagnostic, Fix
+from cadence.source import line_starts, span_offsets
 from cadence.span import Span
 
 
@@ -38,28 +39,24 @@ def chosen_fixes(diagnostics: Iterable[Diagnostic], *, unsafe: bool = False) -> 
 def apply_fixes(texts: dict[str, str], fixes: Sequence[Fix]) -> Applied:
     """``fixes`` applied to ``texts`` (file → text): those that can all go in
     together, in the order given; the others are left for another round."""
-    taken: list[Fix] = []
+    starts = {file: line_starts(text) for file, text in texts.items()}
     claimed: dict[str, list[tuple[int, int]]] = {}
-    for fix in fixes:
-        ranges = [
-            (edit.span.file, _range(texts.get(edit.span.file), edit.span)) for edit in fix.edits
-        ]
-        if any(found is None for _, found in ranges):
-            continue  # a file not read, or a span past its end
-        if any(_overlaps(claimed.get(file, []), found) for file, found in ranges if found):
-            continue
-        for file, found in ranges:
-            assert found is not None
-            claimed.setdefault(file, []).append(found)
-        taken.append(fix)
     edits: dict[str, list[tuple[int, int, str]]] = {}
-    for fix in taken:
-        for edit in fix.edits:
-            found = _range(texts[edit.span.file], edit.span)
+    taken = 0
+    for fix in fixes:
+        ranges = [(edit, _range(texts, starts, edit.span)) for edit in fix.edits]
+        if any(
+            found is None or _overlaps(claimed.get(edit.span.file, []), found)
+            for edit, found in ranges
+        ):
+            continue  # a file not read, a span past its end, or text another fix changes
+        for edit, found in ranges:
             assert found is not None
+            claimed.setdefault(edit.span.file, []).append(found)
             edits.setdefault(edit.span.file, []).append((*found, edit.text))
+        taken += 1
     changed = {file: _edited(texts[file], found) for file, found in edits.items()}
-    return Applied(changed, len(taken))
+    return Applied(changed, taken)
 
 
 def _edited(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -75,27 +72,12 @@ def _overlaps(ranges: list[tuple[int, int]], found: tuple[int, int]) -> bool:
                for other_start, other_end in ranges)  # fmt: skip
 
 
-def _range(text: str | None, span: Span) -> tuple[int, int] | None:
-    """``span`` as offsets into ``text`` (lines end at ``\\n``; columns count
-    characters, as the parser counts them)."""
+def _range(
+    texts: dict[str, str], starts: dict[str, list[int]], span: Span
+) -> tuple[int, int] | None:
+    """``span`` as offsets into its file's text (columns count characters,
+    as the parser counts them)."""
+    text = texts.get(span.file)
     if text is None:
         return None
-    start, end = (
-        _offset(text, span.line, span.column),
-        _offset(text, span.end_line, span.end_column),
-    )
-    if start is None or end is None or end < start:
-        return None
-    return start, end
-
-
-def _offset(text: str, line: int, column: int) -> int | None:
-    position = 0
-    for _ in range(line - 1):
-        position = text.find("\n", position) + 1
-        if position == 0:
-            return None
-    line_end = text.find("\n", position)
-    line_end = len(text) if line_end == -1 else line_end
-    offset = position + column - 1
-    return offset if position <= offset <= line_end + 1 else None
+    return span_offsets(starts[span.file], len(text), span)

@@ -96,6 +96,15 @@ class CampaignServer(LanguageServer):
         for stale in (before.published if before else set()) - checked.published:
             self._clear(stale)
 
+    def parsed(self, uri: str) -> ParseResult:
+        """The document's syntax tree: the last check's, when it was of this
+        very text (it is, after every change), else parsed now."""
+        document = self.workspace.get_text_document(uri)
+        checked = self.checked.get(uri)
+        if checked is not None and checked.parsed.source.text == document.source:
+            return checked.parsed
+        return parse_source(source_from_text(document.source, to_fs_path(uri) or uri))
+
     def forget(self, uri: str) -> None:
         checked = self.checked.pop(uri, None)
         for target in checked.published if checked else {uri}:
@@ -125,7 +134,7 @@ class CampaignServer(LanguageServer):
 
     def span_of(self, uri: str, lsp_range: types.Range) -> tuple[int, int, int, int]:
         """A protocol range as (line, column, end line, end column), 1-based characters."""
-        lines = self.workspace.get_text_document(uri).source.split("\n")
+        lines = _lines(self.workspace.get_text_document(uri).source)
         start = _column(lines, lsp_range.start, self._encoding())
         end = _column(lines, lsp_range.end, self._encoding())
         return lsp_range.start.line + 1, start, lsp_range.end.line + 1, end
@@ -156,14 +165,14 @@ class CampaignServer(LanguageServer):
 
 
 @functools.lru_cache(maxsize=8)
-def _lines(text: str) -> list[str]:
+def _lines(text: str) -> tuple[str, ...]:
     """The text's lines as the parser counts them (split once per text: a
     check converts every diagnostic's range against the same few texts)."""
-    return text.split("\n")
+    return tuple(text.split("\n"))
 
 
 def _text_of(result: CompileResult, file: str) -> str | None:
-    source = dict(result.sources).get(file)
+    source = result.sources.get(file)
     return source.text if source is not None else None
 
 
@@ -221,13 +230,13 @@ def _closed(ls: CampaignServer, params: types.DidCloseTextDocumentParams) -> Non
 def _format(ls: CampaignServer, params: types.DocumentFormattingParams) -> list[types.TextEdit]:
     """The whole document in the canonical layout; nothing while it has syntax errors."""
     document = ls.workspace.get_text_document(params.text_document.uri)
-    parsed = parse_source(source_from_text(document.source, document.path))
+    parsed = ls.parsed(params.text_document.uri)
     if not parsed.ok or parsed.campaign is None:
         return []
     formatted = format_campaign(parsed.campaign, parsed.comments, document.source)
     if formatted == document.source:
         return []
-    lines = document.source.split("\n")
+    lines = _lines(document.source)
     end = types.Position(line=len(lines) - 1, character=_units(lines[-1], ls._encoding()))
     whole = types.Range(start=types.Position(line=0, character=0), end=end)
     return [types.TextEdit(range=whole, new_text=formatted)]
@@ -236,11 +245,10 @@ def _format(ls: CampaignServer, params: types.DocumentFormattingParams) -> list[
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 def _outline(ls: CampaignServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol]:
     """Days, and the steps of each, as the editor's outline."""
-    document = ls.workspace.get_text_document(params.text_document.uri)
-    parsed = parse_source(source_from_text(document.source, document.path))
+    text = ls.workspace.get_text_document(params.text_document.uri).source
+    parsed = ls.parsed(params.text_document.uri)
     if parsed.campaign is None:
         return []
-    text = document.source
     days = []
     for day in parsed.campaign.days:
         steps = [
@@ -346,7 +354,7 @@ class _Cursor:
 
 def _cursor(ls: CampaignServer, uri: str, position: types.Position) -> _Cursor | None:
     checked = ls.checked.get(uri)
-    lines = ls.workspace.get_text_document(uri).source.split("\n")
+    lines = _lines(ls.workspace.get_text_document(uri).source)
     if checked is None or position.line >= len(lines):
         return None
     line, column = position.line + 1, _column(lines, position, ls._encoding())
@@ -439,7 +447,7 @@ def _complete(ls: CampaignServer, params: types.CompletionParams) -> list[types.
     (the person's fields, `sender.…`, `campaign.name`)."""
     uri = params.text_document.uri
     document = ls.workspace.get_text_document(uri).source
-    lines = document.split("\n")
+    lines = _lines(document)
     if params.position.line >= len(lines):
         return []
     line_text = lines[params.position.line]

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from cadence import codes
 from cadence.diagnostics import Diagnostic
-from cadence.span import point
+from cadence.span import Span, point
 
 MAX_SOURCE_BYTES = 5 * 1024 * 1024
 """Campaign files are kilobytes; refusing huge inputs keeps every command bounded."""
@@ -78,6 +78,38 @@ def source_from_text(text: str, path: str, sha256: str | None = None) -> Source:
     if had_bom:
         text = text[len(BOM) :]
     return Source(path, text, (), digest, had_bom)
+
+
+def line_starts(text: str) -> list[int]:
+    """Where each line of ``text`` starts (lines end at ``\n``, as the parser
+    counts them)."""
+    starts = [0]
+    position = text.find("\n")
+    while position != -1:
+        starts.append(position + 1)
+        position = text.find("\n", position + 1)
+    return starts
+
+
+def span_offsets(starts: list[int], length: int, span: Span) -> tuple[int, int] | None:
+    """``span`` as (start, end) offsets into a text of ``length`` characters
+    whose lines start at ``starts``; ``None`` when it does not lie in it."""
+    start = _offset(starts, length, span.line, span.column)
+    end = _offset(starts, length, span.end_line, span.end_column)
+    if start is None or end is None or end < start:
+        return None
+    return start, end
+
+
+def _offset(starts: list[int], length: int, line: int, column: int) -> int | None:
+    """The offset of a 1-based line and column (the column may reach past
+    the line's end by its line break)."""
+    if not 1 <= line <= len(starts):
+        return None
+    begin = starts[line - 1]
+    line_end = starts[line] - 1 if line < len(starts) else length
+    offset = begin + column - 1
+    return offset if begin <= offset <= line_end + 1 else None
 
 
 def _not_utf8(data: bytes, error: UnicodeDecodeError, path: str) -> Diagnostic:

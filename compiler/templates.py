@@ -172,72 +172,64 @@ def _read_template(path: Path, root: Path) -> Source:
 
 
 class _Place:
-    """Maps a line of a template to a span in the file the author edits."""
+    """Maps a line of a template to a span in the file the author edits: a
+    subclass says which line of which file that is (``_raw``)."""
+
+    @property
+    def file(self) -> str:
+        raise NotImplementedError
+
+    def _raw(self, line: int) -> tuple[int, str, int]:
+        """The file's line number, its text, and where the template starts on it."""
+        raise NotImplementedError
 
     def line_span(self, line: int) -> Span:
-        raise NotImplementedError
+        """The template's ``line``, its leading spaces left out."""
+        number, raw, _ = self._raw(line)
+        start = len(raw) - len(raw.lstrip()) + 1
+        return Span(
+            file=self.file,
+            line=number,
+            column=start,
+            end_line=number,
+            end_column=max(start + 1, len(raw) + 1),
+        )
 
     def name_span(self, line: int, name: str) -> Span:
-        raise NotImplementedError
-
-    def fragment_span(self, line: int, fragment: str, *, last: bool = False) -> Span:
-        """Where ``fragment`` stands on the template's ``line`` (its last
-        occurrence with ``last``); the whole line when it is not there."""
+        """Where the name ``name`` (a whole word) stands on ``line``."""
         number, raw, offset = self._raw(line)
-        found = raw.rfind(fragment, offset) if last else raw.find(fragment, offset)
+        column = _find_word(raw, name, offset)
+        if column is None:
+            return self.line_span(line)
+        return point(self.file, number, column + 1, len(name))
+
+    def fragment_span(self, line: int, fragment: str) -> Span:
+        """Where ``fragment`` first stands on ``line``; the whole line when it is not there."""
+        number, raw, offset = self._raw(line)
+        found = raw.find(fragment, offset)
         if found == -1:
             return self.line_span(line)
         return point(self.file, number, found + 1, len(fragment))
 
     def search(self, line: int, pattern: re.Pattern[str]) -> Span | None:
-        """Where ``pattern`` first matches on the template's ``line``."""
+        """Where ``pattern`` first matches on ``line``."""
         number, raw, offset = self._raw(line)
         match = pattern.search(raw, offset)
         if match is None:
             return None
         return point(self.file, number, match.start() + 1, match.end() - match.start())
 
-    def rfind(self, line: int, fragment: str) -> int:
-        """The column (from 0) of ``fragment``'s last occurrence on ``line``; -1: none."""
-        _, raw, offset = self._raw(line)
-        return raw.rfind(fragment, offset)
-
-    def _raw(self, line: int) -> tuple[int, str, int]:
-        """The file's line number, its text, and where the template starts on it."""
-        raise NotImplementedError
-
-    @property
-    def file(self) -> str:
-        raise NotImplementedError
-
 
 class _InFile(_Place):
     def __init__(self, source: Source) -> None:
         self.source = source
 
-    def line_span(self, line: int) -> Span:
-        text = self.source.line(line)
-        start = len(text) - len(text.lstrip()) + 1
-        return Span(
-            file=self.source.path,
-            line=line,
-            column=start,
-            end_line=line,
-            end_column=max(start + 1, len(text) + 1),
-        )
-
-    def _raw(self, line: int) -> tuple[int, str, int]:
-        return line, self.source.line(line), 0
-
     @property
     def file(self) -> str:
         return self.source.path
 
-    def name_span(self, line: int, name: str) -> Span:
-        column = _find_word(self.source.line(line), name, 0)
-        if column is None:
-            return self.line_span(line)
-        return point(self.source.path, line, column + 1, len(name))
+    def _raw(self, line: int) -> tuple[int, str, int]:
+        return line, self.source.line(line), 0
 
 
 class _InString(_Place):
@@ -251,42 +243,22 @@ class _InString(_Place):
         if text.form == "block" and not opening[3:].strip():
             self.first_line += 1
 
-    def _line(self, line: int) -> int:
-        if self.text.form != "block":
-            return self.text.span.line
-        return min(self.first_line + line - 1, self.text.span.end_line)
-
-    def line_span(self, line: int) -> Span:
-        if self.text.form != "block":
-            return self.text.span
-        number = self._line(line)
-        raw = self.source.line(number)
-        start = len(raw) - len(raw.lstrip()) + 1
-        return Span(
-            file=self.text.span.file,
-            line=number,
-            column=start,
-            end_line=number,
-            end_column=max(start + 1, len(raw) + 1),
-        )
-
-    def _raw(self, line: int) -> tuple[int, str, int]:
-        number = self._line(line)
-        offset = self.text.span.column if number == self.text.span.line else 0
-        return number, self.source.line(number), offset
-
     @property
     def file(self) -> str:
         return self.text.span.file
 
-    def name_span(self, line: int, name: str) -> Span:
-        number = self._line(line)
-        raw = self.source.line(number)
+    def _raw(self, line: int) -> tuple[int, str, int]:
+        if self.text.form != "block":
+            number = self.text.span.line
+        else:
+            number = min(self.first_line + line - 1, self.text.span.end_line)
         offset = self.text.span.column if number == self.text.span.line else 0
-        column = _find_word(raw, name, offset)
-        if column is None:
-            return self.line_span(line)
-        return point(self.text.span.file, number, column + 1, len(name))
+        return number, self.source.line(number), offset
+
+    def line_span(self, line: int) -> Span:
+        if self.text.form != "block":
+            return self.text.span  # one line: the string itself
+        return super().line_span(line)
 
 
 # What a Jinja syntax error names as its culprit, most telling first:
@@ -302,6 +274,9 @@ _CULPRIT = [
     )
 ]
 
+
+# The last `{{`, `{%` or `{#` on a line: what an end of template left open.
+_LAST_OPENING = re.compile(r"\{[{%#](?!.*\{[{%#])")
 
 CACHED_TEMPLATE_CHARS = 64 * 1024  # texts kept analysed are short: memory stays bounded
 
@@ -340,8 +315,9 @@ def _syntax_error_span(error: TemplateSyntaxError, place: _Place) -> Span:
             if found is not None:
                 return found
     if "unexpected end of template" in message.lower():
-        opened = max(("{{", "{%", "{#"), key=lambda mark: place.rfind(line, mark))
-        return place.fragment_span(line, opened, last=True)
+        left_open = place.search(line, _LAST_OPENING)
+        if left_open is not None:
+            return left_open
     return place.line_span(line)
 
 

@@ -13,11 +13,12 @@ test holds the result to a whole parse of the new text.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from cadence.grammar import ast
 from cadence.grammar.parser import ParseResult, parse_source
-from cadence.source import source_from_text
+from cadence.source import line_starts, source_from_text, span_offsets
 from cadence.span import Span
 
 _NOT_NEWLINE = re.compile(r"[^\n]")
@@ -40,19 +41,18 @@ def _one_day(old: ParseResult, text: str, path: str) -> ParseResult | None:
     start, old_end, new_end = _changed(before, text)
     if "\n" in before[start:old_end] or "\n" in text[start:new_end]:
         return None  # lines added or removed: every later position moves
-    lines = _line_starts(before)
-    line = _line_of(lines, start)
-    index = _day_holding(campaign, lines, line, start, old_end)
+    starts = line_starts(before)
+    line = bisect.bisect_right(starts, start)  # 1-based: starts[0] is 0
+    blocks = [_block(starts, len(before), day) for day in campaign.days]
+    index = _day_holding(campaign, blocks, line, start, old_end)
     if index is None:
         return None
     day = campaign.days[index]
     shift = len(text) - len(before)
     pieces, done = [], 0
-    for other, span in enumerate(d.span for d in campaign.days):
+    for other, (begin, _, end) in enumerate(blocks):
         if other == index:
             continue
-        begin = _offset(lines, span.line, span.column)
-        end = _offset(lines, span.end_line, span.end_column)
         if other > index:
             begin, end = begin + shift, end + shift
         pieces += [text[done:begin], _NOT_NEWLINE.sub(" ", text[begin:end])]
@@ -108,17 +108,26 @@ def _common_prefix(first: str, second: str, limit: int) -> int:
     return shared
 
 
+def _block(starts: list[int], length: int, day: ast.Day) -> tuple[int, int, int]:
+    """A day's offsets in the text it was parsed from: where it begins, where
+    its number ends, and where it ends (just past its closing brace)."""
+    whole = span_offsets(starts, length, day.span)
+    number = span_offsets(starts, length, day.number_span)
+    assert whole is not None and number is not None  # spans of this very text
+    return whole[0], number[1], whole[1]
+
+
 def _day_holding(
-    campaign: ast.Campaign, lines: list[int], line: int, start: int, end: int
+    campaign: ast.Campaign, blocks: list[tuple[int, int, int]], line: int, start: int, end: int
 ) -> int | None:
     """The day whose block holds the change (after its number, before its
     closing brace) on a line no other day and no campaign brace stands on."""
     if not campaign.span.line < line < campaign.span.end_line:
         return None
-    for index, day in enumerate(campaign.days):
-        number_end = _offset(lines, day.number_span.end_line, day.number_span.end_column)
-        closing = _offset(lines, day.span.end_line, day.span.end_column) - 1
-        if number_end < start and end <= closing:
+    for index, (day, (_, number_end, day_end)) in enumerate(
+        zip(campaign.days, blocks, strict=True)
+    ):
+        if number_end < start and end <= day_end - 1:
             others = [d for d in campaign.days if d is not day]
             if any(_touches(d.span, line) for d in others):
                 return None
@@ -132,28 +141,3 @@ def _within(inner: Span, outer: Span) -> bool:
 
 def _touches(span: Span, line: int) -> bool:
     return span.line <= line <= span.end_line
-
-
-def _line_starts(text: str) -> list[int]:
-    starts = [0]
-    position = text.find("\n")
-    while position != -1:
-        starts.append(position + 1)
-        position = text.find("\n", position + 1)
-    return starts
-
-
-def _line_of(starts: list[int], offset: int) -> int:
-    """The 1-based line of ``offset``."""
-    low, high = 0, len(starts) - 1
-    while low < high:
-        middle = (low + high + 1) // 2
-        if starts[middle] <= offset:
-            low = middle
-        else:
-            high = middle - 1
-    return low + 1
-
-
-def _offset(starts: list[int], line: int, column: int) -> int:
-    return starts[line - 1] + column - 1
