@@ -109,8 +109,18 @@ def _ignore_in(folder: Path) -> list[_Ignore]:
     except OSError:
         return []
     from pathspec import GitIgnoreSpec  # only where there are rules to read
+    from pathspec.patterns.gitignore import GitIgnorePatternError
 
-    return [_Ignore(folder, GitIgnoreSpec.from_lines(text.splitlines()))]
+    # A line git cannot read as a pattern (a lone trailing `\`) is passed
+    # over, as git passes over it; the file's other lines still hold.
+    lines = []
+    for line in text.splitlines():
+        try:
+            GitIgnoreSpec.from_lines([line])
+        except (GitIgnorePatternError, ValueError):
+            continue
+        lines.append(line)
+    return [_Ignore(folder, GitIgnoreSpec.from_lines(lines))]
 
 
 def _ignores_above(top: Path) -> list[_Ignore]:

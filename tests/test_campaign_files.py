@@ -100,3 +100,9 @@ def test_a_repository_inside_another_keeps_to_its_own_rules(tmp_path: Path) -> N
     assert relative(campaign_files([str(tmp_path / "inner")]).files, tmp_path) == [
         "inner/x.campaign"
     ]
+
+
+def test_a_gitignore_line_git_cannot_read_is_passed_over(tmp_path: Path) -> None:
+    touch(tmp_path, "keep.campaign", "drop.campaign")
+    (tmp_path / ".gitignore").write_bytes(b"\\\n[\ndrop.campaign\n\xff\xfe\n")  # a lone `\`
+    assert relative(campaign_files([str(tmp_path)]).files, tmp_path) == ["keep.campaign"]
