@@ -13,10 +13,12 @@ protocol library's own line splitting (which also breaks at U+2028).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -504,6 +506,26 @@ def _template_names(checked: _Checked | None, before: str) -> list[types.Complet
     return items
 
 
+class _OneLine(logging.Formatter):
+    """Log lines for the editor's output panel: a message the protocol
+    library could not read is one line saying why, not a traceback."""
+
+    def formatException(self, ei: Any) -> str:
+        error = ei[1]
+        return f"  ({type(error).__name__}: {error})" if error is not None else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace("\n", " ")
+
+
 def serve() -> None:
-    """Serve over stdin and stdout until the client says exit."""
+    """Serve over stdin and stdout until the client says exit (log lines go
+    to stderr, which editors show as the server's output)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine("cadence lsp: %(levelname)s: %(message)s"))
+    for name in ("pygls", "cadence"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.propagate = False
     server.start_io()

@@ -351,3 +351,25 @@ async def test_completion_offers_what_the_grammar_takes_here(
     names = await completions(client, uri, 8, 26)
     assert "company" in names and "first_name" in names and "sender" in names
     assert await completions(client, uri, 9, 22) == ["name", "email", "signature"]
+
+
+def test_a_message_that_is_not_json_is_one_log_line_and_the_server_answers_on() -> None:
+    import json
+    import subprocess
+
+    def framed(body: bytes) -> bytes:
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    initialize = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"processId": None, "rootUri": None, "capabilities": {}}}
+    ).encode()  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "cadence", "lsp"],
+        input=framed(b"{{{{{") + framed(initialize),
+        capture_output=True,
+        timeout=60,
+    )
+    assert b'"id": 1' in done.stdout or b'"id":1' in done.stdout  # answered after the garbage
+    assert b"Traceback" not in done.stderr
+    assert b"cadence lsp: ERROR: Unable to handle message" in done.stderr
