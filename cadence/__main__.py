@@ -1,3 +1,3 @@
-from cadence.cli import main
+from cadence.entry import main
 
 main()

@@ -23,6 +23,7 @@ import click
 from cadence import __version__
 from cadence.diagnostics import Diagnostic, Severity, has_errors
 from cadence.files import write_atomically
+from cadence.gcpause import importing
 from cadence.reporting import FORMATS, Format, render, summary
 from cadence.source import BOM, Source, decode_source, read_limited, source_from_text
 
@@ -45,6 +46,9 @@ class _Run:
     files: int = 0
     status: int = EXIT_OK
     strict: bool = False  # --warnings-as-errors
+    # When stdout carries a text (fixed or formatted stdin, a diff), a machine
+    # format of the diagnostics goes to stderr instead of mixing with it.
+    stdout_taken: bool = False
 
     def fail(self, status: int) -> None:
         self.status = max(self.status, status)
@@ -92,7 +96,8 @@ class _Run:
 
     def finish(self, *, quiet: bool = False) -> None:
         if self.format != "text":
-            click.echo(render(self.format, self.diagnostics, self.sources.get), nl=False)
+            rendered = render(self.format, self.diagnostics, self.sources.get)
+            click.echo(rendered, nl=False, err=self.stdout_taken)
         elif self.files and not quiet:
             click.echo(summary(self.diagnostics, self.files), err=True)
         sys.exit(self.status)
@@ -209,6 +214,7 @@ def check(
     """Report every problem in FILES (exit 1 when any is an error). A folder
     is searched for .campaign files, hidden and git-ignored ones passed over."""
     run = _run(format_, color, strict=strict)
+    run.stdout_taken = (fix or unsafe_fixes) and "-" in files
     for path in run.files_in(files):
         source = run.read(path)
         if source is None:
@@ -222,8 +228,9 @@ def check(
 
 def _checked(source: Source, templates_root: str | None) -> CompileResult:
     """What `check` reports for ``source``: every diagnostic (it writes no IR)."""
-    from cadence.compiler.compile import compile_parsed
-    from cadence.grammar import parse_source
+    with importing():
+        from cadence.compiler.compile import compile_parsed
+        from cadence.grammar import parse_source
 
     return compile_parsed(parse_source(source), templates_root=templates_root, build_ir=False)
 
@@ -277,9 +284,10 @@ def compile_(
 ) -> None:
     """Compile FILE to its IR (JSON); nothing is written when it has errors
     (or, with --warnings-as-errors, warnings)."""
-    from cadence.compiler.compile import compile_parsed
-    from cadence.compiler.ir import dump_ir
-    from cadence.grammar import parse_source
+    with importing():
+        from cadence.compiler.compile import compile_parsed
+        from cadence.compiler.ir import dump_ir
+        from cadence.grammar import parse_source
 
     run = _run(format_, color, strict=strict)
     source = run.read(file)
@@ -304,9 +312,10 @@ def compile_(
 @_templates_root_option
 def graph(file: str, graph_format: str, color: str, templates_root: str | None) -> None:
     """Print the step graph of FILE: steps, and next / same_time / reply_to edges."""
-    from cadence.compiler.compile import compile_parsed
-    from cadence.compiler.render_graph import render_graph
-    from cadence.grammar import parse_source
+    with importing():
+        from cadence.compiler.compile import compile_parsed
+        from cadence.compiler.render_graph import render_graph
+        from cadence.grammar import parse_source
 
     run = _run("text", color)
     source = run.read(file)
@@ -501,10 +510,12 @@ def fmt(files: tuple[str, ...], check_only: bool, diff: bool, format_: str, colo
     """Rewrite FILES in the canonical layout (``-`` reads stdin, writes stdout).
     A folder is searched for .campaign files, hidden and git-ignored ones
     passed over."""
-    from cadence.grammar import parse_source
-    from cadence.grammar.formatter import format_campaign
+    with importing():
+        from cadence.grammar import parse_source
+        from cadence.grammar.formatter import format_campaign
 
     run = _run(format_, color)
+    run.stdout_taken = check_only or diff or "-" in files
     changed: list[str] = []
     paths = run.files_in(files)
     for path in paths:

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cadence.diagnostics import Diagnostic, Fix
+from cadence.diagnostics import Diagnostic, Edit, Fix
 from cadence.source import line_starts, span_offsets
-from cadence.span import Span
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def apply_fixes(texts: dict[str, str], fixes: Sequence[Fix]) -> Applied:
     edits: dict[str, list[tuple[int, int, str]]] = {}
     taken = 0
     for fix in fixes:
-        ranges = [(edit, _range(texts, starts, edit.span)) for edit in fix.edits]
+        ranges = [(edit, _range(texts, starts, edit)) for edit in fix.edits]
         if any(
             found is None or _overlaps(claimed.get(edit.span.file, []), found)
             for edit, found in ranges
@@ -73,11 +72,26 @@ def _overlaps(ranges: list[tuple[int, int]], found: tuple[int, int]) -> bool:
 
 
 def _range(
-    texts: dict[str, str], starts: dict[str, list[int]], span: Span
+    texts: dict[str, str], starts: dict[str, list[int]], edit: Edit
 ) -> tuple[int, int] | None:
-    """``span`` as offsets into its file's text (columns count characters,
-    as the parser counts them)."""
-    text = texts.get(span.file)
+    """The edit's span as offsets into its file's text (columns count
+    characters, as the parser counts them)."""
+    text = texts.get(edit.span.file)
     if text is None:
         return None
-    return span_offsets(starts[span.file], len(text), span)
+    return span_offsets(starts[edit.span.file], len(text), tidied(edit, text).span)
+
+
+def tidied(edit: Edit, text: str) -> Edit:
+    """``edit`` as a person would make it: a deletion that leaves its line
+    blank takes the whole line (its end included) with it."""
+    span = edit.span
+    lines = text.split("\n")
+    if edit.text or span.end_line >= len(lines) or span.line < 1:
+        return edit  # not a deletion, or no line end after it to take
+    before = lines[span.line - 1][: span.column - 1]
+    after = lines[span.end_line - 1][span.end_column - 1 :]
+    if before.strip(" \t") or after.strip(" \t\r"):
+        return edit
+    whole = span.model_copy(update={"column": 1, "end_line": span.end_line + 1, "end_column": 1})
+    return Edit(span=whole, text="")

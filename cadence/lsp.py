@@ -30,6 +30,7 @@ from cadence.compiler.ir import Campaign, Step, Template
 from cadence.compiler.settings import holiday_countries, zone_names
 from cadence.describing import describe_name, describe_step
 from cadence.diagnostics import Diagnostic, Fix, Severity, has_errors
+from cadence.fixing import tidied
 from cadence.grammar import ParseResult, parse_source
 from cadence.grammar.ast import Requires, Text
 from cadence.grammar.formatter import format_campaign
@@ -49,13 +50,13 @@ _SEVERITY = {
 @dataclass
 class _Checked:
     """The last check of one open campaign: its syntax tree and result, and
-    the files whose diagnostics it published (so a fixed template's are
-    cleared)."""
+    what it found in each file, by URI (the campaign's own and its templates':
+    a template two open campaigns share shows what both found)."""
 
     parsed: ParseResult
     result: CompileResult  # the checks only: no IR (see ``ir``)
     path: str
-    published: set[str] = field(default_factory=set)
+    found: dict[str, list[types.Diagnostic]] = field(default_factory=dict)
     _ir: Campaign | None = None
 
     def ir(self) -> Campaign | None:
@@ -83,20 +84,28 @@ class CampaignServer(LanguageServer):
             parsed = parse_source(source_from_text(document.source, path))
         result = compile_parsed(parsed, build_ir=False)
         checked = self.checked[uri] = _Checked(parsed, result, path)
-        by_file: dict[str, list[types.Diagnostic]] = {}
         for diagnostic in result.diagnostics:
             file = diagnostic.span.file
-            by_file.setdefault(file, []).append(self._to_lsp(diagnostic, result))
-        # The document's own come last, so a client that sees them has the rest.
-        by_file[path] = by_file.pop(path, [])
-        for file, diagnostics in by_file.items():
             target = uri if file == path else (from_fs_path(file) or file)
-            checked.published.add(target)
-            self.text_document_publish_diagnostics(
-                types.PublishDiagnosticsParams(uri=target, diagnostics=diagnostics)
-            )
-        for stale in (before.published if before else set()) - checked.published:
-            self._clear(stale)
+            checked.found.setdefault(target, []).append(self._to_lsp(diagnostic, result))
+        # A file the last check found problems in, and this one none, is cleared.
+        targets = set(checked.found) | set(before.found if before else ())
+        targets.discard(uri)
+        for target in sorted(targets):
+            self._publish(target)
+        self._publish(uri)  # the document's own last: a client that sees them has the rest
+
+    def _publish(self, target: str) -> None:
+        """Publish what every open campaign found in ``target`` (the same
+        problem found by two of them, once)."""
+        merged: dict[tuple[object, ...], types.Diagnostic] = {}
+        for checked in self.checked.values():
+            for diagnostic in checked.found.get(target, ()):
+                key = (str(diagnostic.range), diagnostic.code, diagnostic.message)
+                merged.setdefault(key, diagnostic)
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=target, diagnostics=list(merged.values()))
+        )
 
     def parsed(self, uri: str) -> ParseResult:
         """The document's syntax tree: the last check's, when it was of this
@@ -108,14 +117,11 @@ class CampaignServer(LanguageServer):
         return parse_source(source_from_text(document.source, to_fs_path(uri) or uri))
 
     def forget(self, uri: str) -> None:
+        """A closed campaign's findings go; a template another open campaign
+        reads keeps what that one found."""
         checked = self.checked.pop(uri, None)
-        for target in checked.published if checked else {uri}:
-            self._clear(target)
-
-    def _clear(self, uri: str) -> None:
-        self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
-        )
+        for target in sorted({uri} | set(checked.found if checked else ())):
+            self._publish(target)
 
     # ---- conversions ---------------------------------------------------------------
     def _encoding(self) -> str:
@@ -302,6 +308,7 @@ def _action(
         file = edit.span.file
         target = uri if file == checked.path else (from_fs_path(file) or file)
         text = _text_of(checked.result, edit.span.file)
+        edit = tidied(edit, text) if text is not None else edit
         changes.setdefault(target, []).append(
             types.TextEdit(range=ls.range_of(edit.span, text), new_text=edit.text)
         )

@@ -3,6 +3,7 @@ default, the others only when asked — and never a fix that does not converge."
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,10 @@ from click.testing import CliRunner, Result
 
 from cadence.cli import MAX_FIX_ROUNDS, cli
 from cadence.compiler import compile_file
-from cadence.diagnostics import Diagnostic
+from cadence.diagnostics import Diagnostic, Edit, Fix
 from cadence.fixing import apply_fixes, chosen_fixes
 from cadence.grammar import parse_text
+from cadence.span import Span
 from tests.conftest import CASES
 
 CASE_FILES = sorted((CASES / "parse").glob("*.campaign")) + sorted(
@@ -57,14 +59,33 @@ def test_unsafe_fixes_wait_to_be_asked_for(tmp_path: Path) -> None:
     assert path.read_text() == text  # nothing safe to do: the file is untouched
     result = run("check", "--fix", "--unsafe-fixes", str(path))
     assert result.exit_code == 0, result.stderr
-    fixed = path.read_text()
-    assert 'timezone "America/New_York"' in fixed and "follow up" not in fixed
+    assert path.read_text() == text.replace("EST5", "America/New_York").replace(
+        "      follow up\n",
+        "",  # the line goes with it, not left blank
+    )
+
+
+def test_a_removal_inside_a_line_keeps_the_line() -> None:
+    text = 'campaign "z" {\n  day 1 {\n    email a { send choose follow up subject "s" }\n'
+    column = text.split("\n")[2].index("follow up") + 1
+    span = Span(file="c", line=3, column=column, end_line=3, end_column=column + len("follow up"))
+    fix = Fix(message="remove `follow up`", edits=(Edit(span=span, text=""),))
+    applied = apply_fixes({"c": text}, [fix])
+    assert applied.texts["c"] == text.replace("follow up", "")
 
 
 def test_fix_reads_stdin_and_writes_the_fixed_text_to_stdout() -> None:
     result = run("check", "--fix", "-", stdin="campaign 'x' {\n  day 1 {\n    call c { }\n  }\n}\n")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == 'campaign "x" {\n  day 1 {\n    call c { }\n  }\n}\n'
+
+
+def test_fixing_stdin_sends_machine_diagnostics_to_stderr_not_into_the_text() -> None:
+    text = "campaign 'x' {\n  day 1 {\n    email e { send choose subject \"s\" }\n  }\n}\n"
+    result = run("check", "--fix", "-", "--format", "json", stdin=text)
+    assert result.stdout.startswith('campaign "x" {')  # only the fixed text
+    [left] = json.loads(result.stderr)["diagnostics"]  # the step still has no body
+    assert left["code"] == "C015"
 
 
 def test_fix_keeps_line_ends_and_byte_order_mark(tmp_path: Path) -> None:

@@ -98,21 +98,49 @@ async def test_positions_count_utf16_units(client: LanguageClient, tmp_path: Pat
     assert found.range.start.character == 11 and found.range.end.character == 11 + 12
 
 
+TEMPLATED = (
+    'campaign "c" {\n  day 1 {\n    email intro {\n      send choose\n      subject "Hi"\n'
+    '      body template "body.txt.j2"\n    }\n  }\n}\n'
+)
+
+
+def _misspelt_template(folder: Path) -> str:
+    """``body.txt.j2`` (which TEMPLATED reads), using a name no person has; its URI."""
+    (folder / "body.txt.j2").write_text("Hello {{ nme }}\n")
+    uri = from_fs_path(str(folder / "body.txt.j2"))
+    assert uri is not None
+    return uri
+
+
 @pytest.mark.asyncio
 async def test_problems_inside_a_template_file_show_in_that_file(
     client: LanguageClient, tmp_path: Path
 ) -> None:
-    (tmp_path / "body.txt.j2").write_text("Hello {{ nme }}\n")
-    text = (
-        'campaign "c" {\n  day 1 {\n    email intro {\n      send choose\n      subject "Hi"\n'
-        '      body template "body.txt.j2"\n    }\n  }\n}\n'
-    )
-    uri = await opened(client, tmp_path / "t.campaign", text)
-    template = from_fs_path(str(tmp_path / "body.txt.j2"))
-    assert template is not None
+    template = _misspelt_template(tmp_path)
+    uri = await opened(client, tmp_path / "t.campaign", TEMPLATED)
     [found] = client.diagnostics[template]
     assert found.code == "C031" and found.range.start == types.Position(line=0, character=9)
     assert list(client.diagnostics[uri]) == []
+
+
+@pytest.mark.asyncio
+async def test_a_template_two_campaigns_share_keeps_its_problems_while_either_is_open(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    template = _misspelt_template(tmp_path)
+    first = await opened(client, tmp_path / "one.campaign", TEMPLATED)
+    second = await opened(client, tmp_path / "two.campaign", TEMPLATED)
+    [found] = client.diagnostics[template]  # found by both, shown once
+    assert found.code == "C031"
+    client.text_document_did_close(
+        types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=first))
+    )
+    # The server answers in order: once this answer is here, so is what it
+    # published on the close.
+    await client.text_document_document_symbol_async(
+        types.DocumentSymbolParams(text_document=types.TextDocumentIdentifier(uri=second))
+    )
+    assert [d.code for d in client.diagnostics[template]] == ["C031"]  # two.campaign still reads it
 
 
 @pytest.mark.asyncio
@@ -129,12 +157,9 @@ async def test_related_places_travel_with_a_diagnostic(
     assert found.related_information[0].location.range.start.line == 3
 
 
-@pytest.mark.asyncio
-async def test_quick_fixes_are_the_fixes_help_lines_propose(
-    client: LanguageClient, tmp_path: Path
-) -> None:
-    uri = await opened(client, tmp_path / "a.campaign", BAD)
-    [diagnostic] = client.diagnostics[uri]
+async def _quick_fixes(
+    client: LanguageClient, uri: str, diagnostic: types.Diagnostic
+) -> list[types.Command | types.CodeAction]:
     actions = await client.text_document_code_action_async(
         types.CodeActionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -143,12 +168,42 @@ async def test_quick_fixes_are_the_fixes_help_lines_propose(
         )
     )
     assert actions is not None
+    return actions
+
+
+@pytest.mark.asyncio
+async def test_quick_fixes_are_the_fixes_help_lines_propose(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    uri = await opened(client, tmp_path / "a.campaign", BAD)
+    [diagnostic] = client.diagnostics[uri]
+    actions = await _quick_fixes(client, uri, diagnostic)
     [action] = actions
     assert isinstance(action, types.CodeAction)
     assert action.kind == types.CodeActionKind.QuickFix and action.is_preferred
     assert action.edit is not None and action.edit.changes is not None
     [edit] = action.edit.changes[uri]
     assert edit.new_text == "send" and edit.range == diagnostic.range
+
+
+@pytest.mark.asyncio
+async def test_the_quick_fix_that_removes_a_line_of_its_own_removes_the_line(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    text = (
+        'campaign "c" {\n  day 1 {\n    email a {\n      send choose\n      follow up\n'
+        '      body "b"\n    }\n  }\n}\n'
+    )
+    uri = await opened(client, tmp_path / "f.campaign", text)
+    [diagnostic] = [d for d in client.diagnostics[uri] if "follow up" in d.message]
+    actions = await _quick_fixes(client, uri, diagnostic)
+    [removal] = [a for a in actions if isinstance(a, types.CodeAction) and "Remove" in a.title]
+    assert removal.edit is not None and removal.edit.changes is not None
+    [edit] = removal.edit.changes[uri]
+    assert edit.new_text == ""
+    assert edit.range == types.Range(
+        start=types.Position(line=4, character=0), end=types.Position(line=5, character=0)
+    )
 
 
 @pytest.mark.asyncio
