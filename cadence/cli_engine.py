@@ -99,19 +99,20 @@ def _catching_up(
 def _engine(db: str | None) -> Iterator[Any]:
     """The engine on ``db`` (``None``: the config's, else the default);
     refusals become one line and exit 2."""
-    from sqlalchemy.exc import DatabaseError, DataError, OperationalError
+    from sqlalchemy.exc import DataError
 
     from cadence.runtime.engine import Engine, EngineError
     from cadence.runtime.migrations import SchemaError
     from cadence.runtime.redact import redact
+    from cadence.runtime.store import StoreError
 
     db = db or _config(None).db or DEFAULT_DB
     try:
         engine = Engine.open(db, now=dt.datetime.now(dt.UTC))
-    except (SchemaError, ValueError) as error:
+    except SchemaError as error:
         _fail(f"{redact(db)}: {error}")
-    except (OperationalError, DatabaseError) as error:
-        _fail(f"cannot open the database {redact(db)}: {error.orig}")
+    except StoreError as error:
+        _fail(str(error))
     try:
         yield engine
     except EngineError as error:

@@ -41,6 +41,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 from jinja2.visitor import NodeTransformer
 
+from cadence.errors import CadenceError
+
 MAX_SIZE = 1_000_000
 """Characters (or items) one value may hold, and characters one render may write."""
 MAX_WORK = 100_000
@@ -64,7 +66,7 @@ class TemplateLimitError(SecurityError):
     """A template asked for more size, work or time than one render may use."""
 
 
-class RenderError(Exception):
+class RenderError(CadenceError):
     """A template that could not be rendered; the message says why, for people."""
 
 

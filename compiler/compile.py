@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from cadence import __version__
 from cadence.compiler import ir
@@ -23,6 +24,9 @@ from cadence.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from cadence.gcpause import gc_paused
 from cadence.grammar import ParseResult, ast, parse_source
 from cadence.source import Source, read_source, source_from_text
+
+if TYPE_CHECKING:
+    from cadence.reporting import Format
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,14 @@ class CompileResult:
     @property
     def ok(self) -> bool:
         return self.ir is not None and not has_errors(self.diagnostics)
+
+    def render(self, format: Format = "text", *, color: bool = False) -> str:
+        """The diagnostics as ``cadence check`` writes them: ``text`` for
+        people (each with its source lines underlined; ``color`` adds ANSI
+        colour), or ``json``, ``github`` or ``sarif`` for machines."""
+        from cadence.reporting import render
+
+        return render(format, self.diagnostics, self.sources.get, color=color)
 
 
 def compile_file(path: str | Path, *, templates_root: str | Path | None = None) -> CompileResult:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cadence.errors import CadenceError
 from cadence.span import Span
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -41,7 +42,7 @@ class Settings(_Model):
         False, description="use the person's `timezone` field when valid, else `timezone`"
     )
     skip_weekends: bool = False
-    holidays: str | None = Field(None, description="country code of the holidays skipped")
+    holidays: str | None = Field(default=None, description="country code of the holidays skipped")
     on_reply: Literal["end", "end_success", "continue"] = "end"
     on_bounce: Literal["remove", "continue"] = "remove"
     requires: list[str] = []
@@ -52,7 +53,9 @@ class Template(_Model):
 
     source: str
     origin: Literal["inline", "block", "file"]
-    path: str | None = Field(None, description="for origin `file`: relative to the campaign")
+    path: str | None = Field(
+        default=None, description="for origin `file`: relative to the campaign"
+    )
     span: Span
 
 
@@ -69,9 +72,9 @@ class Timing(_Model):
     """
 
     kind: Literal["start", "at", "task", "waits_for_task"]
-    time: str | None = Field(None, description="HH:MM, for kind `at`")
-    step: str | None = Field(None, description="the step whose send option fixes the time")
-    via: list[str] = Field([], description="the `send with previous` chain, nearest first")
+    time: str | None = Field(default=None, description="HH:MM, for kind `at`")
+    step: str | None = Field(default=None, description="the step whose send option fixes the time")
+    via: list[str] = Field(default=[], description="the `send with previous` chain, nearest first")
     note: str | None = None
 
 
@@ -82,7 +85,7 @@ class Step(_Model):
     index: int = Field(description="position in campaign order, from 0")
     send: SendKind | None = None
     timing: Timing | None = None
-    reply_to: str | None = Field(None, description="for `follow up`: the step replied to")
+    reply_to: str | None = Field(default=None, description="for `follow up`: the step replied to")
     subject: Template | None = None
     body: Template | None = None
     notes: Template | None = None
@@ -110,7 +113,7 @@ class Campaign(_Model):
     edges: list[Edge]
 
 
-class IRError(ValueError):
+class IRError(CadenceError, ValueError):
     """An IR file that cannot be used: not JSON, an unknown version, or invalid."""
 
 
@@ -169,6 +172,8 @@ def behaviour_digest(campaign: Campaign) -> str:
 
 
 def load_ir(text: str | bytes) -> Campaign:
+    """A campaign from its IR JSON (as ``cadence compile`` writes it), checked
+    as the compiler would: an :class:`IRError` says what is wrong."""
     try:
         data: Any = json.loads(text)
     except ValueError as error:

@@ -15,6 +15,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from jinja2 import TemplateSyntaxError
 
@@ -54,7 +55,7 @@ class TemplateChecker:
         if text.form == "template":
             return self._file(text)
         self._check(text.value, _InString(self.source, text))
-        origin = "inline" if text.form == "inline" else "block"
+        origin: Literal["inline", "block"] = "inline" if text.form == "inline" else "block"
         return ir.Template(source=text.value, origin=origin, span=text.span)
 
     def _file(self, text: ast.Text) -> ir.Template | None:

@@ -4,6 +4,7 @@
 compiled campaign for every person, with its time.
 """
 
-from cadence.runtime.planner import Action, PersonError, PlanError, Planner, plan
+from cadence.runtime.people import Person, RowProblem
+from cadence.runtime.planner import Action, Plan, PlanError, Planner, plan
 
-__all__ = ["Action", "PersonError", "PlanError", "Planner", "plan"]
+__all__ = ["Action", "Person", "Plan", "PlanError", "Planner", "RowProblem", "plan"]

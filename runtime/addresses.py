@@ -14,6 +14,8 @@ from email.headerregistry import Address
 
 from email_validator import EmailNotValidError, validate_email
 
+from cadence.errors import CadenceError
+
 # The common shape of an address (ASCII dot-atom local part, lower-case
 # domain): for it the normalised form is the address itself once its domain
 # has been accepted, so only the first address of each domain pays for the
@@ -23,7 +25,7 @@ _PLAIN_DOMAIN = re.compile(r"[a-z0-9.-]+")
 _MAX_LOCAL, _MAX_ADDRESS = 64, 254
 
 
-class AddressError(ValueError):
+class AddressError(CadenceError, ValueError):
     """Not an address mail can be sent to; the message says why."""
 
 

@@ -69,10 +69,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cadence.errors import CadenceError
 from cadence.runtime.smtp import DEFAULT_PORTS, SmtpAccount
 
 
-class ConfigError(ValueError):
+class ConfigError(CadenceError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -84,13 +85,13 @@ class SenderConfig(_Section):
     name: str = ""
     email: str = "cadence@localhost"
     signature: str = ""
-    daily_cap: int | None = Field(None, ge=1, le=10_000_000)
+    daily_cap: int | None = Field(default=None, ge=1, le=10_000_000)
     cap_timezone: str = "UTC"  # where the mailbox's day begins
 
 
 class SmtpConfig(_Section):
     host: str
-    port: int | None = Field(None, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password_env: str | None = None
@@ -115,7 +116,7 @@ class MailboxConfig(_Section):
     signature: str = ""
     smtp: str | SmtpConfig | None = None  # default: the top-level smtp (or outbox)
     outbox: str | None = None
-    daily_cap: int | None = Field(None, ge=1, le=10_000_000)
+    daily_cap: int | None = Field(default=None, ge=1, le=10_000_000)
     cap_timezone: str = "UTC"
     throttle: str | None = None
     imap: str | None = None  # where its replies arrive, for `cadence inbox`
@@ -124,7 +125,7 @@ class MailboxConfig(_Section):
 
 class RoutingConfig(_Section):
     default: str | None = None  # a mailbox's name
-    person_field: str | None = Field(None, min_length=1)
+    person_field: str | None = Field(default=None, min_length=1)
     campaigns: dict[str, str] = {}  # campaign name -> mailbox name
 
 
@@ -135,8 +136,8 @@ class UnsubscribeConfig(_Section):
 
 
 class InboxConfig(_Section):
-    away_days: int = Field(7, ge=1, le=366)
-    soft_bounce_limit: int = Field(3, ge=1, le=100)
+    away_days: int = Field(default=7, ge=1, le=366)
+    soft_bounce_limit: int = Field(default=3, ge=1, le=100)
     imap: str | None = None  # imaps://USER@HOST/MAILBOX
     password_env: str | None = None
     verify: bool = True

@@ -15,10 +15,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from cadence.errors import CadenceError
 from cadence.runtime import outgoing
 
 
-class DeliveryError(Exception):
+class DeliveryError(CadenceError):
     """A delivery that did not happen; ``permanent`` ones are not retried.
     ``maybe_delivered``: the server went silent after the whole message was
     sent, so it may have been delivered (a retry carries the same Message-ID)."""
@@ -29,7 +30,7 @@ class DeliveryError(Exception):
         self.maybe_delivered = maybe_delivered
 
 
-class TransportError(Exception):
+class TransportError(CadenceError):
     """The transport cannot work at all (wrong credentials, a certificate that
     does not verify, a server without the encryption asked for): the
     dispatcher stops and marks nothing, instead of failing every send."""

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, NoResultFound
 from sqlalchemy.sql import Select
 
 from cadence.compiler.ir import Campaign, behaviour_digest, dump_ir, identity, load_ir
+from cadence.errors import CadenceError
 from cadence.runtime import caps, suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
 from cadence.runtime.calendar import UTC, UTC_ZONE, BusinessDays, place, zone
@@ -70,7 +71,7 @@ RESTATS_AFTER = 10_000
 Router = Callable[[str, Mapping[str, Any]], str]
 
 
-class EngineError(Exception):
+class EngineError(CadenceError):
     """A request the engine refuses (unknown task, closed task, unknown person);
     nothing was changed."""
 
@@ -193,12 +194,27 @@ def campaign_id(ir: Campaign) -> str:
 
 
 class Engine:
+    """The durable runtime over one database (SQLite, or PostgreSQL shared by
+    many processes): enroll people in campaigns, hand due sends to
+    dispatchers, keep the command center's tasks, record events (replies,
+    bounces, unsubscribes, pauses) and the feed.
+
+    Open it with :meth:`open` (``db``: a SQLite path or a ``postgresql://``
+    URL; the schema is created or migrated), and :meth:`close` it when done.
+    Every change is one transaction: a refusal (:class:`EngineError`) changes
+    nothing. Times are passed in (``now``, ``at``), never read from a clock,
+    so a caller decides what time it is.
+    """
+
     def __init__(self, store: Store) -> None:
         self.store = store
         self._campaigns: dict[str, Campaign] = {}
 
     @classmethod
     def open(cls, db: str, *, now: dt.datetime) -> Engine:
+        """The engine on ``db``, its schema brought up to date; a database
+        that cannot be opened is a :class:`StoreError` (one written by a newer
+        cadence, a :class:`SchemaError`)."""
         return cls(Store.open(db, now=now))
 
     def close(self) -> None:
@@ -210,7 +226,7 @@ class Engine:
         ir: Campaign,
         people: Iterable[Person | RowProblem | Mapping[str, Any]],
         start: dt.datetime,
-        overrides: Mapping[str, dt.time] | None = None,
+        overrides: Mapping[str, dt.time | str] | None = None,
         *,
         now: dt.datetime,
         batch: int = ENROLL_BATCH,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from typing import Any
 
+from cadence.errors import CadenceError
 from cadence.runtime.addresses import sender_address
 from cadence.runtime.calendar import zone
 from cadence.runtime.caps import DailyCap, SharedThrottle
@@ -118,7 +119,7 @@ class Mailbox:
         return f"mailbox {self.name} ({self.sender.email})"
 
 
-class NoMailbox(LookupError):
+class NoMailbox(CadenceError, LookupError):
     """No mailbox sends for this person; the message says why."""
 
 

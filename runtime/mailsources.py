@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from cadence.errors import CadenceError
 from cadence.runtime.inbox import MAX_MESSAGE_BYTES
 from cadence.runtime.redact import redact
 
 
-class SourceError(Exception):
+class SourceError(CadenceError):
     """A mailbox that cannot be read at all; the message says which and why."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Table, inspect, select, text, update
 
 from cadence.compiler.ir import IRError, behaviour_digest, identity, load_ir
+from cadence.errors import CadenceError
 from cadence.runtime import schema
 
 Migration = Callable[[Connection], None]
@@ -127,7 +128,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
 LATEST = MIGRATIONS[-1][0]
 
 
-class SchemaError(RuntimeError):
+class SchemaError(CadenceError, RuntimeError):
     """The database was written by a newer cadence, or is not cadence's."""
 
 

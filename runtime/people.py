@@ -23,6 +23,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from cadence.errors import CadenceError
 from cadence.runtime.addresses import AddressChecker, AddressError, has_control, header_problem
 from cadence.runtime.seen import Seen
 
@@ -134,7 +135,7 @@ def _sniff(lines: Iterator[str]) -> tuple[Iterable[str], PeopleFormat]:
     return [], "csv"
 
 
-class PeopleError(ValueError):
+class PeopleError(CadenceError, ValueError):
     """A people file that cannot be read at all (no `email` column)."""
 
 

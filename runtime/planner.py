@@ -13,6 +13,7 @@ The plan is the projection that assumes every task is closed on its due day
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -20,11 +21,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from cadence.compiler.ir import Campaign, Step
+from cadence.errors import CadenceError
 from cadence.runtime.calendar import UTC, BusinessDays, Instant, place, zone
 from cadence.runtime.people import PeopleChecker, Person, RowProblem
 from cadence.templating import names_used
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
     from cadence.runtime.render import Renderer
 
 ActionKind = Literal["email", "email_task", "call", "inmail", "custom"]
@@ -53,13 +57,43 @@ class Action:
     subject: str | None = None
     body: str | None = None
 
+    # Serialised like the pydantic models at the other boundaries (IR,
+    # diagnostics), while planning still makes plain slotted objects: an
+    # action is made once per person and step, a million times in a big plan.
+    def model_dump(self, *, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
+        """The action as a dict (``mode="json"``: instants as ISO 8601 text)."""
+        dumped: dict[str, Any] = _adapter().dump_python(self, mode=mode)
+        return dumped
 
-class PlanError(ValueError):
+    def model_dump_json(self) -> str:
+        """The action as JSON text (as :meth:`model_dump` with ``mode="json"``)."""
+        return _adapter().dump_json(self).decode()
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Action:
+        """An action from a dict (as :meth:`model_dump` makes), validated."""
+        return _adapter().validate_python(data)
+
+    @classmethod
+    def model_validate_json(cls, data: str | bytes) -> Action:
+        """An action from JSON text (as :meth:`model_dump_json` writes), validated."""
+        return _adapter().validate_json(data)
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of an action as :meth:`model_dump_json` writes it."""
+        return _adapter().json_schema()
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[Action]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Action)
+
+
+class PlanError(CadenceError, ValueError):
     """Inputs the plan cannot start from: a naive start, a bad override."""
-
-
-class PersonError(ValueError):
-    """A person the campaign cannot take (raised when no problem handler is given)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +121,37 @@ def parse_time(text: str) -> dt.time:
     return dt.time(int(hours), int(minutes))
 
 
+def _times(overrides: object) -> dict[str, dt.time]:
+    """Overrides as the API takes them (step name → ``datetime.time`` or
+    ``"HH:MM"``), checked: anything else is a :class:`PlanError`."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise PlanError(f"overrides map step names to times, not {_kind(overrides)}")
+    found = {}
+    for name, value in overrides.items():
+        if not isinstance(name, str):
+            raise PlanError(f"overrides map step names to times: {name!r} is not a step name")
+        if isinstance(value, str):
+            value = parse_time(value)
+        elif not isinstance(value, dt.time) or value.tzinfo is not None:
+            raise PlanError(
+                f"the time of `{name}`: {value!r} is not a time of day "
+                '(a datetime.time without a zone, or "HH:MM")'
+            )
+        found[name] = value
+    return found
+
+
+def _check_people(people: object) -> None:
+    if isinstance(people, (str, bytes, Mapping)) or not isinstance(people, Iterable):
+        raise PlanError(f"people are an iterable of mappings of fields, not {_kind(people)}")
+
+
+def _kind(value: object) -> str:
+    return f"{type(value).__name__} {value!r:.40}"
+
+
 class Planner:
     """The per-campaign part of a plan: build once, then ask for each person."""
 
@@ -94,15 +159,19 @@ class Planner:
         self,
         ir: Campaign,
         start: dt.datetime,
-        overrides: Mapping[str, dt.time] | None = None,
+        overrides: Mapping[str, dt.time | str] | None = None,
     ) -> None:
+        if not isinstance(ir, Campaign):
+            raise PlanError(f"a plan needs a compiled campaign (an IR Campaign), not {_kind(ir)}")
+        if not isinstance(start, dt.datetime):
+            raise PlanError(f"the start is a datetime with a time zone, not {_kind(start)}")
         if start.tzinfo is None or start.utcoffset() is None:
             raise PlanError("the start instant needs a time zone (or use the campaign's)")
         self.ir = ir
         if not 1900 <= start.year <= 9000:
             raise PlanError("campaigns start between the years 1900 and 9000")
         self.start = start.astimezone(UTC)
-        self.overrides = dict(overrides or {})
+        self.overrides = _times(overrides)
         self._check_overrides()
         settings = ir.settings
         default = zone(settings.timezone)
@@ -120,9 +189,11 @@ class Planner:
             step = steps.get(name)
             if step is None:
                 known = ", ".join(s.id for s in self.ir.steps if s.send == "at") or "none"
-                raise PlanError(f"--at {name}: no step `{name}` (steps sent at a time: {known})")
+                raise PlanError(
+                    f"the time of `{name}`: no step `{name}` (steps sent at a time: {known})"
+                )
             if step.send != "at":
-                raise PlanError(f"--at {name}: step `{name}` is not sent at a fixed time")
+                raise PlanError(f"the time of `{name}`: step `{name}` is not sent at a fixed time")
 
     # ---- zones ---------------------------------------------------------------------
     def zone_for(self, fields: Mapping[str, Any]) -> tuple[ZoneInfo, str | None]:
@@ -281,46 +352,80 @@ def _join(first: str | None, second: str | None) -> str | None:
 ProblemHandler = Callable[[RowProblem], None]
 
 
+class Plan(Iterator[Action]):
+    """The actions of a plan, person by person, as the people are read.
+
+    A person the campaign cannot take is a value, not an exception: it is
+    skipped, and its :class:`RowProblem` (line and reason) is in
+    :attr:`problems` by the time the stream has moved past it (and given to
+    ``on_problem`` as it happens, when one was given).
+    """
+
+    def __init__(self, actions: Iterator[Action], problems: list[RowProblem]) -> None:
+        self._actions = actions
+        self.problems = problems
+
+    def __iter__(self) -> Plan:
+        return self
+
+    def __next__(self) -> Action:
+        return next(self._actions)
+
+
 def plan(
     ir: Campaign,
     people: Iterable[Person | RowProblem | Mapping[str, Any]],
     start: dt.datetime,
-    overrides: Mapping[str, dt.time] | None = None,
+    overrides: Mapping[str, dt.time | str] | None = None,
     *,
     render: bool = False,
     sender: Mapping[str, str] | None = None,
     on_problem: ProblemHandler | None = None,
-) -> Iterator[Action]:
+) -> Plan:
     """Every action for every person, person by person, steps in campaign order.
 
     ``people`` are mappings of fields (or rows from
-    :func:`cadence.runtime.people.read_people`). A person the campaign cannot
-    take is passed to ``on_problem`` and skipped; without a handler,
-    :class:`PersonError` is raised. With ``render``, subjects and bodies are
-    rendered (``sender`` gives ``name``, ``email`` and ``signature``).
-    Bad inputs (a naive start, an unknown override) raise :class:`PlanError`
-    at the call, before any person is read.
+    :func:`cadence.runtime.people.read_people`); ``overrides`` give steps
+    sent at a fixed time another time (``datetime.time`` or ``"HH:MM"``). A
+    person the campaign cannot take is skipped and reported in the returned
+    plan's ``problems`` (and to ``on_problem``, when given); the others are
+    planned. With ``render``, subjects and bodies are rendered (``sender``
+    gives ``name``, ``email`` and ``signature``). Bad inputs (not a compiled
+    campaign, a start without a zone, an unknown override) raise
+    :class:`PlanError` at the call, before any person is read.
     """
     planner = Planner(ir, start, overrides)
+    _check_people(people)
     renderer = None
     if render:
         from cadence.runtime.render import Renderer
 
+        if sender is not None and not isinstance(sender, Mapping):
+            raise PlanError(
+                f"the sender is a mapping (name, email, signature), not {_kind(sender)}"
+            )
         renderer = Renderer(ir, sender or {})
-    return _plan(planner, renderer, people, on_problem)
+    problems: list[RowProblem] = []
+
+    def report(problem: RowProblem) -> None:
+        problems.append(problem)
+        if on_problem is not None:
+            on_problem(problem)
+
+    return Plan(_plan(planner, renderer, people, report), problems)
 
 
 def _plan(
     planner: Planner,
     renderer: Renderer | None,
     people: Iterable[Person | RowProblem | Mapping[str, Any]],
-    on_problem: ProblemHandler | None,
+    on_problem: ProblemHandler,
 ) -> Iterator[Action]:
     for person, _zone, actions in plan_people(planner, people, on_problem):
         if renderer is not None:
             rendered = renderer.render(person.fields, actions)
             if isinstance(rendered, str):
-                _report(on_problem, RowProblem(person.line, rendered))
+                on_problem(RowProblem(person.line, rendered))
                 continue
             actions = rendered
         yield from actions
@@ -329,10 +434,10 @@ def _plan(
 def plan_people(
     planner: Planner,
     people: Iterable[Person | RowProblem | Mapping[str, Any]],
-    on_problem: ProblemHandler | None,
+    on_problem: ProblemHandler,
 ) -> Iterator[tuple[Person, ZoneInfo, list[Action]]]:
     """Each person the campaign can take, with their zone and actions; the
-    others go to ``on_problem`` (or raise :class:`PersonError`)."""
+    others go to ``on_problem``."""
     for person, where, note in checked_people(planner, people, on_problem):
         yield person, where, planner.actions_in(person.email.strip(), where, note)
 
@@ -340,25 +445,22 @@ def plan_people(
 def checked_people(
     planner: Planner,
     people: Iterable[Person | RowProblem | Mapping[str, Any]],
-    on_problem: ProblemHandler | None,
+    on_problem: ProblemHandler,
 ) -> Iterator[tuple[Person, ZoneInfo, str | None]]:
     """Each person the campaign can take, with their zone (and why it is not
-    their own, if it is not); the others go to ``on_problem`` (or raise
-    :class:`PersonError`)."""
+    their own, if it is not); the others go to ``on_problem``."""
+    _check_people(people)
     checker = PeopleChecker(planner.ir.person_fields, planner.header_fields)
     for number, row in enumerate(people, start=1):
         if isinstance(row, RowProblem):
-            _report(on_problem, row)
+            on_problem(row)
+            continue
+        if not isinstance(row, (Person, Mapping)):
+            on_problem(RowProblem(number, f"a person is a mapping of fields, not {_kind(row)}"))
             continue
         person = row if isinstance(row, Person) else Person(number, row)
         person, problems = checker.check(person)
         if problems:
-            _report(on_problem, RowProblem(person.line, "; ".join(problems)))
+            on_problem(RowProblem(person.line, "; ".join(problems)))
             continue
         yield (person, *planner.zone_for(person.fields))
-
-
-def _report(on_problem: ProblemHandler | None, found: RowProblem) -> None:
-    if on_problem is None:
-        raise PersonError(str(found))
-    on_problem(found)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.types import TypeEngine
 
+from cadence.errors import CadenceError
 from cadence.runtime.migrations import (
     LATEST,
     analyze,
@@ -184,6 +185,12 @@ def database_url(db: str) -> str:
     return db
 
 
+class StoreError(CadenceError):
+    """A database cadence cannot open: not a SQLite path or a PostgreSQL URL,
+    a server that does not answer, a file that is not a database. The message
+    names the database (its password hidden) and the reason."""
+
+
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -205,14 +212,20 @@ class Store:
                 engine = create_engine(url, **engine_options)
                 _ping_when_idle(engine)
         except ImportError as error:  # a database kind whose driver is not installed
-            raise ValueError("cadence works with SQLite and PostgreSQL databases") from error
+            raise StoreError(
+                f"{redact(db)}: cadence works with SQLite and PostgreSQL databases"
+            ) from error
         except ArgumentError as error:  # NoSuchModuleError too: an unknown database kind
-            raise ValueError(
+            raise StoreError(
                 f"{redact(db)!r} is not a SQLite path or a postgresql:// URL"
             ) from error
         store = cls(engine)
         try:
             store._migrate(now)
+        except (OperationalError, DatabaseError) as error:
+            engine.dispose()
+            reason = str(error.orig).strip() if error.orig else str(error)
+            raise StoreError(f"cannot open the database {redact(db)}: {reason}") from error
         except BaseException:
             engine.dispose()
             raise
