@@ -127,7 +127,7 @@ def _engine(db: str | None) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress, inbox, pause, resume, mailboxes, campaigns, status, migrate,
+        suppress, inbox, pause, resume, mailboxes, campaigns, status, migrate, serve, token,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -262,43 +262,11 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
                 click.echo(f"      {line}")
 
 
-PHONE_FIELDS = ("phone", "phone_number", "mobile", "mobile_phone", "telephone")
-
-
 def _task_view(engine: Any, task: Any) -> dict[str, Any]:
-    """A task with what a person needs to act on it, rendered for its person."""
-    from cadence.runtime.render import Renderer
-    from cadence.templating import RenderError
+    """A task as the command center shows it (see cadence.service.task_views)."""
+    from cadence.service.task_views import task_view
 
-    ir = engine.campaign(task.campaign_id)
-    renderer = Renderer(ir, {})
-    fields = engine.enrollment_fields(task.enrollment_id)
-    view: dict[str, Any] = {
-        "id": task.id,
-        "person": task.person,
-        "campaign": ir.name,
-        "campaign_key": task.campaign_id,
-        "step": task.step,
-        "kind": task.kind,
-        "due_date": task.due_date.isoformat(),
-    }
-    # What a caller needs at a glance: who, where they work, how to reach them.
-    name = " ".join(str(fields[key]).strip() for key in ("first_name", "last_name")
-                    if str(fields.get(key) or "").strip())  # fmt: skip
-    if name:
-        view["name"] = name
-    for key, found in (("company", ("company",)), ("phone", PHONE_FIELDS)):
-        value = next(
-            (str(fields[f]).strip() for f in found if str(fields.get(f) or "").strip()), ""
-        )
-        if value:
-            view[key] = value
-    if task.kind == "email_task":
-        view["to"] = task.person
-    try:
-        view.update(renderer.texts(task.step, fields))
-    except RenderError as error:
-        view["problem"] = f"cannot render: {error}"
+    view: dict[str, Any] = task_view(engine, task).model_dump(mode="json", exclude_none=True)
     return view
 
 
@@ -317,6 +285,8 @@ def task_send(
     task_id: int, subject: str | None, body_file: str | None, at_text: str, db: str
 ) -> None:
     """Record that a person sent email task TASK_ID (with their edits)."""
+    from cadence.service import Application
+
     at = _instant(at_text)
     body = None
     if body_file:
@@ -327,14 +297,7 @@ def task_send(
         except OSError as error:
             _fail(f"{body_file}: {error.strerror or error}")
     with _engine(db) as engine:
-        found = next((t for t in engine.open_tasks() if t.id == task_id), None)
-        prefilled = _task_view(engine, found) if found is not None else {}
-        engine.send_task(
-            task_id,
-            subject if subject is not None else prefilled.get("subject", ""),
-            body if body is not None else prefilled.get("body", ""),
-            at,
-        )
+        Application(engine, lambda: at).send_task(task_id, subject=subject, body=body)
     click.echo(f"task {task_id} sent", err=True)
 
 
@@ -1190,3 +1153,91 @@ def run(
             _fail(f"the database {redact(db)} cannot be reached: {error.orig}")
         finally:
             opened.close()
+
+
+@click.command()
+@_db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1024, 2**31),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="The largest request body taken, in bytes.",
+)
+def serve(db: str | None, host: str, port: int, max_body: int) -> None:
+    """The HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) over DB.
+    Every call needs a token (`cadence token create`). Several `serve`
+    processes and dispatchers may share one PostgreSQL database."""
+    import uvicorn
+
+    from cadence.server import create_app
+    from cadence.service import Application
+
+    with _engine(db) as engine:
+        app = create_app(Application(engine), max_body=max_body)
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            click.echo(f"cadence: serving on {host}: reachable from other machines", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+@click.group()
+def token() -> None:
+    """API tokens: what tools present to the HTTP API (`Authorization: Bearer …`)."""
+
+
+@token.command(name="create")
+@click.argument("name")
+@click.option("--read-only", is_flag=True, help="It may read, and change nothing.")
+@_db_option
+def token_create(name: str, read_only: bool, db: str | None) -> None:
+    """Make a token for NAME (a tool, a person); it is printed once, on stdout."""
+    from cadence.service.credentials import CredentialError, create_token
+
+    with _engine(db) as engine:
+        try:
+            made, info = create_token(
+                engine.store, name, read_only=read_only, now=dt.datetime.now(dt.UTC)
+            )
+        except CredentialError as error:
+            _fail(str(error))
+    click.echo(made)
+    what = "read-only token" if info.read_only else "token"
+    click.echo(
+        f"{what} {info.name!r} ({info.prefix}…): keep it now, it is not shown again", err=True
+    )
+
+
+@token.command(name="list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@_db_option
+def token_list(fmt: str, db: str | None) -> None:
+    """The tokens, revoked ones too (never the tokens themselves)."""
+    from cadence.service.credentials import list_tokens
+
+    with _engine(db) as engine:
+        found = list_tokens(engine.store)
+    if fmt == "json":
+        click.echo(json.dumps([item.model_dump(mode="json") for item in found], indent=2))
+        return
+    for item in found:
+        state = f"revoked {item.revoked_at:%Y-%m-%d}" if item.revoked_at else "active"
+        used = f"used {item.last_used_at:%Y-%m-%d %H:%M}" if item.last_used_at else "never used"
+        access = "read-only" if item.read_only else "read-write"
+        click.echo(f"{item.prefix}…  {_printable(item.name)}  {access}  {state}  {used}")
+
+
+@token.command(name="revoke")
+@click.argument("name")
+@_db_option
+def token_revoke(name: str, db: str | None) -> None:
+    """Revoke the token NAME (or whose prefix `token list` shows)."""
+    from cadence.service.credentials import CredentialError, revoke_token
+
+    with _engine(db) as engine:
+        try:
+            info = revoke_token(engine.store, name, dt.datetime.now(dt.UTC))
+        except CredentialError as error:
+            _fail(str(error))
+    click.echo(f"token {info.name!r} revoked", err=True)

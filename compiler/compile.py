@@ -67,26 +67,44 @@ def compile_file(path: str | Path, *, templates_root: str | Path | None = None) 
 
 
 def compile_source(
-    text: str, path: str = "<string>", *, templates_root: str | Path | None = None
+    text: str,
+    path: str = "<string>",
+    *,
+    templates_root: str | Path | None = None,
+    template_files: Mapping[str, str] | None = None,
 ) -> CompileResult:
-    """Compile text; template paths are relative to ``path``'s folder."""
+    """Compile text; template paths are relative to ``path``'s folder. With
+    ``template_files`` (path as the campaign names it → text), templates come
+    from there and nothing is read from disk: for a campaign that arrives
+    with its templates (over the HTTP API), not from a folder."""
     with gc_paused():
         return compile_parsed(
-            parse_source(source_from_text(text, path)), templates_root=templates_root
+            parse_source(source_from_text(text, path)),
+            templates_root=templates_root,
+            template_files=template_files,
         )
 
 
 def compile_parsed(
-    parsed: ParseResult, *, templates_root: str | Path | None = None, build_ir: bool = True
+    parsed: ParseResult,
+    *,
+    templates_root: str | Path | None = None,
+    build_ir: bool = True,
+    template_files: Mapping[str, str] | None = None,
 ) -> CompileResult:
     """Compile a parsed campaign. ``build_ir=False`` stops after the checks
     (every diagnostic, no IR): what an editor needs after each keystroke."""
     root = Path(templates_root) if templates_root is not None else None
     with gc_paused():
-        return _compile(parsed, root, build_ir)
+        return _compile(parsed, root, build_ir, template_files)
 
 
-def _compile(parsed: ParseResult, templates_root: Path | None, build_ir: bool) -> CompileResult:
+def _compile(
+    parsed: ParseResult,
+    templates_root: Path | None,
+    build_ir: bool,
+    given: Mapping[str, str] | None = None,
+) -> CompileResult:
     source = parsed.source
     sources = {source.path: source}
     if not parsed.ok or parsed.campaign is None:
@@ -100,7 +118,7 @@ def _compile(parsed: ParseResult, templates_root: Path | None, build_ir: bool) -
 
     context = Context(campaign, refs, aligned, timings, graph)
     found = [*check_settings(campaign), *check_rules(context)]
-    checker = TemplateChecker(source, settings.requires, root=templates_root)
+    checker = TemplateChecker(source, settings.requires, root=templates_root, given=given)
     texts = {ref.index: _templates(checker, ref) for ref in refs}
     sources.update(checker.sources)
     diagnostics = tuple(sort_diagnostics([*found, *checker.diagnostics]))

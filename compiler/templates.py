@@ -10,9 +10,10 @@ import difflib
 import errno
 import functools
 import os
+import posixpath
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -45,6 +46,9 @@ class TemplateChecker:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     root: Path | None = None
     """Where template files may be (``--templates-root``); the campaign's folder by default."""
+    given: Mapping[str, str] | None = None
+    """Template files given as text, by the path the campaign names them with
+    (a campaign sent over the API): then nothing is read from disk."""
 
     def __post_init__(self) -> None:
         self.allowed = {*self.requires, *STANDARD_FIELDS, *OBJECTS}
@@ -62,7 +66,10 @@ class TemplateChecker:
         path = self.base / text.value
         root = self.root if self.root is not None else self.base
         try:
-            loaded = _read_template(path, root)
+            if self.given is not None:
+                loaded = _given_template(text.value, self.given)
+            else:
+                loaded = _read_template(path, root)
         except _Outside:
             where = "the templates root" if self.root is not None else "the campaign's folder"
             self.diagnostics.append(
@@ -76,11 +83,14 @@ class TemplateChecker:
             return None
         except OSError as error:
             reason = error.strerror or str(error)
+            where = (
+                "give it with the campaign, under the name the campaign uses"
+                if self.given is not None
+                else f"the path is relative to the campaign file's folder ({self.base or '.'})"
+            )
             self.diagnostics.append(
                 codes.C020.at(
-                    text.span,
-                    f'cannot read template "{text.value}": {reason}',
-                    help=f"the path is relative to the campaign file's folder ({self.base or '.'})",
+                    text.span, f'cannot read template "{text.value}": {reason}', help=where
                 )
             )
             return None
@@ -170,6 +180,24 @@ def _read_template(path: Path, root: Path) -> Source:
     if len(data) > MAX_TEMPLATE_BYTES:
         raise OSError(errno.EFBIG, f"larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
     return decode_source(data, str(path))
+
+
+def _given_template(name: str, given: Mapping[str, str]) -> Source:
+    """A template given as text (see ``TemplateChecker.given``), held to the
+    rules of one on disk: inside the campaign's folder, at most
+    :data:`MAX_TEMPLATE_BYTES`, UTF-8."""
+    if "\x00" in name:
+        raise OSError(errno.EINVAL, "the path holds a NUL character")
+    path = posixpath.normpath(name)
+    if posixpath.isabs(path) or path == ".." or path.startswith("../"):
+        raise _Outside(name)
+    text = given.get(path, given.get(name))
+    if text is None:
+        raise OSError(errno.ENOENT, "no template of that name was given")
+    data = text.encode("utf-8", "surrogatepass")  # a lone surrogate: not UTF-8, said so
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
+    return decode_source(data, path)
 
 
 class _Place:

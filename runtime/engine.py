@@ -76,6 +76,11 @@ class EngineError(CadenceError):
     nothing was changed."""
 
 
+class NotFound(EngineError, LookupError):
+    """What the request names does not exist (a task, a send, a campaign);
+    nothing was changed."""
+
+
 class PastStart(EngineError):
     """An enroll whose start is in the past, without a word on what to do with
     the steps already due; nothing was enrolled."""
@@ -263,6 +268,12 @@ class Engine:
         if report.actions:  # many small enrolls grow the tables too
             self.store.refresh_statistics(full=report.actions >= RESTATS_AFTER)
         return report
+
+    def add_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:
+        """Keep ``ir`` as a version of its campaign without enrolling anyone:
+        its key and version number (the existing version when one behaves
+        the same). A campaign that has ended is refused."""
+        return self._store_campaign(ir, now)
 
     def _store_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:
         """The version of its campaign ``ir`` is (its key and number): the one
@@ -1104,8 +1115,19 @@ class Engine:
 
     # ---- tasks ------------------------------------------------------------------------------
     def open_tasks(
-        self, *, person: str | None = None, due_before: dt.date | None = None
+        self,
+        *,
+        person: str | None = None,
+        due_before: dt.date | None = None,
+        task_id: int | None = None,
+        kind: str | None = None,
+        campaign: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[Task]:
+        """Open tasks a person can act on now (not paused, not waiting for an
+        earlier task), in the order they are due; ``campaign`` is an identity
+        (every version), ``limit`` and ``offset`` page."""
         query = (
             select(
                 actions.c.id,
@@ -1130,6 +1152,15 @@ class Engine:
             query = query.where(func.lower(enrollments.c.person) == person.lower())
         if due_before is not None:
             query = query.where(actions.c.due_date < due_before)
+        if task_id is not None:
+            query = query.where(actions.c.id == task_id)
+        if kind is not None:
+            query = query.where(actions.c.kind == kind)
+        if campaign is not None:
+            versions = select(campaigns.c.id).where(campaigns.c.identity == campaign)
+            query = query.where(enrollments.c.campaign_id.in_(versions))
+        if limit is not None or offset:
+            query = query.limit(limit).offset(offset)
         with self.store.read() as connection:
             return [Task(*row) for row in connection.execute(query)]
 
@@ -1458,7 +1489,7 @@ class Engine:
                 )
             ).all()
             if not versions:
-                raise EngineError(f"no campaign {campaign}")
+                raise NotFound(f"no campaign {campaign}")
             who = versions[0].identity
             lock_campaign(connection, who)
             connection.execute(
@@ -1538,6 +1569,11 @@ class Engine:
         connection.execute(_FEED_INSERT, events)
 
     # ---- reading -------------------------------------------------------------------------------
+    def feed_end(self) -> int:
+        """The newest entry's id (0 for an empty feed): where "from now on" begins."""
+        with self.store.read() as connection:
+            return int(connection.execute(select(func.max(feed.c.id))).scalar() or 0)
+
     def feed(self, *, after: int = 0, limit: int = 1000) -> list[FeedEntry]:
         query = (
             select(
@@ -1579,7 +1615,7 @@ class Engine:
         prefixed = {row.identity for row in rows if len(text) >= 4 and row.id.startswith(text)}
         found = exact or prefixed
         if not found:
-            raise EngineError(f"no campaign matches {text!r} (`cadence campaigns` lists them)")
+            raise NotFound(f"no campaign matches {text!r} (`cadence campaigns` lists them)")
         if len(found) > 1:
             candidates = [
                 f"{row.name!r} ({_shown(row.identity)}, version {row.version}, key {row.id[:12]})"
@@ -1629,7 +1665,7 @@ class Engine:
             query = query.with_for_update(of=actions)
         row = connection.execute(query).first()
         if row is None:
-            raise EngineError(missing or f"no send {action_id}")
+            raise NotFound(missing or f"no send {action_id}")
         return row
 
 

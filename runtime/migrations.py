@@ -109,6 +109,10 @@ def _sends_in_order(connection: Connection) -> None:
     analyze(connection)  # so the planners use the new indexes from the first claim on
 
 
+def _http_server(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.api_tokens, schema.idempotency_keys])
+
+
 def analyze(connection: Connection) -> None:
     """Statistics for the planner on the tables claims read."""
     connection.execute(text("ANALYZE actions"))
@@ -124,6 +128,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (6, "the mailbox each person sends from; people by address", _enrollment_mailboxes),
     (7, "campaigns with versions: one identity, a version per behaviour", _campaign_versions),
     (8, "due sends indexed in the order they go out; claims by lease; pauses", _sends_in_order),
+    (9, "the HTTP server: API tokens, idempotency keys", _http_server),
 ]
 LATEST = MIGRATIONS[-1][0]
 

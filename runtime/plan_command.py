@@ -52,19 +52,22 @@ class Options:
         )
 
 
-def parse_start(text: str, ir: Campaign, now: dt.datetime | None = None) -> dt.datetime:
-    """``now``, or ISO 8601; a naive time is read in the campaign's zone."""
+def parse_start(
+    text: str, ir: Campaign, now: dt.datetime | None = None, *, label: str = "--start"
+) -> dt.datetime:
+    """``now``, or ISO 8601; a naive time is read in the campaign's zone
+    (``label`` names the value in messages: the flag, or an API's field)."""
     if text.strip().lower() == "now":
         return now or dt.datetime.now(UTC)
     try:
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise PlanError(
-            f"--start {text!r} is not an ISO 8601 time, like 2026-03-02T09:00 or "
+            f"{label} {text!r} is not an ISO 8601 time, like 2026-03-02T09:00 or "
             "2026-03-02T09:00:00+01:00"
         ) from None
     if not 1900 <= value.year <= 9000:
-        raise PlanError(f"--start {text!r}: campaigns start between the years 1900 and 9000")
+        raise PlanError(f"{label} {text!r}: campaigns start between the years 1900 and 9000")
     if value.tzinfo is None:
         where = zone(ir.settings.timezone)
         if where is None:

@@ -231,3 +231,38 @@ feed = Table(
     Column("message", Text, nullable=False),
 )
 Index("feed_by_time", feed.c.at)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, comment="what the token is for: a tool, a person"),
+    Column(
+        "digest",
+        String(64),
+        nullable=False,
+        unique=True,
+        comment="sha256 of the token: the token itself is never stored",
+    ),
+    Column("prefix", String(16), nullable=False, comment="its first characters, to tell it apart"),
+    Column("read_only", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", Text, primary_key=True, comment="who sent it: token:ID or user:ID"),
+    Column("key", String(255), primary_key=True, comment="the Idempotency-Key header"),
+    Column(
+        "request",
+        String(64),
+        nullable=False,
+        comment="sha256 of method, path and body: the key reused for another request is refused",
+    ),
+    Column("status", Integer, comment="the answer's status; none while the first is at work"),
+    Column("response", LargeBinary, comment="the answer's body, given again to a retry"),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -11,27 +11,25 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = [
-    "cadence",
-    "cadence.reporting",
-    "cadence.grammar",
-    "cadence.compiler",
-    "cadence.runtime",
-]
+SETUP = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+PACKAGES: list[str] = SETUP["packages"]
+# The folders at the top that are installed as `cadence.NAME`.
+FOLDERS = [folder for name, folder in SETUP["package-dir"].items() if name != "cadence"]
 PROBE = (
-    f"packages = {PACKAGES!r}\n"
+    f"packages = {PACKAGES!r}\nfolders = {FOLDERS!r}\n"
     + """
 import importlib.util, json, pathlib
 # find_spec imports only the parent packages, and cadence/__init__ imports
 # nothing, so this runs without the dependencies (installed with --no-deps).
 found = {name: importlib.util.find_spec(name).origin for name in packages}
-bare = [name for name in ("grammar", "compiler", "runtime") if importlib.util.find_spec(name)]
+bare = [name for name in folders if importlib.util.find_spec(name)]
 folder = importlib.util.find_spec("cadence.grammar").submodule_search_locations[0]
 grammar = (pathlib.Path(folder) / "campaign.lark").is_file()
 print(json.dumps({"found": found, "bare": bare, "grammar": grammar}))
@@ -45,7 +43,7 @@ def project_copy(tmp_path: Path) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for folder in ("cadence", "grammar", "compiler", "runtime"):
+    for folder in ("cadence", *FOLDERS):
         shutil.copytree(ROOT / folder, source / folder,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     return source
@@ -73,9 +71,8 @@ def test_install_puts_every_folder_under_the_cadence_name(tmp_path: Path, editab
     assert report["grammar"] is True
     found = {name: Path(origin) for name, origin in report["found"].items()}
     if editable:
-        assert found["cadence.grammar"] == source / "grammar" / "__init__.py"
-        assert found["cadence.compiler"] == source / "compiler" / "__init__.py"
-        assert found["cadence.runtime"] == source / "runtime" / "__init__.py"
+        for folder in FOLDERS:
+            assert found[f"cadence.{folder}"] == source / folder / "__init__.py"
     else:
         site = found["cadence"].parent
         assert venv in site.parents

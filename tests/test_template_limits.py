@@ -344,3 +344,50 @@ def test_the_dispatcher_fails_an_expensive_send_quickly_and_delivers_the_rest(
     failed = next(e for e in engine.feed() if e.event == "failed")
     assert failed.person == "eve@example.com"
     assert "cannot render" in failed.message and "too much work" in failed.message
+
+
+def _with_template(path: str) -> str:
+    return (
+        'campaign "c" {\n  day 1 {\n    email e {\n      send choose\n      subject "s"\n'
+        f'      body template "{path}"\n    }}\n  }}\n}}\n'
+    )
+
+
+def test_templates_given_as_text_are_checked_and_nothing_is_read_from_disk(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "body.txt.j2").write_text("from disk {{ nope }}\n")
+    result = compile_source(
+        _with_template("mail/body.txt.j2"),
+        str(tmp_path / "c.campaign"),
+        template_files={"mail/body.txt.j2": "Hi {{ first_nme }}\n"},
+    )
+    [found] = result.diagnostics
+    assert found.code == "C031" and found.span.file == "mail/body.txt.j2"
+    assert "did you mean `first_name`?" in (found.help or "")
+    fine = compile_source(
+        _with_template("./mail/body.txt.j2"),
+        template_files={"mail/body.txt.j2": "Hi {{ first_name }}\n"},
+    )
+    assert fine.ok and fine.ir is not None
+    body = fine.ir.steps[0].body
+    assert body is not None and body.source == "Hi {{ first_name }}\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "given", "code", "message"),
+    [
+        ("body.txt.j2", {}, "C020", "no template of that name was given"),
+        ("/etc/passwd", {"/etc/passwd": "x"}, "C032", "outside"),
+        ("../x.j2", {"../x.j2": "x"}, "C032", "outside"),
+        ("a/../../x.j2", {"../x.j2": "x"}, "C032", "outside"),
+        ("big.j2", {"big.j2": "x" * (1024 * 1024 + 1)}, "C020", "larger than 1024 KiB"),
+        ("bad.j2", {"bad.j2": "caf\udce9"}, "P001", "not UTF-8 text"),
+    ],
+)
+def test_a_given_template_is_held_to_the_rules_of_one_on_disk(
+    path: str, given: dict[str, str], code: str, message: str
+) -> None:
+    result = compile_source(_with_template(path), template_files=given)
+    assert not result.ok
+    assert [(d.code, message in d.message) for d in result.diagnostics] == [(code, True)]

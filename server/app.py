@@ -1,0 +1,45 @@
+"""The ASGI application of ``cadence serve`` (FastAPI, served by uvicorn)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from cadence import __version__
+from cadence.server import api, problems
+from cadence.server.limits import DEFAULT_MAX_BODY, RequestLimits
+from cadence.service import Application
+
+
+def create_app(
+    application: Application, *, max_body: int = DEFAULT_MAX_BODY, feed_poll: float = 1.0
+) -> FastAPI:
+    """The web app over ``application`` (which the caller opens and closes).
+    The OpenAPI document is at ``/api/v1/openapi.json``; no page loads
+    anything from elsewhere (no hosted API explorer). An event stream looks
+    for new feed entries every ``feed_poll`` seconds."""
+    app = _routes()
+    app.state.application = application
+    app.state.feed_poll = feed_poll
+    problems.install(app)
+    app.add_middleware(RequestLimits, max_body=max_body)
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document, without a database (for the docs)."""
+    return _routes().openapi()
+
+
+def _routes() -> FastAPI:
+    app = FastAPI(
+        title="cadence",
+        version=__version__,
+        summary="Sales campaigns as code: campaigns, enrollments, tasks, events and the feed",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.include_router(api.router)
+    return app
