@@ -1157,6 +1157,9 @@ def run(
 
 @click.command()
 @_db_option
+@click.option(
+    "--config", "config_path", default=None, help="Runtime config (TOML): [webhooks], [inbox]."
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option(
@@ -1166,17 +1169,30 @@ def run(
     show_default=True,
     help="The largest request body taken, in bytes.",
 )
-def serve(db: str | None, host: str, port: int, max_body: int) -> None:
-    """The HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) over DB.
-    Every call needs a token (`cadence token create`). Several `serve`
-    processes and dispatchers may share one PostgreSQL database."""
+def serve(db: str | None, config_path: str | None, host: str, port: int, max_body: int) -> None:
+    """The HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) and the
+    providers' webhooks (/webhooks/…) over DB. Every API call needs a token
+    (`cadence token create`). Several `serve` processes and dispatchers may
+    share one PostgreSQL database."""
     import uvicorn
 
+    from cadence.runtime.config import ConfigError
+    from cadence.runtime.inbox import InboxSettings
     from cadence.server import create_app
+    from cadence.server.webhooks import WebhookSecrets
     from cadence.service import Application
 
-    with _engine(db) as engine:
-        app = create_app(Application(engine), max_body=max_body)
+    config = _config(config_path)
+    try:
+        secrets = WebhookSecrets.from_config(config.webhooks)
+    except ConfigError as error:
+        _fail(str(error))
+    inbox = InboxSettings(
+        away_days=config.inbox.away_days, soft_bounce_limit=config.inbox.soft_bounce_limit
+    )
+    with _engine(db or config.db) as engine:
+        application = Application(engine, inbox=inbox)
+        app = create_app(application, max_body=max_body, webhooks=secrets)
         if host not in ("127.0.0.1", "::1", "localhost"):
             click.echo(f"cadence: serving on {host}: reachable from other machines", err=True)
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from cadence.runtime.returndate import return_date
 
-Kind = Literal["reply", "auto_reply", "bounce", "unsubscribe", "ignore"]
+Kind = Literal["reply", "auto_reply", "bounce", "unsubscribe", "complaint", "ignore"]
 # Message-IDs cadence writes: <cadence.{campaign key, 12}.{action id}@{domain}>
 OUR_ID = re.compile(r"<cadence\.([0-9a-f]{12})\.(\d{1,18})@[^<>\s]+>")
 MAX_TEXT = 64 * 1024  # characters of a body read for phrases: a reply's news is at the top

@@ -56,6 +56,13 @@ away_days = 7                # an out-of-office without a date pauses this long
 soft_bounce_limit = 3        # temporary failures that make a permanent bounce
 imap = "imaps://sam%40example.com@imap.gmail.com/INBOX"   # what `cadence inbox` reads
 password_env = "CADENCE_IMAP_PASSWORD"
+
+[webhooks]                   # what `cadence serve` takes from providers
+sendgrid_key_env = "CADENCE_SENDGRID_KEY"     # Event Webhook verification key
+mailgun_key_env = "CADENCE_MAILGUN_KEY"       # HTTP webhook signing key
+postmark_username = "postmark"                # Basic credentials in the webhook URL
+postmark_password_env = "CADENCE_POSTMARK_PASSWORD"
+ses_topics = ["arn:aws:sns:us-east-1:123456789012:ses-feedback"]
 ```
 """
 
@@ -144,6 +151,17 @@ class InboxConfig(_Section):
     ca_file: str | None = None
 
 
+class WebhooksConfig(_Section):
+    """What `cadence serve` needs to believe a provider's webhook calls; a
+    provider left out has no webhook (its route answers 404)."""
+
+    sendgrid_key_env: str | None = None  # the Event Webhook's verification key (base64)
+    mailgun_key_env: str | None = None  # the HTTP webhook signing key
+    postmark_username: str | None = None  # HTTP Basic credentials in the webhook's URL
+    postmark_password_env: str | None = None
+    ses_topics: list[str] = []  # the SNS topic ARNs whose notifications are taken
+
+
 class RuntimeConfig(_Section):
     db: str | None = None
     smtp: str | SmtpConfig | None = None
@@ -157,6 +175,7 @@ class RuntimeConfig(_Section):
     routing: RoutingConfig | None = None
     unsubscribe: UnsubscribeConfig = UnsubscribeConfig()
     inbox: InboxConfig = InboxConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
 
     @model_validator(mode="after")
     def _one_way_to_send(self) -> RuntimeConfig:
@@ -277,6 +296,7 @@ def _known(section: tuple[int | str, ...]) -> list[str]:
         ("unsubscribe",): UnsubscribeConfig,
         ("inbox",): InboxConfig,
         ("routing",): RoutingConfig,
+        ("webhooks",): WebhooksConfig,
     }
     if len(section) >= 2 and section[0] == "mailboxes":
         inner = tuple(part for part in section[2:] if part not in _BRANCHES)

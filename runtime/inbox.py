@@ -168,6 +168,26 @@ class Inbox:
         with self.engine.store.transaction() as connection:
             return self._process(source, raw, now, connection)
 
+    def report(self, source: str, found: Classification, now: dt.datetime, raw: bytes) -> Processed:
+        """Act on what another party reports (a provider's webhook: a bounce,
+        a complaint, an unsubscribe), as on a message read: the same
+        suppression, counting and records. ``source`` names the report (the
+        provider and its event id): one already acted on is not acted on
+        again (``new`` is false)."""
+        if self.known([source]):
+            return Processed(source, None, "", "", "read before", new=False)
+        with self.engine.store.transaction() as connection:
+            try:
+                with connection.begin_nested():
+                    outcome, person, key = self._act(connection, found, now)
+                    acted = not outcome.startswith("ignored")
+                    record = _record(source, None, found, now, outcome=outcome, person=person,
+                                     campaign=key, raw=raw if acted else None)  # fmt: skip
+                    connection.execute(_RECORD, record)
+            except IntegrityError:  # the same report, taken by another server at once
+                return Processed(source, None, "", "", "read before", new=False)
+        return Processed(source, None, found.kind, found.reason, outcome)
+
     def _process(
         self,
         source: str,
@@ -244,12 +264,15 @@ class Inbox:
             return self._bounce(connection, found, now, state)
         targets = self._targets(connection, found)
         person = targets[0][2] if targets else found.sender
-        if found.kind == "unsubscribe":
+        if found.kind in ("unsubscribe", "complaint"):
             assert person is not None
-            suppression.add(connection, [person], "unsubscribed", now, source=found.reason)
-            ended = self.engine._event_for(connection, person, now, None, "unsubscribed")
+            reason: suppression.Reason = (
+                "unsubscribed" if found.kind == "unsubscribe" else "complained"
+            )
+            suppression.add(connection, [person], reason, now, source=found.reason)
+            ended = self.engine._event_for(connection, person, now, None, reason)
             key = targets[0][1] if targets else None
-            return f"unsubscribed: suppressed, {ended} enrollment(s) ended", person, key
+            return f"{reason}: suppressed, {ended} enrollment(s) ended", person, key
         if not targets:
             return f"ignored: {found.sender} is not active in any campaign", found.sender, None
         if found.kind == "auto_reply":

@@ -9,19 +9,27 @@ from fastapi import FastAPI
 from cadence import __version__
 from cadence.server import api, problems
 from cadence.server.limits import DEFAULT_MAX_BODY, RequestLimits
+from cadence.server.webhooks import WebhookSecrets
+from cadence.server.webhooks import router as webhooks_router
 from cadence.service import Application
 
 
 def create_app(
-    application: Application, *, max_body: int = DEFAULT_MAX_BODY, feed_poll: float = 1.0
+    application: Application,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    feed_poll: float = 1.0,
+    webhooks: WebhookSecrets | None = None,
 ) -> FastAPI:
     """The web app over ``application`` (which the caller opens and closes).
     The OpenAPI document is at ``/api/v1/openapi.json``; no page loads
     anything from elsewhere (no hosted API explorer). An event stream looks
-    for new feed entries every ``feed_poll`` seconds."""
+    for new feed entries every ``feed_poll`` seconds; ``webhooks`` holds the
+    providers' secrets (none: no provider's webhook is taken)."""
     app = _routes()
     app.state.application = application
     app.state.feed_poll = feed_poll
+    app.state.webhooks = webhooks or WebhookSecrets()
     problems.install(app)
     app.add_middleware(RequestLimits, max_body=max_body)
     return app
@@ -42,4 +50,5 @@ def _routes() -> FastAPI:
         redoc_url=None,
     )
     app.include_router(api.router)
+    app.include_router(webhooks_router)
     return app

@@ -13,6 +13,7 @@ from cadence.compiler.compile import compile_source
 from cadence.compiler.ir import identity, shown_identity
 from cadence.errors import CadenceError
 from cadence.runtime import suppression
+from cadence.runtime.classify import Classification
 from cadence.runtime.engine import (
     UNTIL_RESUMED,
     CatchUp,
@@ -22,6 +23,7 @@ from cadence.runtime.engine import (
     NotFound,
     SuppressReport,
 )
+from cadence.runtime.inbox import Inbox, InboxSettings
 from cadence.runtime.overview import (
     CampaignOverview,
     PersonStatus,
@@ -89,12 +91,25 @@ class FeedItem(BaseModel):
     message: str
 
 
-class Application:
-    """cadence's operations over one engine; ``clock`` says what time it is."""
+class Reported(BaseModel):
+    """What a provider's report did: events acted on, and events it had
+    reported before (acted on then, not again)."""
 
-    def __init__(self, engine: Engine, clock: Clock = utc_now) -> None:
+    new: int
+    read_before: int
+    outcomes: list[str]
+
+
+class Application:
+    """cadence's operations over one engine; ``clock`` says what time it is,
+    ``inbox`` how reports of bounces count (as for mail read by `inbox`)."""
+
+    def __init__(
+        self, engine: Engine, clock: Clock = utc_now, inbox: InboxSettings | None = None
+    ) -> None:
         self.engine = engine
         self.clock = clock
+        self.inbox = Inbox(engine, inbox)
 
     @classmethod
     def open(cls, db: str, clock: Clock = utc_now) -> Application:
@@ -215,6 +230,18 @@ class Application:
 
     def unsubscribe(self, person: str, *, source: str) -> int:
         return self.engine.unsubscribe(person, self.clock(), source=source)
+
+    def provider_reports(
+        self, provider: str, events: Iterable[tuple[str, Classification]], raw: bytes
+    ) -> Reported:
+        """Act on what an email provider reports (``(event id, what it
+        says)``), as on bounce and complaint mail: each event once."""
+        now = self.clock()
+        done = [self.inbox.report(f"{provider}:{key}", found, now, raw) for key, found in events]
+        fresh = [item for item in done if item.new]
+        return Reported(
+            new=len(fresh), read_before=len(done) - len(fresh), outcomes=[i.outcome for i in fresh]
+        )
 
     # ---- tasks -----------------------------------------------------------------------
     def tasks(
