@@ -116,26 +116,13 @@ def verify_basic(username: str, password: str, authorization: str | None) -> Non
 
 
 # ---- Amazon SNS ----------------------------------------------------------------------------
+_NOTIFICATION = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+_SUBSCRIPTION = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+# The fields each kind of message signs, in the order SNS signs them.
 _SIGNED_FIELDS = {
-    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    "UnsubscribeConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    "Notification": _NOTIFICATION,
+    "SubscriptionConfirmation": _SUBSCRIPTION,
+    "UnsubscribeConfirmation": _SUBSCRIPTION,
 }
 
 

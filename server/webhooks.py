@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from cadence.runtime.config import ConfigError, WebhooksConfig
 from cadence.server.problems import Problem
@@ -85,11 +87,6 @@ class WebhookSecrets:
         )
 
 
-def _secrets(request: Request) -> WebhookSecrets:
-    found: WebhookSecrets = request.app.state.webhooks
-    return found
-
-
 def _unconfigured(provider: str) -> Problem:
     return Problem(
         404, "not-found", f"this server takes no {provider} webhook (see [webhooks] in the config)"
@@ -114,80 +111,81 @@ def _now(request: Request) -> dt.datetime:
     return application.clock()
 
 
-@router.post("/sendgrid")
-async def sendgrid(request: Request) -> JSONResponse:
-    key = _secrets(request).sendgrid_key
-    if key is None:
-        raise _unconfigured("SendGrid")
-    body = await request.body()
-    try:
-        verify_sendgrid(
-            key,
-            request.headers.get("x-twilio-email-event-webhook-signature"),
-            request.headers.get("x-twilio-email-event-webhook-timestamp"),
-            body,
-            _now(request),
+Reading = list[ProviderEvent] | dict[str, Any]  # the events, or an answer of its own
+
+
+def _sendgrid(key: str, body: bytes, headers: Headers, now: dt.datetime) -> Reading:
+    signature = headers.get("x-twilio-email-event-webhook-signature")
+    timestamp = headers.get("x-twilio-email-event-webhook-timestamp")
+    verify_sendgrid(key, signature, timestamp, body, now)
+    return list(sendgrid_events(body))
+
+
+def _mailgun(key: str, body: bytes, headers: Headers, now: dt.datetime) -> Reading:
+    payload = _object(body, "a Mailgun webhook sends a JSON object")
+    verify_mailgun(key, payload.get("signature"), now)
+    return list(mailgun_events(payload))
+
+
+def _postmark(
+    credentials: tuple[str, str], body: bytes, headers: Headers, now: dt.datetime
+) -> Reading:
+    verify_basic(*credentials, headers.get("authorization"))
+    return list(postmark_events(body))
+
+
+def _ses(verifier: SnsVerifier, body: bytes, headers: Headers, now: dt.datetime) -> Reading:
+    message = _object(body, "SNS sends a JSON object")
+    verifier.verify(message, now)  # may fetch a certificate: this runs in a worker thread
+    kind = message["Type"]
+    if kind == "SubscriptionConfirmation":
+        verifier.fetch(sns_address(message.get("SubscribeURL")))
+        return {"confirmed": message.get("TopicArn")}
+    if kind != "Notification":
+        return {"new": 0, "read_before": 0, "outcomes": []}
+    return list(ses_events(str(message.get("Message", "")), str(message.get("MessageId", ""))))
+
+
+def _object(body: bytes, what: str) -> dict[str, Any]:
+    found = json.loads(body)
+    if not isinstance(found, dict):
+        raise PayloadError(what)
+    return found
+
+
+@dataclass(frozen=True)
+class _Provider:
+    name: str
+    secret: Callable[[WebhookSecrets], Any]
+    read: Callable[[Any, bytes, Headers, dt.datetime], Reading]
+
+
+_PROVIDERS = {
+    "sendgrid": _Provider("SendGrid", lambda found: found.sendgrid_key, _sendgrid),
+    "mailgun": _Provider("Mailgun", lambda found: found.mailgun_key, _mailgun),
+    "postmark": _Provider("Postmark", lambda found: found.postmark, _postmark),
+    "ses": _Provider("Amazon SES", lambda found: found.ses, _ses),
+}
+
+
+@router.post("/{provider}")
+async def webhook(request: Request, provider: str) -> JSONResponse:
+    found = _PROVIDERS.get(provider)
+    if found is None:
+        raise Problem(
+            404, "not-found", f"no webhook {provider!r} (there are: {', '.join(_PROVIDERS)})"
         )
-        events = list(sendgrid_events(body))
-    except (SignatureError, PayloadError) as error:
-        raise _refusal(error) from None
-    return await _record(request, "sendgrid", events, body)
-
-
-@router.post("/mailgun")
-async def mailgun(request: Request) -> JSONResponse:
-    key = _secrets(request).mailgun_key
-    if key is None:
-        raise _unconfigured("Mailgun")
+    secret = found.secret(request.app.state.webhooks)
+    if secret is None:
+        raise _unconfigured(found.name)
     body = await request.body()
     try:
-        payload = json.loads(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("a Mailgun webhook sends a JSON object")
-        verify_mailgun(key, payload.get("signature"), _now(request))
-        events = list(mailgun_events(payload))
+        read = await run_in_threadpool(found.read, secret, body, request.headers, _now(request))
     except (ValueError, RecursionError, SignatureError) as error:
         raise _refusal(error) from None
-    return await _record(request, "mailgun", events, body)
-
-
-@router.post("/postmark")
-async def postmark(request: Request) -> JSONResponse:
-    credentials = _secrets(request).postmark
-    if credentials is None:
-        raise _unconfigured("Postmark")
-    body = await request.body()
-    try:
-        verify_basic(*credentials, request.headers.get("authorization"))
-        events = list(postmark_events(body))
-    except (SignatureError, PayloadError) as error:
-        raise _refusal(error) from None
-    return await _record(request, "postmark", events, body)
-
-
-@router.post("/ses")
-async def ses(request: Request) -> JSONResponse:
-    verifier = _secrets(request).ses
-    if verifier is None:
-        raise _unconfigured("Amazon SES")
-    body = await request.body()
-    try:
-        message = json.loads(body)
-        if not isinstance(message, dict):
-            raise PayloadError("SNS sends a JSON object")
-        await run_in_threadpool(verifier.verify, message, _now(request))  # may fetch a certificate
-        kind = message["Type"]
-        if kind == "SubscriptionConfirmation":
-            await run_in_threadpool(verifier.fetch, sns_address(message.get("SubscribeURL")))
-            return JSONResponse({"confirmed": message.get("TopicArn")})
-        if kind != "Notification":
-            return JSONResponse({"new": 0, "read_before": 0, "outcomes": []})
-        events = list(
-            ses_events(str(message.get("Message", "")), str(message.get("MessageId", "")))
-        )
-    except (ValueError, RecursionError, SignatureError) as error:
-        raise _refusal(error) from None
-    return await _record(request, "ses", events, body)
+    if isinstance(read, dict):
+        return JSONResponse(read)
+    return await _record(request, provider, read, body)
 
 
 def _refusal(error: Exception) -> Problem:
