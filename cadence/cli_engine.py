@@ -127,7 +127,7 @@ def _engine(db: str | None) -> Iterator[Any]:
 def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
-        suppress, inbox, pause, resume, mailboxes, campaigns, status, migrate, serve, token,
+        suppress, inbox, pause, resume, mailboxes, campaigns, status, migrate, serve, token, user,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -1257,3 +1257,57 @@ def token_revoke(name: str, db: str | None) -> None:
         except CredentialError as error:
             _fail(str(error))
     click.echo(f"token {info.name!r} revoked", err=True)
+
+
+@click.group()
+def user() -> None:
+    """People who log in to the pages of `cadence serve`."""
+
+
+@user.command(name="add")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (one line).")
+@_db_option
+def user_add(name: str, password_stdin: bool, db: str | None) -> None:
+    """Add NAME; the password is asked for twice (never on the command line)."""
+    from cadence.service.credentials import CredentialError
+    from cadence.service.logins import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _engine(db) as engine:
+        try:
+            added = add_user(engine.store, name, password, dt.datetime.now(dt.UTC))
+        except CredentialError as error:
+            _fail(str(error))
+    click.echo(f"user {added.name!r} added", err=True)
+
+
+@user.command(name="list")
+@_db_option
+def user_list(db: str | None) -> None:
+    """The users, and whether they may log in."""
+    from cadence.service.logins import list_users
+
+    with _engine(db) as engine:
+        for found in list_users(engine.store):
+            state = f"disabled {found.disabled_at:%Y-%m-%d}" if found.disabled_at else "active"
+            click.echo(f"{_printable(found.name)}  {state}  added {found.created_at:%Y-%m-%d}")
+
+
+@user.command(name="disable")
+@click.argument("name")
+@_db_option
+def user_disable(name: str, db: str | None) -> None:
+    """NAME can no longer log in; their sessions end now."""
+    from cadence.service.credentials import CredentialError
+    from cadence.service.logins import disable_user
+
+    with _engine(db) as engine:
+        try:
+            disable_user(engine.store, name, dt.datetime.now(dt.UTC))
+        except CredentialError as error:
+            _fail(str(error))
+    click.echo(f"user {name!r} disabled", err=True)

@@ -113,6 +113,10 @@ def _http_server(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.api_tokens, schema.idempotency_keys])
 
 
+def _logins(connection: Connection) -> None:
+    schema.metadata.create_all(connection, tables=[schema.users, schema.sessions])
+
+
 def analyze(connection: Connection) -> None:
     """Statistics for the planner on the tables claims read."""
     connection.execute(text("ANALYZE actions"))
@@ -129,6 +133,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (7, "campaigns with versions: one identity, a version per behaviour", _campaign_versions),
     (8, "due sends indexed in the order they go out; claims by lease; pauses", _sends_in_order),
     (9, "the HTTP server: API tokens, idempotency keys", _http_server),
+    (10, "people who log in to the pages: users and their sessions", _logins),
 ]
 LATEST = MIGRATIONS[-1][0]
 

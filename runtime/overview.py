@@ -116,6 +116,7 @@ class StepStatus(BaseModel):
     sent_at: dt.datetime | None
     closed_at: dt.datetime | None
     error: str | None
+    waits_for: str | None = None  # an open task's earlier open task: done first (§6)
 
 
 class EnrollmentStatus(BaseModel):
@@ -170,8 +171,19 @@ def person_status(store: Store, person: str) -> PersonStatus:
                 )
     return PersonStatus(
         person=rows[0].person if rows else person.strip(),
-        enrollments=[_enrollment(row, found[row.id]) for row in rows],
+        enrollments=[_enrollment(row, _blocked(found[row.id])) for row in rows],
     )
+
+
+def _blocked(history: list[StepStatus]) -> list[StepStatus]:
+    """Open tasks behind an earlier open task say which (tasks go in order)."""
+    first = next((step.step for step in history if step.status == OPEN), None)
+    return [
+        step.model_copy(update={"waits_for": first})
+        if step.status == OPEN and first is not None and step.step != first
+        else step
+        for step in history
+    ]
 
 
 def _enrollment(row: Any, history: list[StepStatus]) -> EnrollmentStatus:

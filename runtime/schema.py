@@ -266,3 +266,23 @@ idempotency_keys = Table(
     Column("response", LargeBinary, comment="the answer's body, given again to a retry"),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False, unique=True, comment="what they log in with"),
+    Column("password_hash", Text, nullable=False, comment="argon2id: never the password"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime, comment="set: they can no longer log in"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True, comment="sha256 of the cookie's value"),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("csrf", String(64), nullable=False, comment="the token its forms carry"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from cadence.runtime.overview import CampaignOverview, PersonStatus
-from cadence.runtime.people import read_people
+from cadence.runtime.people import Utf8Lines, read_people
 from cadence.runtime.suppression import Suppression
 from cadence.server.access import caller
 from cadence.server.idempotency import idempotent
@@ -30,6 +31,7 @@ from cadence.service.task_views import TaskView
 router = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
 Caller = Annotated[Principal, Depends(caller)]
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 MAX_PAGE = 500
 HEARTBEAT = 15.0  # seconds of quiet before a comment keeps an event stream open
 
@@ -124,11 +126,12 @@ async def enroll(
     if media == "text/csv":
         if start is None:
             raise Problem(422, "invalid-input", "a CSV enroll needs `start` in the query")
-        people: Any = read_people(io.StringIO(body.decode("utf-8", "replace")), "csv")
+        # As `cadence enroll` reads a file: a line that is not UTF-8 is a row problem.
+        people: Any = read_people(Utf8Lines(io.BytesIO(body)), "csv")
         times = dict(_step_time(item) for item in at)
         wanted = EnrollRequest(people=[], start=start, at=times, catch_up=catch_up)
     elif media in ("application/json", ""):
-        wanted = EnrollRequest.model_validate_json(body or b"null")
+        wanted = _parsed(EnrollRequest, body)
         people = wanted.people
     else:
         raise Problem(415, "unsupported-media-type", "send application/json or text/csv")
@@ -143,6 +146,14 @@ async def enroll(
         return _json(done, 201)
 
     return await idempotent(request, who, compute)
+
+
+def _parsed(model: type[M], body: bytes) -> M:
+    """A body read here (not by FastAPI): its problems as the API's others."""
+    try:
+        return model.model_validate_json(body or b"null")
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from None
 
 
 def _step_time(item: str) -> tuple[str, str]:
@@ -208,7 +219,7 @@ class EventRequest(BaseModel):
 
 
 @router.post("/events", response_model=Count)
-async def event(request: Request, who: Caller, wanted: EventRequest) -> Count:
+async def event(request: Request, who: Caller, wanted: EventRequest) -> Response:
     """Report what happened: a reply (the campaign's `on reply` decides), a
     hard bounce or an unsubscribe (the address is suppressed everywhere)."""
     source = f"api:{who.name}"
@@ -221,7 +232,10 @@ async def event(request: Request, who: Caller, wanted: EventRequest) -> Count:
             return app.bounce(wanted.person, source=source)
         return app.unsubscribe(wanted.person, source=source)
 
-    return Count(count=await _call(request, record))
+    async def compute() -> Response:
+        return _json(Count(count=await _call(request, record)))
+
+    return await idempotent(request, who, compute)
 
 
 # ---- tasks -------------------------------------------------------------------------------
@@ -321,7 +335,7 @@ async def feed_stream(
         newest = await _call(request, lambda app: app.feed_end())
         start = newest
     return StreamingResponse(
-        _events(request, start),
+        feed_events(request, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -331,7 +345,7 @@ def _feed_after(after: int, app: Application) -> list[FeedItem]:
     return app.feed(after=after, limit=MAX_PAGE)
 
 
-async def _events(request: Request, after: int) -> AsyncIterator[str]:
+async def feed_events(request: Request, after: int) -> AsyncIterator[str]:
     poll: float = request.app.state.feed_poll
     quiet = 0.0
     while not await request.is_disconnected():
@@ -372,14 +386,18 @@ async def list_suppressions(
 
 
 @router.post("/suppressions", response_model=Suppressed)
-async def suppress(request: Request, who: Caller, wanted: SuppressRequest) -> Suppressed:
+async def suppress(request: Request, who: Caller, wanted: SuppressRequest) -> Response:
     """Suppress addresses: their active enrollments end in every campaign."""
-    report = await _call(
-        request, lambda app: app.suppress(wanted.emails, note=wanted.note, source=f"api:{who.name}")
-    )
-    return Suppressed(
-        added=report.added, already=report.already, ended=report.ended, problems=report.problems
-    )
+    source = f"api:{who.name}"
+
+    async def compute() -> Response:
+        report = await _call(
+            request, lambda app: app.suppress(wanted.emails, note=wanted.note, source=source)
+        )
+        return _json(Suppressed(added=report.added, already=report.already, ended=report.ended,
+                                problems=report.problems))  # fmt: skip
+
+    return await idempotent(request, who, compute)
 
 
 @router.delete("/suppressions/{email}", response_model=Count)

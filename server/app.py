@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from cadence import __version__
-from cadence.server import api, problems
+from cadence.server import api, pages, problems
 from cadence.server.limits import DEFAULT_MAX_BODY, RequestLimits
 from cadence.server.webhooks import WebhookSecrets
 from cadence.server.webhooks import router as webhooks_router
@@ -31,6 +32,7 @@ def create_app(
     app.state.feed_poll = feed_poll
     app.state.webhooks = webhooks or WebhookSecrets()
     problems.install(app)
+    pages.install(app)
     app.add_middleware(RequestLimits, max_body=max_body)
     return app
 
@@ -51,4 +53,6 @@ def _routes() -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(webhooks_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     return app

@@ -1,6 +1,8 @@
 """What every request gets before it reaches a route: an id (answered in
-``X-Request-ID``, logged with any failure), and a limit on the size of its
-body, counted as it arrives (a client may lie in Content-Length or send none)."""
+``X-Request-ID``, logged with any failure), a limit on the size of its body,
+counted as it arrives (a client may lie in Content-Length or send none), and
+on its answer the headers that keep a browser from being tricked: no framing,
+no sniffing, scripts and forms from this site only."""
 
 from __future__ import annotations
 
@@ -11,6 +13,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024  # an enroll of ~100,000 people as CSV
+SECURITY_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]  # fmt: skip
 
 
 class _TooLarge(HTTPException):
@@ -57,6 +66,7 @@ class RequestLimits:
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
+                headers.extend(SECURITY_HEADERS)
                 message = {**message, "headers": headers}
             await send(message)
 

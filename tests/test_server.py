@@ -100,6 +100,21 @@ def test_an_enroll_as_csv_takes_its_start_from_the_query(server: Server) -> None
     assert [(p["line"], p["message"]) for p in done["problems"]] == [(3, "missing field `company`")]
 
 
+def test_a_csv_line_that_is_not_utf8_is_a_row_problem(server: Server) -> None:
+    campaign = server.campaign()
+    csv = b"email,first_name,company\nada@example.com,Ada,Acme\nbob@example.com,B\xe9b,X\n"
+    answer = server.call(
+        "POST",
+        f"/api/v1/campaigns/{campaign}/enrollments",
+        params={"start": "2026-01-05T09:00"},
+        content=csv,
+        headers={"Content-Type": "text/csv"},
+    )
+    done = answer.json()
+    assert done["enrolled"] == 1 and done["problems"][0]["line"] == 3
+    assert "UTF-8" in done["problems"][0]["message"]
+
+
 def test_a_retried_enroll_with_its_idempotency_key_gets_the_first_answer(server: Server) -> None:
     campaign = server.campaign()
     body = {"people": [ADA], "start": "2026-01-05T09:00"}
@@ -212,6 +227,20 @@ def test_every_route_is_in_the_openapi_document(server: Server) -> None:
             404,
             "not-found",
         ),
+        (
+            "POST",
+            "/api/v1/campaigns/x/enrollments",
+            {"content": b"{oops", "headers": {"Content-Type": "application/json"}},
+            400,
+            "malformed-json",
+        ),
+        (
+            "POST",
+            "/api/v1/campaigns/x/enrollments",
+            {"json": {"people": "ada"}},
+            422,
+            "invalid-input",
+        ),
         ("GET", "/api/v1/tasks/999", {}, 404, "not-found"),
         ("POST", "/api/v1/tasks/999/complete", {}, 404, "not-found"),
         ("GET", "/api/v1/tasks", {"params": {"limit": 100000}}, 422, "invalid-input"),
@@ -297,10 +326,12 @@ def test_events_suppressions_and_people(server: Server) -> None:
         "count": 1
     }
     assert server.call("POST", "/api/v1/people/bob@example.com/remove", json={}).status_code == 204
-    reached = server.call(
-        "POST", "/api/v1/events", json={"type": "unsubscribe", "person": "ada@example.com"}
-    )
+    event = {"type": "unsubscribe", "person": "ada@example.com"}
+    key = {"Idempotency-Key": "unsub-1"}
+    reached = server.call("POST", "/api/v1/events", json=event, headers=key)
     assert reached.json() == {"count": 1}
+    retried = server.call("POST", "/api/v1/events", json=event, headers=key)
+    assert retried.json() == {"count": 1} and retried.headers["idempotent-replayed"] == "true"
     [entry] = server.call("GET", "/api/v1/suppressions").json()
     assert (entry["email"], entry["reason"], entry["source"]) == (
         "ada@example.com",
