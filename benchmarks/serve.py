@@ -84,11 +84,12 @@ async def load(
     return latencies
 
 
-def measure(db: str, label: str, people: int, rate: float, seconds: float) -> None:
+def measure(db: str, label: str, people: int, rate: float, seconds: float, workers: int) -> None:
     token = cadence("token", "create", "bench", db=db)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "cadence", "serve", "--db", db, "--port", str(port)],
+        [sys.executable, "-m", "cadence", "serve", "--db", db, "--port", str(port),
+         "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -143,9 +144,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to measure too")
+    parser.add_argument("--workers", type=int, default=2, help="serve's worker processes")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="cadence-serve-bench-"))
-    measure(str(folder / "cadence.db"), "SQLite", args.people, args.rate, args.seconds)
+    measure(
+        str(folder / "cadence.db"), "SQLite", args.people, args.rate, args.seconds, args.workers
+    )
     if args.postgres:
         import psycopg
 
@@ -154,7 +158,7 @@ def main() -> None:
             connection.execute(f"CREATE SCHEMA {schema}")
         try:
             url = f"{args.postgres}?options=-csearch_path%3D{schema}"
-            measure(url, "PostgreSQL", args.people, args.rate, args.seconds)
+            measure(url, "PostgreSQL", args.people, args.rate, args.seconds, args.workers)
         finally:
             with psycopg.connect(args.postgres, autocommit=True) as connection:
                 connection.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import signal
 import sys
 import threading
@@ -237,7 +238,7 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
             _fail(f"--due-before {due_before!r} is not a date like 2026-03-02")
     with _engine(db) as engine:
         found = engine.open_tasks(person=person, due_before=before)
-        rows = [_task_view(engine, t) for t in found]
+        rows = _task_views(engine, found)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -262,12 +263,13 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
                 click.echo(f"      {line}")
 
 
-def _task_view(engine: Any, task: Any) -> dict[str, Any]:
-    """A task as the command center shows it (see cadence.service.task_views)."""
-    from cadence.service.task_views import task_view
+def _task_views(engine: Any, tasks: Any) -> list[dict[str, Any]]:
+    """Tasks as the command center shows them (see cadence.service.task_views)."""
+    from cadence.service.task_views import TaskViews
 
-    view: dict[str, Any] = task_view(engine, task).model_dump(mode="json", exclude_none=True)
-    return view
+    return [
+        view.model_dump(mode="json", exclude_none=True) for view in TaskViews(engine).views(tasks)
+    ]
 
 
 @click.group()
@@ -1169,33 +1171,61 @@ def run(
     show_default=True,
     help="The largest request body taken, in bytes.",
 )
-def serve(db: str | None, config_path: str | None, host: str, port: int, max_body: int) -> None:
-    """The HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json) and the
-    providers' webhooks (/webhooks/…) over DB. Every API call needs a token
-    (`cadence token create`). Several `serve` processes and dispatchers may
-    share one PostgreSQL database."""
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes serving requests (one per core).",
+)
+def serve(
+    db: str | None, config_path: str | None, host: str, port: int, max_body: int, workers: int
+) -> None:
+    """The HTTP API (/api/v1, OpenAPI at /api/v1/openapi.json), the
+    providers' webhooks (/webhooks/…) and the pages (/) over DB. Every API
+    call needs a token (`cadence token create`), every page a login (`cadence
+    user add`). Several `serve` processes and dispatchers may share one
+    PostgreSQL database."""
     import uvicorn
 
     from cadence.runtime.config import ConfigError
-    from cadence.runtime.inbox import InboxSettings
-    from cadence.server import create_app
-    from cadence.server.webhooks import WebhookSecrets
-    from cadence.service import Application
+    from cadence.runtime.migrations import SchemaError
+    from cadence.runtime.redact import redact
+    from cadence.runtime.store import StoreError
+    from cadence.server import process
 
     config = _config(config_path)
-    try:
-        secrets = WebhookSecrets.from_config(config.webhooks)
-    except ConfigError as error:
+    database = db or config.db or DEFAULT_DB
+    try:  # everything checked here first: one line, not a failure in every worker
+        app = process.build(database, config, max_body)
+    except (ConfigError, StoreError) as error:
         _fail(str(error))
-    inbox = InboxSettings(
-        away_days=config.inbox.away_days, soft_bounce_limit=config.inbox.soft_bounce_limit
+    except SchemaError as error:
+        _fail(f"{redact(database)}: {error}")
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(f"cadence: serving on {host}: reachable from other machines", err=True)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return
+    app.state.application.close()
+    found = _config_path(config_path)
+    os.environ[process.SETTINGS] = process.settings_for_workers(database, found, max_body)
+    uvicorn.run(
+        f"{process.__name__}:app_from_environment", factory=True, workers=workers, **options
     )
-    with _engine(db or config.db) as engine:
-        application = Application(engine, inbox=inbox)
-        app = create_app(application, max_body=max_body, webhooks=secrets)
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            click.echo(f"cadence: serving on {host}: reachable from other machines", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+def _config_path(path: str | None) -> str | None:
+    from cadence.runtime.config import find_config
+
+    found = find_config(path)
+    return str(found) if found is not None else None
 
 
 @click.group()

@@ -117,6 +117,16 @@ def _logins(connection: Connection) -> None:
     schema.metadata.create_all(connection, tables=[schema.users, schema.sessions])
 
 
+def _open_tasks_in_order(connection: Connection) -> None:
+    connection.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS actions_open_in_order "
+            "ON actions (due_date, enrollment_id, position) WHERE status = 'open'"
+        )
+    )
+    analyze(connection)
+
+
 def analyze(connection: Connection) -> None:
     """Statistics for the planner on the tables claims read."""
     connection.execute(text("ANALYZE actions"))
@@ -134,6 +144,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (8, "due sends indexed in the order they go out; claims by lease; pauses", _sends_in_order),
     (9, "the HTTP server: API tokens, idempotency keys", _http_server),
     (10, "people who log in to the pages: users and their sessions", _logins),
+    (11, "open tasks indexed in the order the command center lists them", _open_tasks_in_order),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -33,7 +33,7 @@ from cadence.runtime.overview import (
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.plan_command import parse_start
 from cadence.runtime.planner import parse_time
-from cadence.service.task_views import TaskView, task_view
+from cadence.service.task_views import TaskView, TaskViews
 
 __all__ = ["Application", "CampaignInvalid", "NotFound"]
 
@@ -110,10 +110,13 @@ class Application:
         self.engine = engine
         self.clock = clock
         self.inbox = Inbox(engine, inbox)
+        self.task_views = TaskViews(engine)
 
     @classmethod
-    def open(cls, db: str, clock: Clock = utc_now) -> Application:
-        return cls(Engine.open(db, now=clock()), clock)
+    def open(
+        cls, db: str, clock: Clock = utc_now, inbox: InboxSettings | None = None
+    ) -> Application:
+        return cls(Engine.open(db, now=clock()), clock, inbox)
 
     def close(self) -> None:
         self.engine.close()
@@ -259,14 +262,14 @@ class Application:
             person=person, due_before=due_before, kind=kind, campaign=self._key(campaign),
             limit=limit, offset=offset,
         )  # fmt: skip
-        return [task_view(self.engine, task) for task in found]
+        return self.task_views.views(found)
 
     def task(self, task_id: int) -> TaskView:
         """An open task a person can act on now."""
         found = self.engine.open_tasks(task_id=task_id)
         if not found:
             raise NotFound(f"no open task {task_id}")
-        return task_view(self.engine, found[0])
+        return self.task_views.views(found)[0]
 
     def send_task(
         self, task_id: int, *, subject: str | None = None, body: str | None = None
@@ -275,7 +278,7 @@ class Application:
         prefilled (a task that cannot be sent is refused by the engine,
         which says why: closed, waiting for another, not an email)."""
         found = self.engine.open_tasks(task_id=task_id)
-        prefilled = task_view(self.engine, found[0]) if found else None
+        prefilled = self.task_views.views(found)[0] if found else None
         if subject is None:
             subject = prefilled.subject if prefilled is not None else None
         if body is None:

@@ -5,10 +5,12 @@ template for that person, ready to edit and send."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
+from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, Task
 from cadence.runtime.render import Renderer
 from cadence.templating import RenderError
@@ -36,29 +38,45 @@ class TaskView(BaseModel):
     problem: str | None = None  # why the texts could not be rendered
 
 
-def task_view(engine: Engine, task: Task) -> TaskView:
-    """``task`` with what a person needs to act on it, rendered for its person."""
-    ir = engine.campaign(task.campaign_id)
-    fields = engine.enrollment_fields(task.enrollment_id)
-    view: dict[str, Any] = {
-        "id": task.id,
-        "person": task.person,
-        "campaign": ir.name,
-        "campaign_key": task.campaign_id,
-        "step": task.step,
-        "kind": task.kind,
-        "due_date": task.due_date,
-        "name": _name(fields),
-        "company": _first(fields, ("company",)),
-        "phone": _first(fields, PHONE_FIELDS),
-    }
-    if task.kind == "email_task":
-        view["to"] = task.person
-    try:
-        view.update(Renderer(ir, {}).texts(task.step, fields))
-    except RenderError as error:
-        view["problem"] = f"cannot render: {error}"
-    return TaskView(**view)
+class TaskViews:
+    """Makes task views for one engine: each campaign's templates are
+    compiled once (a :class:`Renderer` per campaign version, kept), and a
+    page of tasks reads its people's fields in one query."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._renderers: dict[str, Renderer] = {}
+
+    def views(self, tasks: Sequence[Task]) -> list[TaskView]:
+        fields = self.engine.fields_of([task.enrollment_id for task in tasks])
+        return [self._view(task, fields[task.enrollment_id]) for task in tasks]
+
+    def _view(self, task: Task, fields: dict[str, Any]) -> TaskView:
+        ir = self.engine.campaign(task.campaign_id)
+        view: dict[str, Any] = {
+            "id": task.id,
+            "person": task.person,
+            "campaign": ir.name,
+            "campaign_key": task.campaign_id,
+            "step": task.step,
+            "kind": task.kind,
+            "due_date": task.due_date,
+            "name": _name(fields),
+            "company": _first(fields, ("company",)),
+            "phone": _first(fields, PHONE_FIELDS),
+        }
+        if task.kind == "email_task":
+            view["to"] = task.person
+        try:
+            view.update(self._renderer(task.campaign_id, ir).texts(task.step, fields))
+        except RenderError as error:
+            view["problem"] = f"cannot render: {error}"
+        return TaskView(**view)
+
+    def _renderer(self, key: str, ir: Campaign) -> Renderer:
+        if key not in self._renderers:  # a version never changes: its renderer is kept
+            self._renderers[key] = Renderer(ir, {})
+        return self._renderers[key]
 
 
 def _name(fields: dict[str, Any]) -> str | None:
