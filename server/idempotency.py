@@ -7,7 +7,8 @@ while it is still at work is told so (409); a retry after it gets the stored
 answer, marked ``Idempotent-Replayed: true``; the same key with another
 request (method, path, query or body) is refused (422). A request that
 failed does not keep its key: the retry runs again. A claim left by a
-process that died is taken over after :data:`STALE`.
+process that died is taken over after :data:`STALE`. A caller's keys are
+kept a day (:data:`KEPT`), then forgotten.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cadence.server.problems import Problem
 from cadence.service.credentials import Principal
 
 STALE = dt.timedelta(minutes=10)
+KEPT = dt.timedelta(hours=24)  # how long an answer is kept for a retry
 MAX_KEY = 255
 
 
@@ -77,6 +79,11 @@ def _claim(
     """Claim ``key`` for a first request (``None``), or the stored answer."""
     row: dict[str, Any] = {"principal": who, "key": key, "request": fingerprint, "created_at": now}
     with store.transaction() as connection:
+        connection.execute(  # the caller's keys older than a day are forgotten
+            delete(idempotency_keys).where(
+                idempotency_keys.c.principal == who, idempotency_keys.c.created_at < now - KEPT
+            )
+        )
         claim = insert_if_absent(store.dialect, idempotency_keys, row)
         # RETURNING, not rowcount: psycopg does not count what a conflict skipped.
         if connection.execute(claim.returning(idempotency_keys.c.key)).first() is not None:

@@ -376,3 +376,14 @@ def test_the_routes_in_the_docs_are_written_from_the_openapi_document() -> None:
     spec.loader.exec_module(module)
     text = (ROOT / "docs" / "serve.md").read_text(encoding="utf-8")
     assert text == module.written(text), "run: python tools/http_reference.py"
+
+
+def test_an_idempotency_key_is_forgotten_after_a_day(engine: Engine) -> None:
+    from cadence.server.idempotency import _claim, _keep
+
+    store = engine.store
+    assert _claim(store, "token:1", "k", "first request", T0) is None
+    _keep(store, "token:1", "k", 201, b"{}")
+    assert _claim(store, "token:1", "k", "first request", T0) == (201, b"{}")
+    later = T0 + dt.timedelta(hours=25)
+    assert _claim(store, "token:1", "k", "another request", later) is None  # free again
