@@ -1232,10 +1232,15 @@ class Engine:
     def bounce(self, person: str, at: dt.datetime, *, source: str = "bounce") -> int:
         """A hard bounce: the address goes on the suppression list, and the
         `on bounce` rule of every campaign the person is in applies (the
-        address is dead for all of them). Returns the enrollments it reached."""
+        address is dead for all of them). Returns the enrollments it reached.
+        A ``person`` that is not an address is refused, nothing suppressed."""
+        try:
+            address = AddressChecker().normalise(person.strip())
+        except AddressError as error:
+            raise EngineError(f"{person!r} is not an email address: {error}") from None
         with self.store.transaction() as connection:
-            suppression.add(connection, [person], "bounced", at, source=source)
-            return self._event_for(connection, person, at, None, "bounce")
+            suppression.add(connection, [address], "bounced", at, source=source)
+            return self._event_for(connection, address, at, None, "bounce")
 
     def remove(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:
         with self.store.transaction() as connection:

@@ -8,10 +8,11 @@ import asyncio
 import datetime as dt
 import functools
 import io
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
@@ -33,6 +34,12 @@ Caller = Annotated[Principal, Depends(caller)]
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 MAX_PAGE = 500
+# Ids and positions the databases can hold: PostgreSQL's `integer` ids (feed
+# entries too), 64-bit offsets. A larger number names nothing, and is refused
+# before any query.
+MAX_ID = 2**31 - 1
+MAX_OFFSET = 2**62
+TaskId = Annotated[int, Path(ge=1, le=MAX_ID)]
 HEARTBEAT = 15.0  # seconds of quiet before a comment keeps an event stream open
 
 
@@ -256,7 +263,7 @@ async def list_tasks(
     kind: Literal["email_task", "call", "inmail", "custom"] | None = None,
     due_before: dt.date | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[TaskView]:
     """Open tasks a person can act on now, in the order they are due."""
     return await _call(
@@ -273,13 +280,13 @@ async def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskView)
-async def get_task(request: Request, task_id: int) -> TaskView:
+async def get_task(request: Request, task_id: TaskId) -> TaskView:
     """One open task, with its email prefilled for its person."""
     return await _call(request, lambda app: app.task(task_id))
 
 
 @router.post("/tasks/{task_id}/send", status_code=204)
-async def send_task(request: Request, task_id: int, edits: TaskEdits | None = None) -> Response:
+async def send_task(request: Request, task_id: TaskId, edits: TaskEdits | None = None) -> Response:
     """A person sent an email task: with their edits, or as prefilled."""
     edits = edits or TaskEdits()
     await _call(request, lambda app: app.send_task(task_id, subject=edits.subject, body=edits.body))
@@ -287,14 +294,14 @@ async def send_task(request: Request, task_id: int, edits: TaskEdits | None = No
 
 
 @router.post("/tasks/{task_id}/complete", status_code=204)
-async def complete_task(request: Request, task_id: int) -> Response:
+async def complete_task(request: Request, task_id: TaskId) -> Response:
     """Mark a task done."""
     await _call(request, lambda app: app.complete_task(task_id))
     return Response(status_code=204)
 
 
 @router.post("/tasks/{task_id}/skip", status_code=204)
-async def skip_task(request: Request, task_id: int) -> Response:
+async def skip_task(request: Request, task_id: TaskId) -> Response:
     """Skip a task (the steps after it go ahead)."""
     await _call(request, lambda app: app.skip_task(task_id))
     return Response(status_code=204)
@@ -309,7 +316,7 @@ class FeedPage(BaseModel):
 @router.get("/feed", response_model=FeedPage)
 async def feed(
     request: Request,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> FeedPage:
     """What happened, oldest first, after entry `after`."""
@@ -324,8 +331,8 @@ async def feed(
 )
 async def feed_stream(
     request: Request,
-    after: Annotated[int | None, Query(ge=0)] = None,
-    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    last_event_id: Annotated[int | None, Header(ge=0, le=MAX_ID)] = None,
 ) -> StreamingResponse:
     """The feed as Server-Sent Events, as it happens: each entry an event
     `feed` whose id is the entry's (a client that reconnects with
@@ -334,8 +341,16 @@ async def feed_stream(
     if start is None:  # from now on: the entries to come, not the history
         newest = await _call(request, lambda app: app.feed_end())
         start = newest
+
+    async def allowed() -> bool:
+        try:
+            await caller(request)
+        except Problem:
+            return False
+        return True
+
     return StreamingResponse(
-        feed_events(request, start),
+        feed_events(request, start, allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -345,10 +360,23 @@ def _feed_after(after: int, app: Application) -> list[FeedItem]:
     return app.feed(after=after, limit=MAX_PAGE)
 
 
-async def feed_events(request: Request, after: int) -> AsyncIterator[str]:
+Allowed = Callable[[], Awaitable[bool]]
+
+
+async def feed_events(request: Request, after: int, allowed: Allowed) -> AsyncIterator[str]:
+    """Feed entries after ``after`` as events, while the client listens and
+    ``allowed()`` (asked every few seconds: the app's ``stream_recheck``) says
+    it still may: a revoked token or an ended session ends its open streams
+    too."""
     poll: float = request.app.state.feed_poll
     quiet = 0.0
+    recheck: float = request.app.state.stream_recheck
+    checked = time.monotonic()
     while not await request.is_disconnected():
+        if time.monotonic() - checked >= recheck:
+            if not await allowed():
+                return
+            checked = time.monotonic()
         items = await _call(request, functools.partial(_feed_after, after))
         for item in items:
             yield f"id: {item.id}\nevent: feed\ndata: {item.model_dump_json()}\n\n"

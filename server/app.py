@@ -20,16 +20,19 @@ def create_app(
     *,
     max_body: int = DEFAULT_MAX_BODY,
     feed_poll: float = 1.0,
+    stream_recheck: float = 5.0,
     webhooks: WebhookSecrets | None = None,
 ) -> FastAPI:
     """The web app over ``application`` (which the caller opens and closes).
     The OpenAPI document is at ``/api/v1/openapi.json``; no page loads
     anything from elsewhere (no hosted API explorer). An event stream looks
-    for new feed entries every ``feed_poll`` seconds; ``webhooks`` holds the
+    for new feed entries every ``feed_poll`` seconds, and checks every
+    ``stream_recheck`` seconds that its credential still holds; ``webhooks`` holds the
     providers' secrets (none: no provider's webhook is taken)."""
     app = _routes()
     app.state.application = application
     app.state.feed_poll = feed_poll
+    app.state.stream_recheck = stream_recheck
     app.state.webhooks = webhooks or WebhookSecrets()
     problems.install(app)
     pages.install(app)

@@ -101,15 +101,26 @@ def _claim(
             return int(found.status), bytes(found.response or b"")
         if now - found.created_at < STALE:
             raise Problem(
-                409,
-                "idempotency-key-in-use",
+                409, "idempotency-key-in-use",
                 "a request with this Idempotency-Key is still at work: retry later",
-            )
-        connection.execute(
+            )  # fmt: skip
+        # Taken over only if no other retry took it over first.
+        taken = connection.execute(
             update(idempotency_keys)
-            .where(idempotency_keys.c.principal == who, idempotency_keys.c.key == key)
+            .where(
+                idempotency_keys.c.principal == who,
+                idempotency_keys.c.key == key,
+                idempotency_keys.c.created_at == found.created_at,
+                idempotency_keys.c.status.is_(None),
+            )
             .values(created_at=now)
-        )
+            .returning(idempotency_keys.c.key)
+        ).first()
+        if taken is None:
+            raise Problem(
+                409, "idempotency-key-in-use",
+                "a request with this Idempotency-Key is still at work: retry later",
+            )  # fmt: skip
     return None
 
 

@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from cadence.errors import CadenceError
-from cadence.server.api import feed_events
+from cadence.server.api import MAX_ID, TaskId, feed_events
 from cadence.service import Application
 from cadence.service.logins import Session, log_in, log_out, session
 
@@ -185,7 +185,7 @@ async def tasks_page(
 
 
 @router.get("/tasks/{task_id}")
-async def task_page(request: Request, task_id: int) -> Response:
+async def task_page(request: Request, task_id: TaskId) -> Response:
     viewer = await _viewer(request)
     try:
         found = await run_in_threadpool(_application(request).task, task_id)
@@ -197,7 +197,7 @@ async def task_page(request: Request, task_id: int) -> Response:
 @router.post("/tasks/{task_id}/send")
 async def send_task(
     request: Request,
-    task_id: int,
+    task_id: TaskId,
     csrf: Annotated[str, Form()] = "",
     subject: Annotated[str, Form(max_length=2000)] = "",
     body: Annotated[str, Form(max_length=1_000_000)] = "",
@@ -213,7 +213,7 @@ async def send_task(
 
 @router.post("/tasks/{task_id}/complete")
 async def complete_task(
-    request: Request, task_id: int, csrf: Annotated[str, Form()] = ""
+    request: Request, task_id: TaskId, csrf: Annotated[str, Form()] = ""
 ) -> Response:
     viewer = await _viewer(request)
     _checked(viewer, csrf)
@@ -221,7 +221,9 @@ async def complete_task(
 
 
 @router.post("/tasks/{task_id}/skip")
-async def skip_task(request: Request, task_id: int, csrf: Annotated[str, Form()] = "") -> Response:
+async def skip_task(
+    request: Request, task_id: TaskId, csrf: Annotated[str, Form()] = ""
+) -> Response:
     viewer = await _viewer(request)
     _checked(viewer, csrf)
     return await _act(request, task_id, "skipped", lambda app: app.skip_task(task_id))
@@ -248,13 +250,21 @@ async def feed_page(request: Request) -> HTMLResponse:
 
 @router.get("/feed/stream")
 async def feed_stream(
-    request: Request, after: Annotated[int, Query(ge=0)] = 0
+    request: Request, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0
 ) -> StreamingResponse:
     await _viewer(request)
     last = request.headers.get("last-event-id", "")
-    start = int(last) if last.isdigit() else after
+    start = int(last) if last.isascii() and last.isdigit() and int(last) <= MAX_ID else after
+
+    async def allowed() -> bool:
+        try:
+            await _viewer(request)
+        except LoginNeeded:
+            return False
+        return True
+
     return StreamingResponse(
-        feed_events(request, start),
+        feed_events(request, start, allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store"},
     )
@@ -278,6 +288,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LoginNeeded)
     async def _login(request: Request, error: LoginNeeded) -> RedirectResponse:
         wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":
+            # A form sent after the session ended: back to the page it came
+            # from (a form's own address takes no GET).
+            wanted = (
+                request.url.path.rsplit("/", 1)[0] if wanted.startswith("/tasks/") else "/tasks"
+            )
         return RedirectResponse(f"/login?next={quote(wanted)}", status_code=303)
 
     @app.exception_handler(Forbidden)

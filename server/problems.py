@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from cadence.compiler.ir import IRError
@@ -101,6 +102,15 @@ def install(app: FastAPI) -> None:
         if isinstance(error, CampaignInvalid):
             extra["diagnostics"] = error.diagnostics
         return problem_response(request, status, kind, str(error), **extra)
+
+    @app.exception_handler(DataError)
+    async def _refused_value(request: Request, error: DataError) -> JSONResponse:
+        # A value the database cannot store (PostgreSQL: a NUL in a text): the
+        # transaction was rolled back, nothing changed.
+        reason = str(error.orig).splitlines()[0] if error.orig else "invalid value"
+        return problem_response(
+            request, 422, "invalid-input", f"the database refused a value: {reason}"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

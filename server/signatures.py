@@ -23,6 +23,7 @@ import hmac
 import re
 import urllib.request
 from collections.abc import Callable
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +37,7 @@ from cadence.errors import CadenceError
 DEFAULT_MAX_AGE = dt.timedelta(minutes=5)
 SNS_MAX_AGE = dt.timedelta(hours=1)  # SNS retries a failed delivery for about that long
 MAX_CERTIFICATE = 64 * 1024
+MAX_KEYS = 32  # signing certificates kept
 _SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 
 Fetch = Callable[[str], bytes]
@@ -93,7 +95,7 @@ def verify_mailgun(signing_key: str, signature: Any, now: dt.datetime) -> str:
     wanted = hmac.new(
         signing_key.encode(), (timestamp + token).encode(), hashlib.sha256
     ).hexdigest()
-    if not hmac.compare_digest(wanted, given.lower()):
+    if not hmac.compare_digest(wanted.encode(), given.lower().encode("utf-8", "replace")):
         raise SignatureError("the signature does not match")
     return token
 
@@ -137,10 +139,25 @@ def fetch_https(url: str) -> bytes:
 
 def sns_address(url: Any) -> str:
     """``url`` when it is an HTTPS address of SNS itself, else a SignatureError."""
-    parts = urlsplit(str(url or ""))
-    if parts.scheme != "https" or not _SNS_HOST.fullmatch(parts.hostname or "") or parts.port:
+    try:
+        parts = urlsplit(str(url or ""))
+        port = parts.port
+    except ValueError:
+        raise SignatureError("the address cannot be read") from None
+    plain_host = parts.netloc == parts.hostname  # no user, password or port
+    if parts.scheme != "https" or not plain_host or port or not _SNS_HOST.fullmatch(parts.netloc):
         raise SignatureError("the address is not an HTTPS address of Amazon SNS")
     return str(url)
+
+
+def certificate_address(url: Any) -> str:
+    """A signing certificate's address: SNS's own, a ``.pem`` with no query
+    (every query string would be another fetch and another kept key)."""
+    found = sns_address(url)
+    parts = urlsplit(found)
+    if parts.query or parts.fragment or not parts.path.endswith(".pem"):
+        raise SignatureError("the signing certificate's address is not SNS's certificate")
+    return found
 
 
 class SnsVerifier:
@@ -175,7 +192,7 @@ class SnsVerifier:
         algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(version))
         if algorithm is None:
             raise SignatureError(f"an SNS signature version this server does not know: {version!r}")
-        key = self._key(sns_address(message.get("SigningCertURL")))
+        key = self._key(certificate_address(message.get("SigningCertURL")))
         try:
             key.verify(signature, text.encode(), padding.PKCS1v15(), algorithm)
         except InvalidSignature:
@@ -185,8 +202,14 @@ class SnsVerifier:
         if url not in self._keys:
             try:
                 certificate = x509.load_pem_x509_certificate(self.fetch(url))
+            except (OSError, HTTPException) as error:  # unreachable, refused, timed out
+                raise SignatureError(
+                    f"the signing certificate cannot be fetched: {error}"
+                ) from None
             except ValueError:
                 raise SignatureError("the signing certificate cannot be read") from None
+            if len(self._keys) >= MAX_KEYS:  # SNS rotates its certificate now and then
+                self._keys.clear()
             key = certificate.public_key()
             if not isinstance(key, rsa.RSAPublicKey):
                 raise SignatureError("the signing certificate's key is not RSA")

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -111,27 +112,36 @@ def _now(request: Request) -> dt.datetime:
     return application.clock()
 
 
-Reading = list[ProviderEvent] | dict[str, Any]  # the events, or an answer of its own
+@dataclass(frozen=True)
+class Events:
+    """What a call reports, and the single-use token it was signed with (Mailgun
+    signs a token and a timestamp, not the events: the token is taken once)."""
+
+    events: list[ProviderEvent]
+    once: str | None = None
+
+
+Reading = Events | dict[str, Any]  # the events, or an answer of its own
 
 
 def _sendgrid(key: str, body: bytes, headers: Headers, now: dt.datetime) -> Reading:
     signature = headers.get("x-twilio-email-event-webhook-signature")
     timestamp = headers.get("x-twilio-email-event-webhook-timestamp")
     verify_sendgrid(key, signature, timestamp, body, now)
-    return list(sendgrid_events(body))
+    return Events(list(sendgrid_events(body)))
 
 
 def _mailgun(key: str, body: bytes, headers: Headers, now: dt.datetime) -> Reading:
     payload = _object(body, "a Mailgun webhook sends a JSON object")
-    verify_mailgun(key, payload.get("signature"), now)
-    return list(mailgun_events(payload))
+    token = verify_mailgun(key, payload.get("signature"), now)
+    return Events(list(mailgun_events(payload)), once=f"mailgun:{token}")
 
 
 def _postmark(
     credentials: tuple[str, str], body: bytes, headers: Headers, now: dt.datetime
 ) -> Reading:
     verify_basic(*credentials, headers.get("authorization"))
-    return list(postmark_events(body))
+    return Events(list(postmark_events(body)))
 
 
 def _ses(verifier: SnsVerifier, body: bytes, headers: Headers, now: dt.datetime) -> Reading:
@@ -139,11 +149,15 @@ def _ses(verifier: SnsVerifier, body: bytes, headers: Headers, now: dt.datetime)
     verifier.verify(message, now)  # may fetch a certificate: this runs in a worker thread
     kind = message["Type"]
     if kind == "SubscriptionConfirmation":
-        verifier.fetch(sns_address(message.get("SubscribeURL")))
+        try:
+            verifier.fetch(sns_address(message.get("SubscribeURL")))
+        except (OSError, HTTPException) as error:
+            raise SignatureError(f"the subscription could not be confirmed: {error}") from None
         return {"confirmed": message.get("TopicArn")}
     if kind != "Notification":
         return {"new": 0, "read_before": 0, "outcomes": []}
-    return list(ses_events(str(message.get("Message", "")), str(message.get("MessageId", ""))))
+    message_id = str(message.get("MessageId", ""))
+    return Events(list(ses_events(str(message.get("Message", "")), message_id)))
 
 
 def _object(body: bytes, what: str) -> dict[str, Any]:
@@ -185,7 +199,10 @@ async def webhook(request: Request, provider: str) -> JSONResponse:
         raise _refusal(error) from None
     if isinstance(read, dict):
         return JSONResponse(read)
-    return await _record(request, provider, read, body)
+    application: Application = request.app.state.application
+    if read.once is not None and not await run_in_threadpool(application.first_use, read.once):
+        raise Problem(409, "replayed", "this signature was used before: nothing was done")
+    return await _record(request, provider, read.events, body)
 
 
 def _refusal(error: Exception) -> Problem:

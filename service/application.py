@@ -33,6 +33,7 @@ from cadence.runtime.overview import (
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.plan_command import parse_start
 from cadence.runtime.planner import parse_time
+from cadence.service.once import first_use
 from cadence.service.task_views import TaskView, TaskViews
 
 __all__ = ["Application", "CampaignInvalid", "NotFound"]
@@ -245,6 +246,12 @@ class Application:
         return Reported(
             new=len(fresh), read_before=len(done) - len(fresh), outcomes=[i.outcome for i in fresh]
         )
+
+    def first_use(self, token: str) -> bool:
+        """Whether ``token`` (a provider's single-use signing token) is seen
+        here for the first time; it is kept a day, long past its signature's
+        freshness."""
+        return first_use(self.engine.store, token, self.clock())
 
     # ---- tasks -----------------------------------------------------------------------
     def tasks(

@@ -150,3 +150,10 @@ def test_the_person_page_is_their_timeline(site: Site) -> None:
     assert "waits for task <code>ring</code>" in page
     unknown = site.client.get("/people", params={"email": "nobody@example.com"})
     assert unknown.status_code == 303 and "never%20enrolled" in unknown.headers["location"]
+
+
+def test_a_form_sent_after_the_session_ended_comes_back_to_its_page(site: Site) -> None:
+    answer = site.client.post("/tasks/5/send", data={"csrf": "x", "body": "text"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/tasks/5"
+    answer = site.client.post("/logout", data={"csrf": "x"})
+    assert answer.headers["location"] == "/login?next=/tasks"

@@ -242,6 +242,11 @@ def test_every_route_is_in_the_openapi_document(server: Server) -> None:
             "invalid-input",
         ),
         ("GET", "/api/v1/tasks/999", {}, 404, "not-found"),
+        ("GET", "/api/v1/tasks/99999999999999999999", {}, 422, "invalid-input"),
+        ("POST", "/api/v1/tasks/99999999999999999999/skip", {}, 422, "invalid-input"),
+        ("GET", "/api/v1/feed", {"params": {"after": 2**70}}, 422, "invalid-input"),
+        ("GET", "/api/v1/feed", {"params": {"after": 2**31}}, 422, "invalid-input"),
+        ("GET", "/api/v1/tasks", {"params": {"offset": 2**70}}, 422, "invalid-input"),
         ("POST", "/api/v1/tasks/999/complete", {}, 404, "not-found"),
         ("GET", "/api/v1/tasks", {"params": {"limit": 100000}}, 422, "invalid-input"),
         ("GET", "/api/v1/people/nobody@example.com", {}, 404, "not-found"),
@@ -387,3 +392,33 @@ def test_an_idempotency_key_is_forgotten_after_a_day(engine: Engine) -> None:
     assert _claim(store, "token:1", "k", "first request", T0) == (201, b"{}")
     later = T0 + dt.timedelta(hours=25)
     assert _claim(store, "token:1", "k", "another request", later) is None  # free again
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/people/a%00b@example.com", None),
+        ("GET", "/api/v1/tasks?person=a%00b", None),
+        ("POST", "/api/v1/events", {"type": "bounce", "person": "a\u0000@example.com"}),
+        ("DELETE", "/api/v1/suppressions/a%00b@example.com", None),
+    ],
+)
+def test_a_nul_in_a_text_is_refused_not_a_server_error(
+    server: Server, method: str, path: str, body: Any
+) -> None:
+    answer = server.call(method, path, json=body) if body else server.call(method, path)
+    assert answer.status_code < 500, answer.text  # PostgreSQL refuses NUL; SQLite takes it
+    assert server.application.suppressions() == []
+
+
+def test_a_stale_claim_of_an_idempotency_key_is_taken_over(engine: Engine) -> None:
+    from cadence.server.idempotency import STALE, _claim
+    from cadence.server.problems import Problem
+
+    store = engine.store
+    assert _claim(store, "token:1", "k", "r", T0) is None  # the first request died at work
+    with pytest.raises(Problem, match="still at work"):
+        _claim(store, "token:1", "k", "r", T0 + STALE / 2)
+    assert _claim(store, "token:1", "k", "r", T0 + STALE * 2) is None  # taken over once
+    with pytest.raises(Problem, match="still at work"):
+        _claim(store, "token:1", "k", "r", T0 + STALE * 2)

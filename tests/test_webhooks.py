@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,13 +68,14 @@ class Hooks:
         public = SENDGRID_KEY.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        secrets = WebhookSecrets(
+        keys = WebhookSecrets(
             sendgrid_key=base64.b64encode(public).decode(),
             mailgun_key=MAILGUN_KEY,
             postmark=("postmark", "s3cret"),
             ses=SnsVerifier([TOPIC], self.fetch),
         )
-        self.client = TestClient(create_app(self.application, webhooks=secrets))
+        self.hooks_verifier = keys.ses
+        self.client = TestClient(create_app(self.application, webhooks=keys))
         source = (EXAMPLES / "q1-outbound.campaign").read_text()
         templates = {"templates/bump.txt.j2": (EXAMPLES / "templates" / "bump.txt.j2").read_text()}
         campaign = self.application.add_campaign(source, "q1.campaign", templates).identity
@@ -124,13 +126,18 @@ def sendgrid_bounce(event_id: str = "6g4ZI7SA-xmRDv57GoPIPw==", **extra: Any) ->
 
 
 def mailgun(
-    hooks: Hooks, data: dict[str, Any], *, at: dt.datetime = T0, key: str = MAILGUN_KEY
+    hooks: Hooks,
+    data: dict[str, Any],
+    *,
+    at: dt.datetime = T0,
+    key: str = MAILGUN_KEY,
+    token: str | None = None,
+    signature: str | None = None,
 ) -> Any:
-    timestamp, token = (
-        str(int(at.timestamp())),
-        "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0",
-    )
-    signature = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    # Mailgun signs each call with a fresh random token (50 hex characters).
+    timestamp, token = str(int(at.timestamp())), token or secrets.token_hex(25)
+    wanted = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    signature = signature or wanted
     body = {
         "signature": {"timestamp": timestamp, "token": token, "signature": signature},
         "event-data": data,
@@ -292,6 +299,19 @@ def test_mailgun_refuses_a_wrong_signature_and_a_replay(hooks: Hooks) -> None:
     assert hooks.suppressed() == {ADA: "bounced", "bob@example.com": "complained"}
 
 
+def test_a_mailgun_signature_is_taken_once(hooks: Hooks) -> None:
+    token = "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+    assert mailgun(hooks, mailgun_failure("permanent", "e1"), token=token).status_code == 200
+    # The signature covers the token, not the events: the same token with
+    # other events is a replay (someone who saw one call), refused.
+    other = {**mailgun_failure("permanent", "e2"), "recipient": "bob@example.com"}
+    replayed = mailgun(hooks, other, token=token)
+    assert replayed.status_code == 409 and "signature was used before" in replayed.json()["detail"]
+    assert hooks.suppressed() == {ADA: "bounced"}
+    odd = mailgun(hooks, mailgun_failure("permanent", "e3"), signature="\u00e9")
+    assert odd.status_code == 401
+
+
 def test_postmark_bounces_complaints_and_subscription_changes(hooks: Hooks) -> None:
     assert postmark(hooks, POSTMARK_BOUNCE).json()["new"] == 1
     assert hooks.suppressed() == {ADA: "bounced"}
@@ -338,6 +358,9 @@ def test_an_sns_subscription_is_confirmed_for_a_configured_topic_only(hooks: Hoo
 @pytest.mark.parametrize(
     "cert",
     [
+        "https://evil.example\\@sns.us-east-1.amazonaws.com/cert.pem",
+        "https://user:1@sns.us-east-1.amazonaws.com/cert.pem",
+        "https://sns.us-east-1.amazonaws.com/cert.pem?n=1",
         "http://sns.us-east-1.amazonaws.com/cert.pem",
         "https://sns.us-east-1.amazonaws.com.evil.example/cert.pem",
         "https://evil.example/sns.us-east-1.amazonaws.com/cert.pem",
@@ -348,6 +371,17 @@ def test_sns_certificates_come_only_from_sns_itself(hooks: Hooks, cert: str) -> 
     answer = sns(hooks, "Notification", {"Message": ses_notification()}, cert=cert)
     assert answer.status_code == 401
     assert hooks.fetched == [] and hooks.suppressed() == {}
+
+
+def test_an_sns_certificate_that_cannot_be_fetched_is_a_refusal(hooks: Hooks) -> None:
+    def unreachable(url: str) -> bytes:
+        raise OSError("connection refused")
+
+    assert hooks.hooks_verifier is not None
+    hooks.hooks_verifier.fetch = unreachable
+    answer = sns(hooks, "Notification", {"Message": ses_notification()})
+    assert answer.status_code == 401 and "cannot be fetched" in answer.json()["detail"]
+    assert hooks.suppressed() == {}
 
 
 def test_a_stale_sns_message_is_refused(hooks: Hooks) -> None:
