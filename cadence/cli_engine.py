@@ -1194,7 +1194,8 @@ def serve(
     from cadence.runtime.store import StoreError
     from cadence.server import process
 
-    config = _config(config_path)
+    found = _config_path(config_path)  # found once: the workers are told the same file
+    config = _config(found)
     database = db or config.db or DEFAULT_DB
     try:  # everything checked here first: one line, not a failure in every worker
         app = process.build(database, config, max_body)
@@ -1214,7 +1215,6 @@ def serve(
         uvicorn.run(app, **options)
         return
     app.state.application.close()
-    found = _config_path(config_path)
     os.environ[process.SETTINGS] = process.settings_for_workers(database, found, max_body)
     uvicorn.run(
         f"{process.__name__}:app_from_environment", factory=True, workers=workers, **options

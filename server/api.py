@@ -342,16 +342,29 @@ async def feed_stream(
         newest = await _call(request, lambda app: app.feed_end())
         start = newest
 
+    return event_stream(request, start, caller, Problem)
+
+
+def event_stream(
+    request: Request,
+    start: int,
+    check: Callable[[Request], Awaitable[object]],
+    refusal: type[Exception],
+) -> StreamingResponse:
+    """The feed after ``start`` as an event stream, for as long as ``check``
+    (the credential's own check, which raises ``refusal``) still passes."""
+
     async def allowed() -> bool:
         try:
-            await caller(request)
-        except Problem:
+            await check(request)
+        except refusal:
             return False
         return True
 
     return StreamingResponse(
         feed_events(request, start, allowed),
         media_type="text/event-stream",
+        # No caching, and no buffering by a proxy in front (nginx): events as they come.
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 

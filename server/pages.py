@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from cadence.errors import CadenceError
-from cadence.server.api import MAX_ID, TaskId, feed_events
+from cadence.server.api import MAX_ID, TaskId, event_stream
 from cadence.service import Application
 from cadence.service.logins import Session, log_in, log_out, session
 
@@ -63,9 +63,16 @@ async def _viewer(request: Request) -> Session:
     return found
 
 
-def _checked(viewer: Session, csrf: str) -> None:
+async def _form_sender(request: Request, csrf: Annotated[str, Form()] = "") -> Session:
+    """Who sent a form (FastAPI dependency): a session, and the session's own
+    CSRF token in the form, or the form is refused."""
+    viewer = await _viewer(request)
     if not hmac.compare_digest(viewer.csrf.encode(), csrf.encode()):
         raise Forbidden
+    return viewer
+
+
+FormSender = Annotated[Session, Depends(_form_sender)]
 
 
 def _page(request: Request, name: str, viewer: Session | None, **context: Any) -> HTMLResponse:
@@ -133,9 +140,7 @@ async def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-    viewer = await _viewer(request)
-    _checked(viewer, csrf)
+async def logout(request: Request, viewer: FormSender) -> Response:
     await run_in_threadpool(log_out, _application(request).engine.store, viewer.cookie)
     answer = RedirectResponse("/login", status_code=303)
     answer.delete_cookie(COOKIE)
@@ -198,12 +203,10 @@ async def task_page(request: Request, task_id: TaskId) -> Response:
 async def send_task(
     request: Request,
     task_id: TaskId,
-    csrf: Annotated[str, Form()] = "",
+    viewer: FormSender,
     subject: Annotated[str, Form(max_length=2000)] = "",
     body: Annotated[str, Form(max_length=1_000_000)] = "",
 ) -> Response:
-    viewer = await _viewer(request)
-    _checked(viewer, csrf)
     # A browser sends a textarea's line ends as CRLF: the text is kept as typed.
     text = body.replace("\r\n", "\n")
     return await _act(
@@ -212,20 +215,12 @@ async def send_task(
 
 
 @router.post("/tasks/{task_id}/complete")
-async def complete_task(
-    request: Request, task_id: TaskId, csrf: Annotated[str, Form()] = ""
-) -> Response:
-    viewer = await _viewer(request)
-    _checked(viewer, csrf)
+async def complete_task(request: Request, task_id: TaskId, viewer: FormSender) -> Response:
     return await _act(request, task_id, "done", lambda app: app.complete_task(task_id))
 
 
 @router.post("/tasks/{task_id}/skip")
-async def skip_task(
-    request: Request, task_id: TaskId, csrf: Annotated[str, Form()] = ""
-) -> Response:
-    viewer = await _viewer(request)
-    _checked(viewer, csrf)
+async def skip_task(request: Request, task_id: TaskId, viewer: FormSender) -> Response:
     return await _act(request, task_id, "skipped", lambda app: app.skip_task(task_id))
 
 
@@ -256,18 +251,7 @@ async def feed_stream(
     last = request.headers.get("last-event-id", "")
     start = int(last) if last.isascii() and last.isdigit() and int(last) <= MAX_ID else after
 
-    async def allowed() -> bool:
-        try:
-            await _viewer(request)
-        except LoginNeeded:
-            return False
-        return True
-
-    return StreamingResponse(
-        feed_events(request, start, allowed),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store"},
-    )
+    return event_stream(request, start, _viewer, LoginNeeded)
 
 
 @router.get("/people")

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from cadence.compiler.compile import compile_source
 from cadence.compiler.ir import identity, shown_identity
 from cadence.errors import CadenceError
+from cadence.reporting.machine import json_rows
 from cadence.runtime import suppression
 from cadence.runtime.classify import Classification
 from cadence.runtime.engine import (
@@ -140,7 +141,7 @@ class Application:
         return Checked(
             ok=result.ok,
             name=result.ir.name if result.ir is not None else None,
-            diagnostics=_diagnostics(result.render("json")),
+            diagnostics=json_rows(result.diagnostics),
         )
 
     def add_campaign(
@@ -150,7 +151,7 @@ class Application:
         version again when it behaves the same); :class:`CampaignInvalid`
         when it has errors."""
         result = compile_source(source, name, template_files=templates or {})
-        found = _diagnostics(result.render("json"))
+        found = json_rows(result.diagnostics)
         if not result.ok or result.ir is None:
             errors = [d for d in found if d["severity"] == "error"]
             first = errors[0]["message"] if errors else "it does not compile"
@@ -324,10 +325,3 @@ def _feed_item(entry: FeedEntry) -> FeedItem:
         id=entry.id, at=entry.at, campaign=entry.campaign_id, person=entry.person,
         event=entry.event, step=entry.step, message=entry.message,
     )  # fmt: skip
-
-
-def _diagnostics(rendered: str) -> list[dict[str, Any]]:
-    import json
-
-    found: list[dict[str, Any]] = json.loads(rendered)["diagnostics"]
-    return found

@@ -19,7 +19,14 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> str:
     """``{"version": 1, "diagnostics": [...]}``, positions 1-based; each
     diagnostic with its ``related`` places and its ``fixes`` (edits that
     replace a span's text; ``safe``: what ``check --fix`` applies)."""
-    rows = [
+    rows = json_rows(diagnostics)
+    return json.dumps({"version": JSON_VERSION, "diagnostics": rows}, indent=2) + "\n"
+
+
+def json_rows(diagnostics: Sequence[Diagnostic]) -> list[dict[str, Any]]:
+    """The diagnostics as the JSON format lists them (for an answer that
+    carries them inside its own JSON)."""
+    return [
         {
             "severity": d.severity.value,
             "code": d.code,
@@ -42,7 +49,6 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> str:
         }
         for d in diagnostics
     ]
-    return json.dumps({"version": JSON_VERSION, "diagnostics": rows}, indent=2) + "\n"
 
 
 def _where(span: Span) -> dict[str, Any]:
