@@ -277,6 +277,17 @@ def task() -> None:
     """Act on a task of the command center: send, complete or skip it."""
 
 
+def _body_from(body_file: str | None) -> str | None:
+    if not body_file:
+        return None
+    try:
+        return Path(body_file).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{body_file}: not UTF-8 text")
+    except OSError as error:
+        _fail(f"{body_file}: {error.strerror or error}")
+
+
 @task.command(name="send")
 @click.argument("task_id", type=click.IntRange(1, 2**62))
 @click.option("--subject", help="The subject as sent (default: the prefilled one).")
@@ -286,21 +297,50 @@ def task() -> None:
 def task_send(
     task_id: int, subject: str | None, body_file: str | None, at_text: str, db: str
 ) -> None:
-    """Record that a person sent email task TASK_ID (with their edits)."""
+    """Record that a person sent email task TASK_ID themselves, from their own
+    mail program (with their edits). For cadence to send it: `task schedule`."""
     from cadence.service import Application
 
     at = _instant(at_text)
-    body = None
-    if body_file:
-        try:
-            body = Path(body_file).read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            _fail(f"{body_file}: not UTF-8 text")
-        except OSError as error:
-            _fail(f"{body_file}: {error.strerror or error}")
+    body = _body_from(body_file)
     with _engine(db) as engine:
         Application(engine, lambda: at).send_task(task_id, subject=subject, body=body)
     click.echo(f"task {task_id} sent", err=True)
+
+
+@task.command(name="schedule")
+@click.argument("task_id", type=click.IntRange(1, 2**62))
+@click.option("--subject", help="The subject to send (default: the prefilled one).")
+@click.option("--body-file", type=click.Path(dir_okay=False), help="The body to send.")
+@click.option(
+    "--send-at",
+    "send_at",
+    default="now",
+    show_default=True,
+    help="When cadence sends it: ISO 8601 (no offset: the recipient's time), or now.",
+)
+@_db_option
+def task_schedule(
+    task_id: int, subject: str | None, body_file: str | None, send_at: str, db: str
+) -> None:
+    """Have cadence send email task TASK_ID (the dispatcher delivers it): now,
+    or at --send-at; the steps after it wait until it is sent."""
+    from cadence.service import Application
+
+    when = None
+    if send_at.strip().lower() != "now":
+        try:
+            when = dt.datetime.fromisoformat(send_at.strip())
+        except ValueError:
+            _fail(f"{send_at!r} is not an ISO 8601 time, like 2026-03-02T09:00")
+    body = _body_from(body_file)
+    with _engine(db) as engine:
+        now = dt.datetime.now(dt.UTC)
+        goes = Application(engine, lambda: now).schedule_task(
+            task_id, subject=subject, body=body, when=when
+        )
+    said = "now" if goes == now else f"at {goes:%Y-%m-%d %H:%M}Z"
+    click.echo(f"task {task_id} goes {said} (with the next `cadence run`)", err=True)
 
 
 def _close_command(name: str, done: str, help: str) -> click.Command:
@@ -1216,9 +1256,18 @@ def serve(
         return
     app.state.application.close()
     os.environ[process.SETTINGS] = process.settings_for_workers(database, found, max_body)
-    uvicorn.run(
+    try:
+        listener = process.listening_socket(host, port)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+    from uvicorn.supervisors import Multiprocess
+
+    settings = uvicorn.Config(
         f"{process.__name__}:app_from_environment", factory=True, workers=workers, **options
     )
+    click.echo(f"cadence: serving on http://{host}:{port} with {workers} workers", err=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the workers stop, and so does serve
+        Multiprocess(settings, sockets=[listener]).run()
 
 
 def _config_path(path: str | None) -> str | None:

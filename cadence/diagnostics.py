@@ -15,6 +15,9 @@ from cadence.span import Span
 
 
 class Severity(StrEnum):
+    """How bad a diagnostic is: an error stops the build; a warning stops it
+    only with `--warnings-as-errors`; an info never does."""
+
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"

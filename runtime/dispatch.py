@@ -423,18 +423,26 @@ class Dispatcher:
         sent = {row["step"]: row for row in history if row["status"] == "sent"}
         replied = sent.get(send.thread or "") if send.thread else None
         planned = [_as_action(send.person, row) for row in history]
-        this = _rendered(renderer, fields, planned, send.step)
+        own = history[-1]
+        # An email task a person had cadence send: their text, as edited
+        # (threaded, and quoting the email it replies to, as any follow-up).
+        typed = (own["subject"], own["body"]) if own["kind"] == "email_task" else None
+        if typed is not None and typed[1] is None:
+            typed = None
         if send.thread and replied is None:
             # The email it replies to was never sent: a new thread, no quote, and
             # that email's subject as it would have been (without "Re:").
             alone = [_without_thread(a) if a.step == send.step else a for a in planned]
-            bare = _rendered(renderer, fields, alone, send.step)
+            bare = _rendered(renderer, fields, alone, send.step, typed)
             previous = _rendered(renderer, fields, planned, send.thread)
             this = dataclasses.replace(bare, subject=bare.subject or previous.subject)
-        elif replied is not None and replied["subject"] and not _own_subject(ir, send.step):
-            # The thread's subject is what the person received: a task email's
-            # edited subject (the quote below still comes from the template, §5).
-            this = dataclasses.replace(this, subject=f"Re: {replied['subject']}")
+        else:
+            this = _rendered(renderer, fields, planned, send.step, typed)
+            own_subject = bool(typed[0]) if typed else _own_subject(ir, send.step)
+            if replied is not None and replied["subject"] and not own_subject:
+                # The thread's subject is what the person received: a task email's
+                # edited subject (the quote below still comes from the template, §5).
+                this = dataclasses.replace(this, subject=f"Re: {replied['subject']}")
         # Headers are stored folded (runtime/outgoing.py): the same bytes as
         # setting them, without parsing each one twice per email.
         message = EmailMessage()
@@ -474,6 +482,7 @@ class Dispatcher:
                 actions.c.sent_at,
                 actions.c.message_id,
                 actions.c.subject,
+                actions.c.body,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
             .where(actions.c.enrollment_id.in_({send.enrollment_id for send in sends}))
@@ -497,15 +506,20 @@ class Dispatcher:
 
 
 def _rendered(
-    renderer: Renderer, fields: dict[str, Any], planned: list[Action], step: str
+    renderer: Renderer,
+    fields: dict[str, Any],
+    planned: list[Action],
+    step: str,
+    typed: tuple[str | None, str] | None = None,
 ) -> Action:
     """``step`` rendered, with the emails it replies to (for its quote): only
-    the thread, so a send never fails for another step's template."""
+    the thread, so a send never fails for another step's template. ``typed``:
+    its subject and body as a person wrote them."""
     by_step = {action.step: action for action in planned}
     chain = [by_step[step]]
     while chain[-1].thread and chain[-1].thread in by_step:
         chain.append(by_step[chain[-1].thread])
-    rendered = renderer.render(fields, chain[::-1])
+    rendered = renderer.render(fields, chain[::-1], typed)
     if isinstance(rendered, str):
         raise ValueError(rendered)
     return rendered[-1]

@@ -53,6 +53,16 @@ OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
     "failed",
     "cancelled",
 )
+# A task not closed yet: open, or an email task a person had cadence send
+# (pending, then claimed while it is delivered). Later steps wait for it (§6).
+_UNCLOSED_TASK = (OPEN, PENDING, CLAIMED)
+SCHEDULE_AHEAD = dt.timedelta(days=366)  # the furthest a person may schedule an email task
+# Steps still to come whose time the campaign's rules set: pending sends and
+# open tasks. Not an email task a person scheduled (a task, yet pending): its
+# time is theirs, and a pause, a resume or a new version leaves it as it is.
+BY_THE_RULES = or_(
+    actions.c.status == OPEN, and_(actions.c.status == PENDING, actions.c.is_task.is_(False))
+)
 # A send whose dispatcher stopped while delivering it, for a person no longer
 # active: it may have been delivered. A dispatcher whose transport can tell
 # (the outbox) settles it as sent or cancelled.
@@ -179,6 +189,7 @@ class Task:
     kind: str
     due_date: dt.date
     status: str
+    zone: str | None = None  # the person's, as their enrollment counts time
 
 
 @dataclass(frozen=True)
@@ -501,7 +512,6 @@ class Engine:
         queued = exists().where(
             earlier.c.enrollment_id == actions.c.enrollment_id,
             earlier.c.position < actions.c.position,
-            earlier.c.is_task.is_(False),
             earlier.c.status.in_([PENDING, CLAIMED]),
             or_(earlier.c.due_at <= now, earlier.c.step == actions.c.thread),
         )
@@ -523,7 +533,7 @@ class Engine:
             .where(
                 enrollments.c.status == "active",
                 enrollments.c.paused_until.is_(None),  # resumed (and moved) by the sweep
-                actions.c.is_task.is_(False),
+                # No task test: a task is pending only once a person had cadence send it.
                 ready,
                 ~blocked,
                 ~queued,
@@ -672,7 +682,6 @@ class Engine:
                 enrollments.c.mailbox.is_not(None),
                 enrollments.c.mailbox.not_in(mailboxes),
                 actions.c.status == PENDING,
-                actions.c.is_task.is_(False),
                 actions.c.due_at <= now,
             )
             .group_by(enrollments.c.mailbox)
@@ -773,6 +782,10 @@ class Engine:
                 keep.append(send)
                 continue
             hours = f"{behind.total_seconds() / 3600:.0f} hours late"
+            if late.action == "skip" and self._is_task(connection, send.action_id):
+                # A person's own email is not skipped for them: it is theirs again.
+                self._reopen(connection, send.action_id, send, now, f"{hours} (late = skip)")
+                continue
             if late.action == "skip":
                 values: dict[str, Any] = {"status": CANCELLED, "closed_at": now}
                 message = f"send `{send.step}` skipped: {hours} (late = skip)"
@@ -1096,6 +1109,13 @@ class Engine:
                     connection, row, at, "cancelled", f"send `{row.step}` cancelled: {row.reason}"
                 )
                 return
+            if row.is_task and retry_at is None:
+                # A person's email task cadence could not send: theirs again (it
+                # still holds what follows, §6), with the reason.
+                self._reopen(
+                    connection, action_id, row, at, f"delivery failed: {error}", error=error
+                )
+                return
             status, event = (PENDING, "retry") if retry_at else (FAILED, "failed")
             connection.execute(
                 update(actions)
@@ -1160,6 +1180,107 @@ class Engine:
     def skip_task(self, task_id: int, at: dt.datetime) -> None:
         self._close_task(task_id, "skipped", at)
 
+    def schedule_task(
+        self, task_id: int, subject: str, body: str, when: dt.datetime | None, at: dt.datetime
+    ) -> dt.datetime:
+        """A person had cadence send email task ``task_id`` (with their edits):
+        at ``when`` (without a zone: in the person's), or at once when that is
+        none or not later than ``at`` (now). The
+        task becomes a send the dispatcher delivers, its text as edited; the
+        steps after it wait until it is sent (semantics §6), and emails that
+        take its time of day get ``when``'s (§4.4). Returns when it goes."""
+        problem = header_problem(subject)
+        if problem is not None:
+            raise EngineError(f"the subject holds {problem}; nothing was changed")
+        with self.store.transaction() as connection:
+            row = self._open_task(connection, task_id)
+            if row.kind != "email_task":
+                raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
+            where = zone(row.zone) or UTC_ZONE
+            try:
+                due = at if when is None else max(_instant_of(when, where), at)
+            except (OverflowError, ValueError):  # beyond what a datetime holds in UTC
+                early = when is not None and when.year == dt.MINYEAR
+                due = at if early else dt.datetime.max.replace(tzinfo=UTC)
+            if due - at > SCHEDULE_AHEAD:
+                raise EngineError(
+                    f"task {task_id}: a send is scheduled at most {SCHEDULE_AHEAD.days} days ahead"
+                )
+            connection.execute(
+                update(actions)
+                .where(actions.c.id == task_id)
+                .values(
+                    status=PENDING,
+                    due_at=due,
+                    due_date=due.astimezone(where).date(),
+                    subject=subject,
+                    body=body,
+                )
+            )
+            said = "now" if due == at else f"at {due.astimezone(where):%Y-%m-%d %H:%M %Z}"
+            _announce(connection, row, at, "task_scheduled", f"email task `{row.step}` goes {said}")
+            self._time_waiting_sends(connection, row, due)
+        return due
+
+    def _reopen(
+        self,
+        connection: Connection,
+        action_id: int,
+        row: Any,
+        at: dt.datetime,
+        why: str,
+        *,
+        error: str | None = None,
+    ) -> None:
+        """A scheduled email task cadence did not send: open again for a person
+        (``row``: its campaign, enrollment, person and step)."""
+        connection.execute(
+            update(actions)
+            .where(actions.c.id == action_id)
+            .values(
+                status=OPEN, due_at=None, retry_at=None, claimed_by=None, lease_until=None,
+                error=error,
+            )
+        )  # fmt: skip
+        _announce(
+            connection, row, at, "task_reopened", f"email task `{row.step}` is open again: {why}"
+        )
+
+    def _is_task(self, connection: Connection, action_id: int) -> bool:
+        found = connection.execute(select(actions.c.is_task).where(actions.c.id == action_id))
+        return bool(found.scalar_one())
+
+    def _open_task(self, connection: Connection, task_id: int) -> Any:
+        """Task ``task_id``, locked, if a person may act on it now."""
+        row = self._action(connection, task_id, missing=f"no task {task_id}", lock=True)
+        if not row.is_task:
+            raise EngineError(f"{task_id} is a send, not a task")
+        if row.status in (PENDING, CLAIMED):
+            raise EngineError(f"task {task_id} is scheduled already: cadence sends it")
+        if row.status != OPEN:
+            raise EngineError(f"task {task_id} is already {row.status}")
+        if row.paused_until is not None:
+            raise EngineError(
+                f"{row.person} is paused until {row.paused_until:%Y-%m-%d}: "
+                "resume them first (`cadence resume`)"
+            )
+        waiting = connection.execute(
+            select(actions.c.id, actions.c.step)
+            .where(
+                actions.c.enrollment_id == row.enrollment_id,
+                actions.c.position < row.position,
+                actions.c.is_task.is_(True),
+                actions.c.status.in_(_UNCLOSED_TASK),
+            )
+            .order_by(actions.c.position)
+        ).first()
+        if waiting is not None:
+            raise EngineError(
+                f"task {task_id} waits for task {waiting.id} (`{waiting.step}`): "
+                "close that one first (tasks are done in order: docs/semantics.md §6)"
+            )
+        return row
+
     def _close_task(
         self,
         task_id: int,
@@ -1170,26 +1291,7 @@ class Engine:
         body: str | None = None,
     ) -> None:
         with self.store.transaction() as connection:
-            row = self._action(connection, task_id, missing=f"no task {task_id}", lock=True)
-            if not row.is_task:
-                raise EngineError(f"{task_id} is a send, not a task")
-            if row.status != OPEN:
-                raise EngineError(f"task {task_id} is already {row.status}")
-            waiting = connection.execute(
-                select(actions.c.id, actions.c.step)
-                .where(
-                    actions.c.enrollment_id == row.enrollment_id,
-                    actions.c.position < row.position,
-                    actions.c.is_task.is_(True),
-                    actions.c.status == OPEN,
-                )
-                .order_by(actions.c.position)
-            ).first()
-            if waiting is not None:
-                raise EngineError(
-                    f"task {task_id} waits for task {waiting.id} (`{waiting.step}`): "
-                    "close that one first (tasks are done in order: docs/semantics.md §6)"
-                )
+            row = self._open_task(connection, task_id)
             if status == SENT and row.kind != "email_task":
                 raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
             values: dict[str, Any] = {"status": status, "closed_at": at}
@@ -1384,10 +1486,7 @@ class Engine:
         where = zone(row.zone) or UTC_ZONE
         left = connection.execute(
             select(actions.c.id, actions.c.due_date, actions.c.due_at)
-            .where(
-                actions.c.enrollment_id == enrollment_id,
-                actions.c.status.in_([PENDING, OPEN]),
-            )
+            .where(actions.c.enrollment_id == enrollment_id, BY_THE_RULES)
             .order_by(actions.c.position)
         ).all()
         connection.execute(
@@ -1649,6 +1748,7 @@ class Engine:
                 enrollments.c.zone,
                 enrollments.c.status.label("enrollment_status"),
                 enrollments.c.reason,
+                enrollments.c.paused_until,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
             .where(actions.c.id == action_id)
@@ -1848,7 +1948,6 @@ _HOLD_LATER = (
         actions.c.position > select(_THIS.c.position).where(
             _THIS.c.id == bindparam("b_id")).scalar_subquery(),
         actions.c.status == PENDING,
-        actions.c.is_task.is_(False),
         actions.c.due_at < bindparam("b_due"),
     )
     .values(due_at=bindparam("b_due"))
@@ -1858,7 +1957,6 @@ _EARLIER_DUE = select(func.max(_EARLIER.c.due_at)).where(
     _EARLIER.c.enrollment_id == _THIS.c.enrollment_id,
     _EARLIER.c.position < _THIS.c.position,
     _EARLIER.c.status == PENDING,
-    _EARLIER.c.is_task.is_(False),
 )
 _ASSIGN = (
     update(enrollments)
@@ -1894,7 +1992,7 @@ def _earlier_open_task() -> Any:
         earlier.c.enrollment_id == actions.c.enrollment_id,
         earlier.c.position < actions.c.position,
         earlier.c.is_task.is_(True),
-        earlier.c.status == OPEN,
+        earlier.c.status.in_(_UNCLOSED_TASK),
     )
 
 
@@ -1909,6 +2007,7 @@ _OPEN_TASKS = (
         actions.c.kind,
         actions.c.due_date,
         actions.c.status,
+        enrollments.c.zone,
     )
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(
@@ -2025,6 +2124,13 @@ def _cancel_claimed(connection: Connection, send: DueSend, row: Any, at: dt.date
     ).rowcount
     if cancelled:
         _announce(connection, row, at, "cancelled", f"send `{row.step}` cancelled: {row.reason}")
+
+
+def _instant_of(when: dt.datetime, where: Any) -> dt.datetime:
+    """``when`` in UTC; without a zone, as a wall clock time in ``where``."""
+    if when.tzinfo is None:
+        return place(when.date(), when.time(), where).utc
+    return when.astimezone(UTC)
 
 
 def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, message: str) -> None:

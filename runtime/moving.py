@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, literal, null, or_, select, update
+from sqlalchemy import Connection, bindparam, literal, null, select, update
 
 from cadence.compiler.ir import Campaign, shown_identity
 from cadence.runtime.calendar import UTC_ZONE, zone
 from cadence.runtime.engine import (
+    BY_THE_RULES,
     CANCELLED,
     CLAIMED,
     OPEN,
@@ -38,7 +39,6 @@ from cadence.runtime.schema import UTCDateTime, actions, campaigns, enrollments,
 from cadence.runtime.store import insert_rows
 
 MOVE_BATCH = 1000  # people per transaction
-_LEFT = (PENDING, OPEN)
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,7 @@ class _Order:
 
     def reached(self, old: list[Any]) -> int:
         """The place of the last step the person already had (-1: none)."""
-        places = [self.place.get(a.step, -1) for a in old if a.status not in _LEFT]
+        places = [self.place.get(a.step, -1) for a in old if _had(a)]
         return max(places, default=-1)
 
 
@@ -325,7 +325,7 @@ def _refusal(old: list[Any], new: _Order, reached: int) -> str | None:
     if CLAIMED in statuses or UNCONFIRMED in statuses:
         return "a send of theirs is being delivered right now; try again in a while"
     for action in old:
-        if action.status in _LEFT and new.place.get(action.step, reached) < reached:
+        if _left(action) and new.place.get(action.step, reached) < reached:
             return (
                 f"`{action.step}` would come before `{new.steps[reached]}`, which they already "
                 "had (that would move them backwards)"
@@ -354,7 +354,7 @@ def _compare(
     for index, action in enumerate(new):
         place = by_step.get(action.step)
         stored = None if place is None else old[place]
-        if stored is not None and stored.status in _LEFT and stored.is_task != _is_task(action):
+        if stored is not None and _left(stored) and stored.is_task != _is_task(action):
             # An email that became a task, or a task an email: a new step.
             changes.append(StepChange("-", action.step, f"cancelled (now {action.kind})"))
             outcome.cancels.append(by_step[action.step])
@@ -364,7 +364,7 @@ def _compare(
                 changes.append(StepChange("+", action.step, _when(action, where)))
                 outcome.inserts.append((index, action))
             continue
-        if stored.status not in _LEFT:
+        if not _left(stored):
             if stored.position != index:
                 outcome.positions.append((place, index))
             continue
@@ -375,9 +375,21 @@ def _compare(
         if _differs(stored, index, action, due, due_date):
             outcome.updates.append((place, _values(index, action, due, due_date)))
     for place, action in enumerate(old):
-        if action.step not in order.place and action.status in _LEFT:
+        if action.step not in order.place and _left(action):
             changes.append(StepChange("-", action.step, "cancelled"))
             outcome.cancels.append(place)
+
+
+def _left(stored: Any) -> bool:
+    """Still to come by the campaign's rules: a pending send or an open task.
+    An email task a person had cadence send (pending, yet a task) is neither
+    this nor had: it is theirs, and stays as they scheduled it."""
+    return bool(stored.status == OPEN or (stored.status == PENDING and not stored.is_task))
+
+
+def _had(stored: Any) -> bool:
+    """A step the person already had: sent, closed or cancelled."""
+    return not _left(stored) and not (stored.is_task and stored.status == PENDING)
 
 
 def _is_task(action: Action) -> bool:
@@ -386,7 +398,7 @@ def _is_task(action: Action) -> bool:
 
 def _last_done(old: list[Any]) -> dt.datetime | None:
     """When the person's last finished step happened."""
-    times = [a.sent_at or a.closed_at or a.due_at for a in old if a.status not in _LEFT]
+    times = [a.sent_at or a.closed_at or a.due_at for a in old if _had(a)]
     return max((when for when in times if when is not None), default=None)
 
 
@@ -502,14 +514,12 @@ class _Writes:
             return [old[place].id for _, old in members]
 
         for place, values in outcome.updates:
-            connection.execute(_BY_IDS.values(**values), {"b_ids": ids(place)})
+            connection.execute(_BY_IDS.where(BY_THE_RULES).values(**values), {"b_ids": ids(place)})
         for place, index in outcome.positions:
             connection.execute(_BY_IDS.values(position=index), {"b_ids": ids(place)})
         for place in outcome.cancels:
             connection.execute(
-                _BY_IDS.where(actions.c.status.in_(_LEFT)).values(
-                    status=CANCELLED, closed_at=self.now
-                ),
+                _BY_IDS.where(BY_THE_RULES).values(status=CANCELLED, closed_at=self.now),
                 {"b_ids": ids(place)},
             )
         insert_rows(connection, actions, [
@@ -584,12 +594,7 @@ class _RowWrites:
         if self.cancels:
             connection.execute(
                 update(actions)
-                .where(
-                    actions.c.id == bindparam("b_id"),
-                    or_(
-                        actions.c.status == PENDING, actions.c.status == OPEN
-                    ),  # executemany: no IN
-                )
+                .where(actions.c.id == bindparam("b_id"), BY_THE_RULES)
                 .values(status=CANCELLED, closed_at=now),
                 self.cancels,
             )
@@ -610,9 +615,11 @@ def _insert(enrollment_id: int, index: int, action: Action) -> dict[str, Any]:
 
 
 _BY_IDS = update(actions).where(actions.c.id.in_(bindparam("b_ids", expanding=True)))
+# Writes that retime or cancel touch a step only while the campaign's rules
+# still set its time: a person may have scheduled it since it was read.
 _UPDATE = (
     update(actions)
-    .where(actions.c.id == bindparam("b_id"))
+    .where(actions.c.id == bindparam("b_id"), BY_THE_RULES)
     .values(
         position=bindparam("b_position"), day=bindparam("b_day"), kind=bindparam("b_kind"),
         due_at=bindparam("b_due_at"), due_date=bindparam("b_due_date"),

@@ -49,20 +49,21 @@ class CampaignOverview(BaseModel):
     versions: list[VersionOverview]
 
 
-def campaign_overviews(store: Store) -> list[CampaignOverview]:
-    """Every campaign, by name, with its versions in order."""
+def campaign_overviews(store: Store, identity: str | None = None) -> list[CampaignOverview]:
+    """Every campaign, by name, with its versions in order (with
+    ``identity``: that campaign's only, counting only its people)."""
     left = exists().where(actions.c.enrollment_id == enrollments.c.id, actions.c.status.in_(_LEFT))
     is_active = enrollments.c.status == "active"
-    counts = (
-        select(
-            enrollments.c.campaign_id,
-            func.sum(case((is_active & left, 1), else_=0)).label("active"),
-            func.sum(case((is_active & ~left, 1), else_=0)).label("finished"),
-            func.sum(case((~is_active, 1), else_=0)).label("ended"),
-        )
-        .group_by(enrollments.c.campaign_id)
-        .subquery()
-    )
+    counts = select(
+        enrollments.c.campaign_id,
+        func.sum(case((is_active & left, 1), else_=0)).label("active"),
+        func.sum(case((is_active & ~left, 1), else_=0)).label("finished"),
+        func.sum(case((~is_active, 1), else_=0)).label("ended"),
+    ).group_by(enrollments.c.campaign_id)
+    if identity is not None:
+        keys = select(campaigns.c.id).where(campaigns.c.identity == identity)
+        counts = counts.where(enrollments.c.campaign_id.in_(keys))
+    counts = counts.subquery()
     query = (
         select(
             campaigns.c.id,
@@ -78,6 +79,8 @@ def campaign_overviews(store: Store) -> list[CampaignOverview]:
         .outerjoin(counts, counts.c.campaign_id == campaigns.c.id)
         .order_by(campaigns.c.identity, campaigns.c.version, campaigns.c.created_at)
     )
+    if identity is not None:
+        query = query.where(campaigns.c.identity == identity)
     grouped: dict[str, list[VersionOverview]] = {}
     with store.read() as connection:
         for row in connection.execute(query):

@@ -44,6 +44,8 @@ class Person:
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
+    """A row a campaign cannot take: its line in the input, and why."""
+
     line: int
     message: str
 

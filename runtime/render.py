@@ -46,14 +46,22 @@ class Renderer:
     def context(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         return {**fields, "sender": self.sender, "campaign": self.campaign}
 
-    def render(self, fields: Mapping[str, Any], actions: list[Action]) -> list[Action] | str:
-        """The actions with subject and body, or what went wrong."""
+    def render(
+        self,
+        fields: Mapping[str, Any],
+        actions: list[Action],
+        typed: tuple[str | None, str] | None = None,
+    ) -> list[Action] | str:
+        """The actions with subject and body, or what went wrong. ``typed``:
+        the last action's subject and body as a person wrote them (an email
+        task): used instead of its templates, still threaded and quoted."""
         context = self.context(fields)
         done: dict[str, Action] = {}
         out = []
-        for action in actions:
+        for number, action in enumerate(actions, start=1):
+            own = typed if number == len(actions) else None
             try:
-                subject, body = self._texts(action, context, done)
+                subject, body = self._texts(action, context, done, own)
             except RenderError as error:
                 return f"cannot render step `{action.step}`: {error}"
             rendered = dataclasses.replace(action, subject=subject, body=body)
@@ -73,15 +81,22 @@ class Renderer:
         return found
 
     def _texts(
-        self, action: Action, context: dict[str, Any], done: dict[str, Action]
+        self,
+        action: Action,
+        context: dict[str, Any],
+        done: dict[str, Action],
+        typed: tuple[str | None, str] | None = None,
     ) -> tuple[str | None, str | None]:
-        kind = self.kinds[action.step]
-        subject = self._render(action.step, _SUBJECT.get(kind), context)
-        body = self._render(action.step, _BODY.get(kind), context)
+        if typed is not None:  # (its step may be gone from a later version)
+            subject, body = typed[0] or None, typed[1]
+        else:
+            kind = self.kinds[action.step]
+            subject = self._render(action.step, _SUBJECT.get(kind), context)
+            body = self._render(action.step, _BODY.get(kind), context)
         previous = done.get(action.thread) if action.thread else None
         if previous is not None:
             if subject is None and previous.subject is not None:
-                subject = _reply_subject(previous.subject)
+                subject = reply_subject(previous.subject)
             body = _with_quote(body or "", previous, self.sender)
         problem = header_problem(subject) if subject is not None else None
         if problem is not None:
@@ -106,7 +121,7 @@ class Renderer:
         return found
 
 
-def _reply_subject(subject: str) -> str:
+def reply_subject(subject: str) -> str:
     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
 
 

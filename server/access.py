@@ -21,7 +21,7 @@ from cadence.service.credentials import Principal, digest, verify_token
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 BELIEVED = 5.0  # seconds
 _KEPT = 1000  # tokens believed at once, at most
-_believed: dict[str, tuple[Principal, float]] = {}
+Believed = dict[str, tuple[Principal, float]]  # each app's own: app.state.believed
 
 
 async def caller(request: Request) -> Principal:
@@ -43,7 +43,8 @@ async def caller(request: Request) -> Principal:
 
 async def _verified(request: Request, token: str) -> Principal | None:
     key = digest(token)
-    kept = _believed.get(key)
+    believed: Believed = request.app.state.believed
+    kept = believed.get(key)
     if kept is not None and time.monotonic() - kept[1] < BELIEVED:
         return kept[0]
     application: Application = request.app.state.application
@@ -51,7 +52,7 @@ async def _verified(request: Request, token: str) -> Principal | None:
         verify_token, application.engine.store, token, application.clock()
     )
     if found is not None:
-        if len(_believed) >= _KEPT:
-            _believed.clear()
-        _believed[key] = (found, time.monotonic())
+        if len(believed) >= _KEPT:
+            believed.clear()
+        believed[key] = (found, time.monotonic())
     return found

@@ -285,9 +285,40 @@ async def get_task(request: Request, task_id: TaskId) -> TaskView:
     return await _call(request, lambda app: app.task(task_id))
 
 
+class Scheduling(TaskEdits):
+    at: dt.datetime | None = Field(
+        None,
+        description="when cadence sends it (ISO 8601; without an offset: the recipient's time); "
+        "none or past: now",
+    )
+
+
+class Scheduled(BaseModel):
+    id: int
+    at: dt.datetime = Field(description="when it goes (UTC)")
+
+
+@router.post("/tasks/{task_id}/schedule", response_model=Scheduled)
+async def schedule_task(
+    request: Request, task_id: TaskId, wanted: Scheduling | None = None
+) -> Scheduled:
+    """cadence sends an email task for the person: now, or at `at`, with their
+    edits or as prefilled. The steps after it wait until it is sent."""
+    wanted = wanted or Scheduling()
+    at = await _call(
+        request,
+        lambda app: app.schedule_task(
+            task_id, subject=wanted.subject, body=wanted.body, when=wanted.at
+        ),
+    )
+    return Scheduled(id=task_id, at=at)
+
+
 @router.post("/tasks/{task_id}/send", status_code=204)
 async def send_task(request: Request, task_id: TaskId, edits: TaskEdits | None = None) -> Response:
-    """A person sent an email task: with their edits, or as prefilled."""
+    """A person sent an email task themselves (from their own mail program):
+    record it, with their edits or as prefilled. For cadence to send it, see
+    `schedule`."""
     edits = edits or TaskEdits()
     await _call(request, lambda app: app.send_task(task_id, subject=edits.subject, body=edits.body))
     return Response(status_code=204)

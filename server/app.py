@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from cadence import __version__
 from cadence.server import api, pages, problems
 from cadence.server.limits import DEFAULT_MAX_BODY, RequestLimits
+from cadence.server.throttle import LoginThrottle
 from cadence.server.webhooks import WebhookSecrets
 from cadence.server.webhooks import router as webhooks_router
 from cadence.service import Application
@@ -34,6 +35,8 @@ def create_app(
     app.state.feed_poll = feed_poll
     app.state.stream_recheck = stream_recheck
     app.state.webhooks = webhooks or WebhookSecrets()
+    app.state.login_throttle = LoginThrottle()
+    app.state.believed = {}  # API tokens found good lately (cadence.server.access)
     problems.install(app)
     pages.install(app)
     app.add_middleware(RequestLimits, max_body=max_body)

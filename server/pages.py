@@ -10,8 +10,11 @@ to the login page.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import hmac
+import json
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cadence.errors import CadenceError
 from cadence.server.api import MAX_ID, TaskId, event_stream
+from cadence.server.throttle import LoginThrottle
 from cadence.service import Application
 from cadence.service.logins import Session, log_in, log_out, session
 
@@ -32,6 +36,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 COOKIE = "cadence_session"
 LOGIN_COOKIE = "cadence_login"  # the login form's CSRF token, before there is a session
+FLASH = "cadence_said"  # what the next page says once: "Task 5 done.", or a problem
+MAX_FLASH = 1000  # characters of it (a cookie holds about 4 KB)
 KIND_NAMES = {
     "email_task": "Email",
     "call": "Call",
@@ -60,6 +66,7 @@ async def _viewer(request: Request) -> Session:
     found = await run_in_threadpool(session, application.engine.store, cookie, application.clock())
     if found is None:
         raise LoginNeeded
+    request.state.viewer = found
     return found
 
 
@@ -76,21 +83,53 @@ FormSender = Annotated[Session, Depends(_form_sender)]
 
 
 def _page(request: Request, name: str, viewer: Session | None, **context: Any) -> HTMLResponse:
+    said = _flash(request)
     context.update(
         viewer=viewer.principal if viewer else None,
         csrf=context.get("csrf") or (viewer.csrf if viewer else ""),
         kind_names=KIND_NAMES,
-        notice=request.query_params.get("notice"),
-        problem=context.get("problem") or request.query_params.get("problem"),
+        notice=said.get("notice"),
+        problem=context.get("problem") or said.get("problem"),
     )
-    return templates.TemplateResponse(
+    page = templates.TemplateResponse(
         request, name, context, status_code=context.pop("http_status", 200)
     )
+    if FLASH in request.cookies:
+        page.delete_cookie(FLASH)  # said once
+    return page
 
 
-def _back(path: str, **message: str) -> RedirectResponse:
-    query = "&".join(f"{key}={quote(value)}" for key, value in message.items())
-    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+def _back(request: Request, path: str, **message: str) -> RedirectResponse:
+    """To ``path``, which then says ``message`` (a notice or a problem) once.
+    The message rides in a cookie signed with the viewer's session secret,
+    never in the address: neither a link from elsewhere nor a cookie planted
+    by another site can make a page say what it likes."""
+    answer = RedirectResponse(path, status_code=303)
+    viewer: Session | None = getattr(request.state, "viewer", None)
+    if message and viewer is not None:
+        text = json.dumps({k: v[:MAX_FLASH] for k, v in message.items()})
+        payload = base64.urlsafe_b64encode(text.encode()).decode()
+        answer.set_cookie(
+            FLASH, f"{payload}.{_signature(viewer, payload)}", max_age=60, httponly=True,
+            samesite="strict", secure=_secure(request),
+        )  # fmt: skip
+    return answer
+
+
+def _flash(request: Request) -> dict[str, str]:
+    """What the page was sent here to say, if the viewer's session signed it."""
+    viewer: Session | None = getattr(request.state, "viewer", None)
+    payload, _, signature = request.cookies.get(FLASH, "").partition(".")
+    if viewer is None or not hmac.compare_digest(
+        signature.encode(), _signature(viewer, payload).encode()
+    ):
+        return {}
+    said = json.loads(base64.urlsafe_b64decode(payload.encode()))
+    return {k: v for k, v in said.items() if k in ("notice", "problem") and isinstance(v, str)}
+
+
+def _signature(viewer: Session, payload: str) -> str:
+    return hmac.new(viewer.csrf.encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
 def _safe_next(target: str) -> str:
@@ -122,6 +161,16 @@ async def login(
     if not expected or not hmac.compare_digest(expected.encode(), csrf.encode()):
         raise Forbidden
     application = _application(request)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else ""
+    wait = throttle.attempt(address, name)  # counted as failed until it succeeds
+    if wait > 0:
+        minutes = max(1, round(wait / 60))
+        page = _page(request, "login.html", None, csrf=csrf, next=_safe_next(next),
+                     problem=f"Too many failed logins from here: try again in {minutes} "
+                     f"minute{'s' if minutes > 1 else ''}.", http_status=429)  # fmt: skip
+        page.headers["Retry-After"] = str(int(wait) + 1)
+        return page
     found = await run_in_threadpool(
         log_in, application.engine.store, name, password, application.clock()
     )
@@ -129,6 +178,7 @@ async def login(
         page = _page(request, "login.html", None, csrf=csrf, next=_safe_next(next),
                      problem="That name and password do not match.", http_status=401)  # fmt: skip
         return page
+    throttle.succeeded(address, name)
     answer = RedirectResponse(_safe_next(next), status_code=303)
     # Max-Age, not Expires: relative to the browser's clock, whatever the server's says.
     lasts = int((found.expires_at - application.clock()).total_seconds())
@@ -195,7 +245,8 @@ async def task_page(request: Request, task_id: TaskId) -> Response:
     try:
         found = await run_in_threadpool(_application(request).task, task_id)
     except CadenceError as error:
-        return _back("/tasks", problem=str(error))
+        # Sent back here by a refused form: its reason says more than "no open task".
+        return _back(request, "/tasks", problem=_flash(request).get("problem") or str(error))
     return _page(request, "task.html", viewer, section="tasks", task=found)
 
 
@@ -206,12 +257,39 @@ async def send_task(
     viewer: FormSender,
     subject: Annotated[str, Form(max_length=2000)] = "",
     body: Annotated[str, Form(max_length=1_000_000)] = "",
+    action: Annotated[str, Form(max_length=20)] = "now",
+    send_at: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
+    """The compose view's buttons: cadence sends it now, or at ``send_at``
+    (the recipient's time), or the person sent it themselves (record it)."""
     # A browser sends a textarea's line ends as CRLF: the text is kept as typed.
     text = body.replace("\r\n", "\n")
-    return await _act(
-        request, task_id, "sent", lambda app: app.send_task(task_id, subject=subject, body=text)
-    )
+    if action == "record":
+        return await _act(
+            request, task_id, "recorded as sent",
+            lambda app: app.send_task(task_id, subject=subject, body=text),
+        )  # fmt: skip
+    if action not in ("now", "schedule"):
+        return _back(
+            request, f"/tasks/{task_id}", problem=f"{action!r} is not something a task does."
+        )
+    when = None
+    if action == "schedule":
+        try:
+            when = dt.datetime.fromisoformat(send_at.strip())
+        except ValueError:
+            return _back(
+                request, f"/tasks/{task_id}", problem="Choose a day and time to send it at."
+            )
+    application = _application(request)
+    try:
+        due = await run_in_threadpool(
+            lambda: application.schedule_task(task_id, subject=subject, body=text, when=when)
+        )
+    except CadenceError as error:
+        return _back(request, f"/tasks/{task_id}", problem=str(error))
+    said = "goes now" if when is None else f"goes at {due:%Y-%m-%d %H:%M} UTC"
+    return _back(request, "/tasks", notice=f"Task {task_id} {said}.")
 
 
 @router.post("/tasks/{task_id}/complete")
@@ -229,8 +307,8 @@ async def _act(request: Request, task_id: int, done: str, work: Any) -> Response
     try:
         await run_in_threadpool(work, application)
     except CadenceError as error:
-        return _back(f"/tasks/{task_id}", problem=str(error))
-    return _back("/tasks", notice=f"Task {task_id} {done}.")
+        return _back(request, f"/tasks/{task_id}", problem=str(error))
+    return _back(request, "/tasks", notice=f"Task {task_id} {done}.")
 
 
 # ---- the feed and people -------------------------------------------------------------------
@@ -262,7 +340,7 @@ async def person_page(
     try:
         status = await run_in_threadpool(_application(request).status, email.strip())
     except CadenceError as error:
-        return _back("/tasks", problem=str(error))
+        return _back(request, "/tasks", problem=str(error))
     return _page(request, "person.html", viewer, status=status)
 
 

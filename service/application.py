@@ -129,11 +129,10 @@ class Application:
 
     def campaign(self, text: str) -> CampaignOverview:
         """One campaign, by its `id`, its name, or a version's key (or prefix)."""
-        wanted = shown_identity(self.engine.find_campaign(text))
-        found = next((c for c in self.campaigns() if c.id == wanted), None)
-        if found is None:
+        found = campaign_overviews(self.engine.store, self.engine.find_campaign(text))
+        if not found:
             raise NotFound(f"no campaign matches {text!r}")
-        return found
+        return found[0]
 
     def check(self, source: str, name: str, templates: Mapping[str, str] | None = None) -> Checked:
         """Check a campaign's source (its template files given as text)."""
@@ -282,16 +281,35 @@ class Application:
     def send_task(
         self, task_id: int, *, subject: str | None = None, body: str | None = None
     ) -> None:
-        """A person sent email task ``task_id``: with their edits, or as
-        prefilled (a task that cannot be sent is refused by the engine,
+        """A person sent email task ``task_id`` themselves: with their edits,
+        or as prefilled (a task that cannot be sent is refused by the engine,
         which says why: closed, waiting for another, not an email)."""
-        found = self.engine.open_tasks(task_id=task_id)
-        prefilled = self.task_views.views(found)[0] if found else None
-        if subject is None:
-            subject = prefilled.subject if prefilled is not None else None
-        if body is None:
-            body = prefilled.body if prefilled is not None else None
-        self.engine.send_task(task_id, subject or "", body or "", self.clock())
+        subject, body = self._edited(task_id, subject, body)
+        self.engine.send_task(task_id, subject, body, self.clock())
+
+    def schedule_task(
+        self,
+        task_id: int,
+        *,
+        subject: str | None = None,
+        body: str | None = None,
+        when: dt.datetime | None = None,
+    ) -> dt.datetime:
+        """cadence sends email task ``task_id`` for the person: now, or at
+        ``when`` (without a zone: in the recipient's), with their edits or
+        as prefilled. Returns when it goes (UTC)."""
+        subject, body = self._edited(task_id, subject, body)
+        return self.engine.schedule_task(task_id, subject, body, when, self.clock())
+
+    def _edited(self, task_id: int, subject: str | None, body: str | None) -> tuple[str, str]:
+        """The texts as edited, the prefilled ones where there is no edit."""
+        if subject is None or body is None:
+            found = self.engine.open_tasks(task_id=task_id)
+            prefilled = self.task_views.views(found)[0] if found else None
+            if prefilled is not None:
+                subject = prefilled.subject if subject is None else subject
+                body = prefilled.body if body is None else body
+        return subject or "", body or ""
 
     def complete_task(self, task_id: int) -> None:
         self.engine.complete_task(task_id, self.clock())

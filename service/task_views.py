@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, Task
-from cadence.runtime.render import Renderer
+from cadence.runtime.render import Renderer, reply_subject
 from cadence.templating import RenderError
 
 PHONE_FIELDS = ("phone", "phone_number", "mobile", "mobile_phone", "telephone")
@@ -26,6 +26,7 @@ class TaskView(BaseModel):
     step: str
     kind: str  # email_task | call | inmail | custom
     due_date: dt.date
+    zone: str | None = None  # the person's: a time given for them counts in it
     name: str | None = None
     company: str | None = None
     phone: str | None = None
@@ -61,14 +62,18 @@ class TaskViews:
             "step": task.step,
             "kind": task.kind,
             "due_date": task.due_date,
+            "zone": task.zone,
             "name": _name(fields),
             "company": _first(fields, ("company",)),
             "phone": _first(fields, PHONE_FIELDS),
         }
         if task.kind == "email_task":
             view["to"] = task.person
+        renderer = self._renderer(task.campaign_id, ir)
         try:
-            view.update(self._renderer(task.campaign_id, ir).texts(task.step, fields))
+            view.update(renderer.texts(task.step, fields))
+            if task.kind == "email_task" and "subject" not in view:
+                view["subject"] = _thread_subject(renderer, ir, task.step, fields)
         except RenderError as error:
             view["problem"] = f"cannot render: {error}"
         return TaskView(**view)
@@ -77,6 +82,23 @@ class TaskViews:
         if key not in self._renderers:  # a version never changes: its renderer is kept
             self._renderers[key] = Renderer(ir, {})
         return self._renderers[key]
+
+
+def _thread_subject(
+    renderer: Renderer, ir: Campaign, step: str, fields: dict[str, Any]
+) -> str | None:
+    """A follow-up without a subject of its own: "Re: " and the subject of the
+    email its thread began with (as the dispatcher would send it)."""
+    steps = {s.id: s for s in ir.steps}
+    seen = {step}
+    replied = steps[step].reply_to
+    while replied is not None and replied not in seen:
+        seen.add(replied)
+        subject = renderer.texts(replied, fields).get("subject")
+        if subject:
+            return reply_subject(subject)
+        replied = steps[replied].reply_to
+    return None
 
 
 def _name(fields: dict[str, Any]) -> str | None:

@@ -212,3 +212,33 @@ def test_the_application_opens_a_database_by_its_name(tmp_path: Path) -> None:
         assert application.campaigns() == []
     finally:
         application.close()
+
+
+def test_one_campaign_is_counted_as_in_the_list_of_all(app: tuple[Application, Clock]) -> None:
+    application, _ = app
+    first = _added(application)
+    application.add_campaign(SOURCE.replace("09:30", "10:30"), "q1.campaign", TEMPLATES)
+    other = application.add_campaign(
+        SOURCE.replace('campaign "Q1 Outbound', 'campaign "Other'), "o.campaign", TEMPLATES
+    ).identity
+    application.enroll(first, [ADA], start="2026-01-05T09:00")
+    application.enroll(other, [ADA, {**ADA, "email": "bo@example.com"}], start="2026-01-05T09:00")
+    every = {overview.id: overview for overview in application.campaigns()}
+    assert len(every) == 2
+    for identity in every:
+        assert application.campaign(identity) == every[identity]
+    assert [v.active for v in application.campaign(first).versions] == [0, 1]
+
+
+def test_a_follow_up_email_task_is_prefilled_with_its_threads_subject(
+    app: tuple[Application, Clock],
+) -> None:
+    application, _ = app
+    source = """campaign "F" {
+  day 1 { email intro { send choose subject "Hi {{ first_name }}" body "Hello" } }
+  day 2 { email nudge { send task follow up body "Nudge" } }
+}"""
+    campaign = application.add_campaign(source, "f.campaign").identity
+    application.enroll(campaign, [ADA], start="2026-01-05T14:00")
+    [task] = application.tasks()
+    assert (task.subject, task.body) == ("Re: Hi Ada", "Nudge")

@@ -1,8 +1,8 @@
 """The command center in a real headless browser (Debian's chromium, driven
-by selenium): log in, open an email task, edit the body, send it, see it in
-the live feed — which shows new entries by itself — and check that the
-follow-up the dispatcher then sends quotes the template, not the edit
-(docs/semantics.md §5)."""
+by selenium): log in, open an email task, edit the body, have cadence send
+it, see it in the live feed — which shows new entries by itself — and check
+that the dispatcher sends the edit, and that the follow-up it sends after
+quotes the template, not the edit (docs/semantics.md §5)."""
 
 from __future__ import annotations
 
@@ -128,13 +128,17 @@ def test_an_email_task_edited_and_sent_in_the_browser(
         assert body.get_attribute("value") == "Template text for Ada"
         body.clear()
         body.send_keys("Edited by hand in the browser")
-        browser.find_element(By.CSS_SELECTOR, "form.compose button[type=submit]").click()  # type: ignore[attr-defined]
+        browser.find_element(By.CSS_SELECTOR, "form.compose button[value=now]").click()  # type: ignore[attr-defined]
         notice = wait.until(shown.presence_of_element_located((By.CSS_SELECTOR, ".notice")))
-        assert "sent" in notice.text
+        assert "goes now" in notice.text
+        browser.refresh()  # type: ignore[attr-defined]
+        # Said once: the notice is gone, and nothing rides in the address.
+        assert browser.find_elements(By.CSS_SELECTOR, ".notice") == []  # type: ignore[attr-defined]
+        assert browser.current_url == url + "/tasks"  # type: ignore[attr-defined]
 
         browser.get(url + "/feed")  # type: ignore[attr-defined]
         feed = wait.until(shown.presence_of_element_located((By.ID, "feed")))
-        assert "task `intro` sent" in feed.text
+        assert "email task `intro` goes now" in feed.text
         # The page adds what happens next by itself.
         application.enroll(
             "Browser", [{"email": "bob@example.com", "first_name": "Bob"}], start="2026-01-05T09:00"
@@ -146,17 +150,24 @@ def test_an_email_task_edited_and_sent_in_the_browser(
     finally:
         browser.quit()  # type: ignore[attr-defined]
 
-    # The follow-up, sent by the dispatcher the next day, quotes the template.
+    # cadence sends the edited email; the follow-up, the next day, quotes the template.
     outbox = tmp_path / "outbox"
     database = str(application.engine.store.engine.url.database)
-    done = subprocess.run(
-        [sys.executable, "-m", "cadence", "run", "--db", database, "--outbox", str(outbox),
-         "--now", "2026-01-06T10:05:00+00:00"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    [sent] = [email.message_from_bytes(p.read_bytes()) for p in outbox.glob("*.eml")]
-    assert sent["To"] == "ada@example.com" and sent["Subject"] == "Re: Hello Ada"
-    text = sent.get_payload(decode=True).decode()  # type: ignore[union-attr]
+    for now in ("2026-01-05T09:00:30+00:00", "2026-01-06T10:05:00+00:00"):
+        done = subprocess.run(
+            [sys.executable, "-m", "cadence", "run", "--db", database, "--outbox", str(outbox),
+             "--now", now],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    sent = {m["Subject"]: m for m in (email.message_from_bytes(p.read_bytes())
+                                      for p in outbox.glob("*.eml"))}  # fmt: skip
+    assert sorted(sent) == ["Hello Ada", "Re: Hello Ada"]
+    edited = sent["Hello Ada"].get_payload(decode=True).decode()  # type: ignore[union-attr]
+    assert edited.strip() == "Edited by hand in the browser"
+    follow_up = sent["Re: Hello Ada"]
+    assert follow_up["To"] == "ada@example.com"
+    assert follow_up["In-Reply-To"] == sent["Hello Ada"]["Message-ID"]
+    text = follow_up.get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert "Just checking in" in text and "> Template text for Ada" in text
     assert "Edited by hand" not in text

@@ -169,3 +169,70 @@ def test_throttle_waits_for_room_in_the_window() -> None:
         throttle.wait()
         clock[0] += 1.0
     assert waited == [8.0, 8.0]
+
+
+TASK_SOURCE = """campaign "Task email" {
+  timezone "Europe/Stockholm"
+  requires first_name
+  day 1 {
+    email intro { send task subject "Hi {{ first_name }}" body "Template for {{ first_name }}" }
+  }
+  day 2 {
+    email bump { send with previous follow up body "Bumping, {{ first_name }}." }
+  }
+}
+"""
+
+
+def test_an_email_task_cadence_sends_arrives_as_edited_and_its_follow_up_quotes_the_template(
+    engine: Engine, smtp: tuple[Inbox, int]
+) -> None:
+    ir = compile_source(TASK_SOURCE, "task.campaign").ir
+    assert ir is not None
+    engine.enroll(ir, [{"email": "bo@example.com", "first_name": "Bo"}], T0, now=T0)
+    [task] = [t for t in engine.open_tasks() if t.person == "bo@example.com"]
+    # 14:30 in Stockholm (no zone given: the recipient's) is 13:30 UTC.
+    goes = engine.schedule_task(task.id, "Hi Bo, edited", "Typed by hand",
+                                dt.datetime(2026, 1, 5, 14, 30), T0)  # fmt: skip
+    assert goes == dt.datetime(2026, 1, 5, 13, 30, tzinfo=dt.UTC)
+    inbox, port = smtp
+    dispatcher = Dispatcher(engine, SmtpTransport("127.0.0.1", port), SENDER)
+    assert dispatcher.run_once(T0).sent == 1  # Ada's intro; Bo's email waits for its time
+    assert dispatcher.run_once(goes).sent == 1
+    # The aligned follow-up takes the time of day the person chose (§4.4): 14:30 on day 2.
+    assert dispatcher.run_once(goes + DAY - dt.timedelta(minutes=1)).sent == 1  # Ada's bump
+    assert dispatcher.run_once(goes + DAY).sent == 1
+    _, edited, _, bump = inbox.messages
+    assert edited["To"] == "bo@example.com" and edited["Subject"] == "Hi Bo, edited"
+    assert edited.get_content().strip() == "Typed by hand"
+    assert bump["Subject"] == "Re: Hi Bo, edited" and bump["In-Reply-To"] == edited["Message-ID"]
+    body = bump.get_content().replace("\r\n", "\n")
+    assert "> Template for Bo" in body and "Typed by hand" not in body
+
+
+FOLLOW_TASK = """campaign "Follow task" {
+  timezone "UTC"
+  day 1 { email intro { send choose subject "Hi {{ first_name }}" body "Hello {{ first_name }}" } }
+  day 2 { email nudge { send task follow up body "Template nudge" } }
+}
+"""
+
+
+def test_a_follow_up_task_email_cadence_sends_keeps_the_thread_and_quotes_it(
+    engine: Engine, smtp: tuple[Inbox, int]
+) -> None:
+    ir = compile_source(FOLLOW_TASK, "follow.campaign").ir
+    assert ir is not None
+    engine.enroll(ir, [{"email": "cy@example.com", "first_name": "Cy"}], T0, now=T0)
+    inbox, port = smtp
+    dispatcher = Dispatcher(engine, SmtpTransport("127.0.0.1", port), SENDER)
+    assert dispatcher.run_once(T0).sent == 2  # both intros
+    [task] = [t for t in engine.open_tasks() if t.person == "cy@example.com"]
+    # No subject given (the prefilled one is empty): the thread's.
+    engine.schedule_task(task.id, "", "Typed nudge", None, T0 + DAY)
+    assert dispatcher.run_once(T0 + DAY).sent == 2  # Ada's bump, and Cy's nudge
+    intro, nudge = [m for m in inbox.messages if m["To"] == "cy@example.com"]
+    assert nudge["Subject"] == "Re: Hi Cy" and nudge["In-Reply-To"] == intro["Message-ID"]
+    body = nudge.get_content().replace("\r\n", "\n")
+    assert body.startswith("Typed nudge\n\nOn Mon, 05 Jan 2026") and "> Hello Cy" in body
+    assert "Template nudge" not in body

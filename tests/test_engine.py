@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, select, text
 
 from cadence.compiler import compile_source
 from cadence.compiler.ir import Campaign
-from cadence.runtime.engine import Engine, EngineError, PastStart
+from cadence.runtime.engine import Engine, EngineError, LatePolicy, PastStart
 from cadence.runtime.migrations import LATEST, SchemaError
 from cadence.runtime.schema import actions, schema_version
 from cadence.runtime.store import Store
@@ -222,6 +222,130 @@ def test_task_errors_change_nothing(engine: Engine) -> None:
     with pytest.raises(EngineError, match="not active"):
         engine.reply("nobody@example.com", T0)
     assert len(engine.feed()) == before
+
+
+def _personal_ready(engine: Engine) -> int:
+    """Ada enrolled, her call done: her `personal` email task is open."""
+    engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
+    ring = next(t for t in engine.open_tasks() if t.step == "ring")
+    engine.complete_task(ring.id, T0)
+    return next(t.id for t in engine.open_tasks() if t.step == "personal")
+
+
+def _deliver(engine: Engine, now: dt.datetime) -> list[str]:
+    """What a dispatcher sends at ``now`` (steps, in order)."""
+    sent = []
+    while due := engine.claim(now):
+        for send in due:
+            engine.mark_sent(send, f"<{send.action_id}@example.com>", now)
+            sent.append(send.step)
+    return sent
+
+
+def test_an_email_task_cadence_sends_goes_at_its_time_and_holds_what_follows(
+    engine: Engine,
+) -> None:
+    personal = _personal_ready(engine)
+    assert _deliver(engine, T0 + DAY) == ["intro", "second"]
+    when = dt.datetime(2026, 1, 8, 9, 30, tzinfo=dt.UTC)  # day 4: after `aligned`'s own day
+    assert engine.schedule_task(personal, "Edited", "Edited body", when, T0 + DAY) == when
+    assert engine.open_tasks() == []
+    with engine.store.read() as connection:
+        due = dict(connection.execute(select(actions.c.step, actions.c.due_at)).all())
+    assert due["personal"] == when
+    assert due["aligned"] == when  # its time of day; its day has passed by then (§4.4)
+    # Nothing goes before it (§6), then it and what waited, in campaign order.
+    assert _deliver(engine, when - dt.timedelta(minutes=1)) == []
+    assert _deliver(engine, when) == ["personal", "aligned"]
+    said = [e.message for e in engine.feed() if e.event == "task_scheduled"]
+    assert said == ["email task `personal` goes at 2026-01-08 09:30 UTC"]
+
+
+def test_an_email_task_scheduled_in_the_past_or_without_a_time_goes_now(engine: Engine) -> None:
+    personal = _personal_ready(engine)
+    now = T0 + DAY
+    assert engine.schedule_task(personal, "s", "b", T0, now) == now
+    messages = [e.message for e in engine.feed() if e.event == "task_scheduled"]
+    assert messages == ["email task `personal` goes now"]
+
+
+def test_scheduling_what_cannot_be_scheduled_changes_nothing(engine: Engine) -> None:
+    engine.enroll(compiled(), PEOPLE[:1], T0, now=T0)
+    ring = next(t for t in engine.open_tasks() if t.step == "ring")
+    with pytest.raises(EngineError, match="only email tasks are sent"):
+        engine.schedule_task(ring.id, "s", "b", None, T0)
+    with engine.store.read() as connection:
+        personal = connection.execute(
+            select(actions.c.id).where(actions.c.step == "personal")
+        ).scalar_one()
+    with pytest.raises(EngineError, match="waits for task"):
+        engine.schedule_task(personal, "s", "b", None, T0)
+    engine.complete_task(ring.id, T0)
+    with pytest.raises(EngineError, match="at most 366 days ahead"):
+        engine.schedule_task(personal, "s", "b", T0 + 400 * DAY, T0)
+    with pytest.raises(EngineError, match="the subject holds"):
+        engine.schedule_task(personal, "two\nlines", "b", None, T0)
+    before = len(engine.feed())
+    engine.schedule_task(personal, "s", "b", None, T0)
+    with pytest.raises(EngineError, match="scheduled already"):
+        engine.schedule_task(personal, "s", "b", None, T0)
+    with pytest.raises(EngineError, match="scheduled already"):
+        engine.send_task(personal, "s", "b", T0)
+    assert len(engine.feed()) == before + 1
+
+
+def test_a_reply_cancels_an_email_task_that_was_to_go_later(engine: Engine) -> None:
+    personal = _personal_ready(engine)
+    engine.schedule_task(personal, "s", "b", T0 + 3 * DAY, T0)
+    engine.reply("ada@example.com", T0 + HOUR)
+    assert _deliver(engine, T0 + 10 * DAY) == []
+    assert ("cancelled", "personal") in [(e.event, e.step) for e in engine.feed()]
+
+
+def test_a_paused_persons_email_task_is_not_sent(engine: Engine) -> None:
+    personal = _personal_ready(engine)
+    engine.pause("ada@example.com", dt.date(2026, 1, 12), T0, reason="away")
+    for act in (
+        lambda: engine.schedule_task(personal, "s", "b", None, T0),
+        lambda: engine.send_task(personal, "s", "b", T0),
+    ):
+        with pytest.raises(EngineError, match="paused until 2026-01-12: resume them first"):
+            act()
+
+
+def test_a_resume_leaves_an_email_task_where_the_person_scheduled_it(engine: Engine) -> None:
+    personal = _personal_ready(engine)
+    when = dt.datetime(2026, 1, 20, 9, 30, tzinfo=dt.UTC)
+    engine.schedule_task(personal, "s", "b", when, T0)
+    engine.pause("ada@example.com", dt.date(2026, 1, 12), T0 + DAY, reason="away")
+    engine.resume("ada@example.com", dt.datetime(2026, 1, 12, 8, tzinfo=dt.UTC))
+    with engine.store.read() as connection:
+        row = connection.execute(
+            select(actions.c.due_at, actions.c.due_date).where(actions.c.step == "personal")
+        ).one()
+    assert (row.due_at, row.due_date) == (when, dt.date(2026, 1, 20))
+
+
+def test_an_email_task_cadence_cannot_deliver_is_the_persons_again(engine: Engine) -> None:
+    personal = _personal_ready(engine)
+    _deliver(engine, T0 + DAY)
+    engine.schedule_task(personal, "s", "b", None, T0 + DAY)
+    [send] = engine.claim(T0 + DAY)
+    engine.mark_failed(send, "550 no such user", T0 + DAY)
+    assert [t.id for t in engine.open_tasks()] == [personal]
+    # It holds what follows again (§6): `aligned` waits for it.
+    assert _deliver(engine, T0 + 10 * DAY) == []
+    said = [e.message for e in engine.feed() if e.event == "task_reopened"]
+    assert said == ["email task `personal` is open again: delivery failed: 550 no such user"]
+
+
+def test_a_late_skip_gives_a_scheduled_email_task_back_instead(engine: Engine) -> None:
+    personal = _personal_ready(engine)
+    _deliver(engine, T0 + DAY)
+    engine.schedule_task(personal, "s", "b", None, T0 + DAY)
+    late = LatePolicy(after=dt.timedelta(hours=2), action="skip")
+    assert engine.claim(T0 + 2 * DAY, late=late) == []
+    assert [t.id for t in engine.open_tasks()] == [personal]
 
 
 def test_reply_ends_the_enrollment_and_cancels_what_is_pending(engine: Engine) -> None:

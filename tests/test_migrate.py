@@ -249,3 +249,43 @@ def test_moving_a_crowd_at_once_matches_moving_each_person_alone(kind: str, tmp_
     assert {row[2] for row in expected if len(row) == 3} == {
         "moved from version 1: 1 step(s) changed, 1 added, 1 cancelled"
     }
+
+
+def test_an_email_task_a_person_scheduled_stays_as_they_scheduled_it(engine: Engine) -> None:
+    with_task = V1.replace(
+        'call ring { notes "Call" }', 'email ring { send task subject "R" body "R" }'
+    )
+    engine.enroll(ir(with_task), [{"email": "ann@a.example"}], T0, now=T0)
+    [ring] = [t for t in engine.open_tasks() if t.step == "ring"]
+    when = dt.datetime(2026, 12, 9, 16, 45, tzinfo=dt.UTC)
+    engine.schedule_task(ring.id, "Edited", "By hand", when, T0)
+    # The next version drops the step and moves the rest: the person's email still goes.
+    edited = with_task.replace('    email ring { send task subject "R" body "R" }\n', "")
+    engine.enroll(ir(edited.replace("send at 09:00 follow", "send at 10:15 follow")), [], T0,
+                  now=T0)  # fmt: skip
+    report = move_people(engine, "Q1", 2, T0)
+    assert report.moves[0].problem is None
+    steps = steps_of(engine, "ann@a.example")
+    assert steps["ring"] == ("pending", "09 16:45")
+    assert steps["bump"] == ("pending", "09 10:15")
+
+
+def test_a_scheduled_email_task_neither_blocks_a_move_nor_hides_new_steps(
+    engine: Engine,
+) -> None:
+    with_task = V1.replace(
+        'call ring { notes "Call" }', 'email ring { send task subject "R" body "R" }'
+    )
+    engine.enroll(ir(with_task), [{"email": "ann@a.example"}], T0, now=T0)
+    [ring] = [t for t in engine.open_tasks() if t.step == "ring"]
+    engine.schedule_task(ring.id, "Edited", "By hand", T0 + dt.timedelta(days=13), T0)
+    # Version 2 adds a step after `ring`, while `intro` (before it) is still pending.
+    extra = with_task.replace(
+        "  day 5", '  day 4 { email extra { send at 09:00 subject "PS" body "PS" } }\n  day 5'
+    )
+    engine.enroll(ir(extra), [], T0, now=T0)
+    report = move_people(engine, "Q1", 2, T0)
+    assert report.moves[0].problem is None
+    steps = steps_of(engine, "ann@a.example")
+    assert steps["extra"] == ("pending", "10 09:00")
+    assert steps["ring"] == ("pending", "20 08:00")

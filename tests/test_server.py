@@ -158,6 +158,7 @@ ROUTES = [
     ("GET", "/api/v1/tasks"),
     ("GET", "/api/v1/tasks/{task_id}"),
     ("POST", "/api/v1/tasks/{task_id}/send"),
+    ("POST", "/api/v1/tasks/{task_id}/schedule"),
     ("POST", "/api/v1/tasks/{task_id}/complete"),
     ("POST", "/api/v1/tasks/{task_id}/skip"),
     ("GET", "/api/v1/feed"),
@@ -248,6 +249,8 @@ def test_every_route_is_in_the_openapi_document(server: Server) -> None:
         ("GET", "/api/v1/feed", {"params": {"after": 2**31}}, 422, "invalid-input"),
         ("GET", "/api/v1/tasks", {"params": {"offset": 2**70}}, 422, "invalid-input"),
         ("POST", "/api/v1/tasks/999/complete", {}, 404, "not-found"),
+        ("POST", "/api/v1/tasks/999/schedule", {"json": {"at": "soon"}}, 422, "invalid-input"),
+        ("POST", "/api/v1/tasks/999/schedule", {"json": {}}, 404, "not-found"),
         ("GET", "/api/v1/tasks", {"params": {"limit": 100000}}, 422, "invalid-input"),
         ("GET", "/api/v1/people/nobody@example.com", {}, 404, "not-found"),
         (
@@ -350,7 +353,8 @@ def test_events_suppressions_and_people(server: Server) -> None:
     assert server.call("DELETE", "/api/v1/suppressions/x@example.com").json() == {"count": 1}
 
 
-def test_an_email_task_is_sent_with_the_edits(server: Server) -> None:
+def _email_task_of_ada(server: Server) -> dict[str, Any]:
+    """Ada enrolled, her tasks before her email task skipped: that task."""
     campaign = server.campaign()
     server.call(
         "POST", f"/api/v1/campaigns/{campaign}/enrollments",
@@ -361,6 +365,11 @@ def test_an_email_task_is_sent_with_the_edits(server: Server) -> None:
     ]:
         assert server.call("POST", f"/api/v1/tasks/{others[0]['id']}/skip").status_code == 204
     [email] = server.call("GET", "/api/v1/tasks", params={"kind": "email_task"}).json()
+    return dict(email)
+
+
+def test_an_email_task_is_sent_with_the_edits(server: Server) -> None:
+    email = _email_task_of_ada(server)
     assert email["subject"] == "One more idea for Acme"
     sent = server.call("POST", f"/api/v1/tasks/{email['id']}/send", json={"body": "By hand"})
     assert sent.status_code == 204
@@ -371,6 +380,22 @@ def test_an_email_task_is_sent_with_the_edits(server: Server) -> None:
     ]
     assert any(step["step"] == "personal" and step["status"] == "sent" for step in history)
     assert json.dumps(history)  # plain JSON all the way down
+
+
+def test_an_email_task_is_scheduled_for_cadence_to_send(server: Server) -> None:
+    email = _email_task_of_ada(server)
+    assert email["zone"] == "America/New_York"
+    path = f"/api/v1/tasks/{email['id']}/schedule"
+    far = server.call("POST", path, json={"at": "2031-01-01T09:00:00Z"})
+    assert "at most 366 days ahead" in _problem(far, 409)["detail"]
+    answer = server.call("POST", path, json={"body": "Edited", "at": "2026-01-20T08:30:00"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"id": email["id"], "at": "2026-01-20T13:30:00Z"}
+    again = server.call("POST", path, json={})
+    assert "scheduled already" in _problem(again, 409)["detail"]
+    assert server.call("GET", "/api/v1/tasks", params={"kind": "email_task"}).json() == []
+    said = [i["message"] for i in server.call("GET", "/api/v1/feed").json()["items"]]
+    assert "email task `personal` goes at 2026-01-20 08:30 EST" in said
 
 
 def test_the_routes_in_the_docs_are_written_from_the_openapi_document() -> None:

@@ -32,7 +32,7 @@ WAIT = 20.0  # seconds a step may take before the test gives up (never reached w
 class Live:
     def __init__(self, engine: Engine) -> None:
         self.application = Application(engine, lambda: T0)
-        app = create_app(self.application, feed_poll=0.02, stream_recheck=0.05)
+        app = self.app = create_app(self.application, feed_poll=0.02, stream_recheck=0.05)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -121,7 +121,6 @@ def test_the_stream_needs_a_token_and_a_read_only_one_may_watch(live: Live) -> N
 
 
 def test_a_stream_ends_when_its_token_is_revoked(live: Live, engine: Engine) -> None:
-    from cadence.server import access
     from cadence.service.credentials import revoke_token
 
     with httpx.stream(
@@ -129,5 +128,5 @@ def test_a_stream_ends_when_its_token_is_revoked(live: Live, engine: Engine) -> 
     ) as stream:
         assert stream.status_code == 200
         revoke_token(engine.store, "wallboard", T0)
-        access._believed.clear()  # as if the few seconds a token is believed had passed
+        live.app.state.believed.clear()  # as if the few seconds a token is believed had passed
         assert list(stream.iter_lines()) in ([], [""], [": still here", ""])  # it ends

@@ -145,7 +145,10 @@ def _field_type(annotation: Any) -> str:
 
 
 def _doc(value: Any) -> str:
-    text = inspect.getdoc(value) or ""
+    # A class's own docstring only: one without inherits its base's (pydantic's
+    # BaseModel, the enum's), which says nothing about cadence.
+    own = value.__dict__.get("__doc__") if isinstance(value, type) else value.__doc__
+    text = inspect.cleandoc(own) if isinstance(own, str) else ""
     text = re.sub(r":(?:class|func|meth|attr|mod|exc):`~?([^`]+)`", r"`\1`", text)
     return text.replace("``", "`") + "\n" if text else ""
 

@@ -62,8 +62,14 @@ def main() -> None:
         IMAGES.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(IMAGES / "tasks.png"))
         email = next(t for t in application.tasks(limit=500) if t.kind == "email_task")
+        browser.set_window_size(1100, 1400)  # the whole compose view, its buttons too
         browser.get(f"{url}/tasks/{email.id}")
+        body = browser.find_element(By.ID, "body")
+        body.clear()  # as a person edits it
+        body.send_keys("Hi Ada,\n\nSaw that Analytical Engines is hiring three platform "
+                       "engineers. Worth 15 minutes next week?\n\nSam")  # fmt: skip
         browser.save_screenshot(str(IMAGES / "compose.png"))
+        browser.set_window_size(1100, 760)
         browser.get(url + "/feed")
         browser.save_screenshot(str(IMAGES / "feed.png"))
         browser.get(url + "/people?email=ada@example.com")
