@@ -54,7 +54,7 @@ def campaign_overviews(store: Store, identity: str | None = None) -> list[Campai
     ``identity``: that campaign's only, counting only its people)."""
     left = exists().where(actions.c.enrollment_id == enrollments.c.id, actions.c.status.in_(_LEFT))
     is_active = enrollments.c.status == "active"
-    counts = select(
+    counting = select(
         enrollments.c.campaign_id,
         func.sum(case((is_active & left, 1), else_=0)).label("active"),
         func.sum(case((is_active & ~left, 1), else_=0)).label("finished"),
@@ -62,8 +62,8 @@ def campaign_overviews(store: Store, identity: str | None = None) -> list[Campai
     ).group_by(enrollments.c.campaign_id)
     if identity is not None:
         keys = select(campaigns.c.id).where(campaigns.c.identity == identity)
-        counts = counts.where(enrollments.c.campaign_id.in_(keys))
-    counts = counts.subquery()
+        counting = counting.where(enrollments.c.campaign_id.in_(keys))
+    counts = counting.subquery()
     query = (
         select(
             campaigns.c.id,

@@ -87,6 +87,8 @@ class Renderer:
         done: dict[str, Action],
         typed: tuple[str | None, str] | None = None,
     ) -> tuple[str | None, str | None]:
+        subject: str | None
+        body: str | None
         if typed is not None:  # (its step may be gone from a later version)
             subject, body = typed[0] or None, typed[1]
         else:
