@@ -109,6 +109,12 @@ C024 = _code("C024", "day-zero", ERROR, "a day number below 1")
 C026 = _code("C026", "day-too-far", ERROR, "a day number beyond what a campaign can reach")
 C025 = _code("C025", "no-steps", ERROR, "a campaign without any step")
 C027 = _code("C027", "bad-campaign-id", ERROR, "a campaign id that cannot identify it")
+C033 = _code("C033", "window-backwards", ERROR, "a sending window that closes before it opens")
+C034 = _code("C034", "window-empty", ERROR, "a sending window that opens and closes at once")
+C035 = _code(
+    "C035", "send-at-outside-window", WARNING, "a `send at` time outside its sending window"
+)
+C036 = _code("C036", "window-on-task", WARNING, "a sending window on an email a person sends")
 # Compile: templates.
 C030 = _code("C030", "template-syntax", ERROR, "a Jinja syntax error in a template")
 C031 = _code("C031", "unknown-template-name", ERROR, "a name a template may not use")

@@ -27,6 +27,11 @@ def describe_step(ir: Campaign, step: Step) -> str:
         lines.append(f"A reply in the thread of `{step.reply_to}`, quoting it.")
     if step.timing is not None and step.timing.note:
         lines.append(f"Note: {step.timing.note}.")
+    if step.window is not None:
+        lines.append(
+            f"Only between {step.window.opens} and {step.window.closes} (its sending window): "
+            "a time outside it waits for the window to open."
+        )
     return "\n\n".join(lines)
 
 

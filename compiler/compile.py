@@ -16,7 +16,7 @@ from cadence import __version__
 from cadence.compiler import ir
 from cadence.compiler.graph import StepGraph, build_graph, edges
 from cadence.compiler.rules import Context, check_rules
-from cadence.compiler.settings import check_settings, resolve_settings
+from cadence.compiler.settings import check_settings, ir_window, resolve_settings
 from cadence.compiler.steps import StepRef, alignments, flatten, send_option
 from cadence.compiler.templates import TemplateChecker, step_templates
 from cadence.compiler.timing import resolve_timings
@@ -132,7 +132,10 @@ def _compile(
         name=campaign.name.value,
         settings=settings,
         person_fields=fields,
-        steps=[_step(refs, ref, timings.get(ref.index), texts[ref.index]) for ref in refs],
+        steps=[
+            _step(refs, ref, timings.get(ref.index), texts[ref.index], settings.send_window)
+            for ref in refs
+        ],
         edges=edges(graph),
     )
     return CompileResult(source.path, sources, diagnostics, compiled, graph)
@@ -156,10 +159,16 @@ _SEND_KINDS: dict[str, ir.SendKind] = {
 
 
 def _step(
-    refs: list[StepRef], ref: StepRef, timing: ir.Timing | None, texts: dict[str, ir.Template]
+    refs: list[StepRef],
+    ref: StepRef,
+    timing: ir.Timing | None,
+    texts: dict[str, ir.Template],
+    window: ir.SendWindow | None,
 ) -> ir.Step:
     option = send_option(ref.step)
     follow_up = isinstance(ref.step, ast.EmailStep) and ref.step.follow_up
+    own = ref.step.window if isinstance(ref.step, ast.EmailStep) else None
+    automatic = option is not None and not isinstance(option, ast.SendTask)
     return ir.Step(
         id=ref.id,
         kind=ref.step.kind,
@@ -169,6 +178,8 @@ def _step(
         timing=timing,
         # The rules made sure a follow-up comes right after an email.
         reply_to=refs[ref.index - 1].id if follow_up else None,
+        # A person sends a task email: only automatic emails keep to a window.
+        window=(ir_window(own) if own is not None else window) if automatic else None,
         span=ref.step.span,
         **texts,
     )

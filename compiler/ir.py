@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from cadence.errors import CadenceError
 from cadence.span import Span
@@ -28,12 +35,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
+class _Grown(_Model):
+    """A model that gained optional fields after version 1 was published:
+    left out when unused, so a campaign that does not use them is written as
+    before and every reader of version 1 reads it."""
+
+    _LATER: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self._LATER:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
+
+
 class SourceFile(_Model):
     path: str
     sha256: str
 
 
-class Settings(_Model):
+class SendWindow(_Model):
+    """When automatic emails may go, in the person's zone: from ``opens`` up to
+    (not at) ``closes`` (docs/semantics.md §4.5)."""
+
+    opens: str = Field(description="HH:MM")
+    closes: str = Field(description="HH:MM, after `opens`")
+
+
+class Settings(_Grown):
+    _LATER = ("send_window",)
+
     id: str | None = Field(
         None, description="the campaign's identity across renames (else its name)"
     )
@@ -46,6 +79,9 @@ class Settings(_Model):
     on_reply: Literal["end", "end_success", "continue"] = "end"
     on_bounce: Literal["remove", "continue"] = "remove"
     requires: list[str] = []
+    send_window: SendWindow | None = Field(
+        None, description="when automatic emails may go (an email's own window overrides it)"
+    )
 
 
 class Template(_Model):
@@ -78,7 +114,9 @@ class Timing(_Model):
     note: str | None = None
 
 
-class Step(_Model):
+class Step(_Grown):
+    _LATER = ("window",)
+
     id: str
     kind: StepKind
     day: int
@@ -86,6 +124,11 @@ class Step(_Model):
     send: SendKind | None = None
     timing: Timing | None = None
     reply_to: str | None = Field(default=None, description="for `follow up`: the step replied to")
+    window: SendWindow | None = Field(
+        default=None,
+        description="an automatic email's sending window: its own `send window`, else the "
+        "campaign's",
+    )
     subject: Template | None = None
     body: Template | None = None
     notes: Template | None = None

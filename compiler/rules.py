@@ -209,6 +209,113 @@ def times_in_range(context: Context) -> Iterator[Diagnostic]:
                 )
 
 
+# ---- sending windows ---------------------------------------------------------------
+
+
+def _windows(context: Context) -> Iterator[ast.SendWindow]:
+    for setting in context.campaign.settings:
+        if isinstance(setting, ast.SendWindow):
+            yield setting
+    for ref in context.refs:
+        if isinstance(ref.step, ast.EmailStep) and ref.step.window is not None:
+            yield ref.step.window
+
+
+def _in_range(time: ast.TimeOfDay) -> bool:
+    return time.hour <= 23 and time.minute <= 59
+
+
+def _minutes(time: ast.TimeOfDay) -> int:
+    return time.hour * 60 + time.minute
+
+
+@rule
+def windows_are_windows(context: Context) -> Iterator[Diagnostic]:
+    for window in _windows(context):
+        times = (window.opens, window.closes)
+        for time in times:
+            if not _in_range(time):
+                yield codes.C019.at(
+                    time.span,
+                    f"`{time}` is not a time of day",
+                    help="times run from 00:00 to 23:59",
+                )
+        if not all(_in_range(time) for time in times):
+            continue
+        if _minutes(window.closes) < _minutes(window.opens):
+            yield codes.C033.at(
+                window.span,
+                f"the sending window closes at {window.closes}, before it opens at {window.opens}",
+                help="a window lies within one day: write it from the earlier time to the later, "
+                "like `send window 08:00-17:30`",
+                fixes=(
+                    replacement(
+                        window.span,
+                        f"send window {window.closes}-{window.opens}",
+                        "swap the times",
+                        safe=False,
+                    ),
+                ),
+            )
+        elif _minutes(window.closes) == _minutes(window.opens):
+            yield codes.C034.at(
+                window.span,
+                f"the sending window opens and closes at {window.opens}: it leaves no time to "
+                "send anything",
+                help="give it room, like `send window 08:00-17:30`",
+            )
+
+
+def _window_of(context: Context, step: ast.EmailStep) -> ast.SendWindow | None:
+    if step.window is not None:
+        return step.window
+    return next((s for s in context.campaign.settings if isinstance(s, ast.SendWindow)), None)
+
+
+def _usable(window: ast.SendWindow) -> bool:
+    times = (window.opens, window.closes)
+    return all(_in_range(t) for t in times) and _minutes(window.opens) < _minutes(window.closes)
+
+
+@rule
+def send_at_inside_window(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        step = ref.step
+        if not isinstance(step, ast.EmailStep) or not isinstance(step.send, ast.SendAt):
+            continue
+        window = _window_of(context, step)
+        time = step.send.time
+        if window is None or not _usable(window) or not _in_range(time):
+            continue
+        if _minutes(time) < _minutes(window.opens):
+            moved = f"it goes at {window.opens}, when the window opens"
+        elif _minutes(time) >= _minutes(window.closes):
+            moved = f"it goes at {window.opens} on the next day that counts"
+        else:
+            continue
+        yield codes.C035.at(
+            time.span,
+            f"`send at {time}` is outside the sending window {window.opens}-{window.closes}: "
+            + moved,
+            help="move the time into the window, or give this email its own `send window`",
+            related=(Related(message="the window", span=window.span),),
+        )
+
+
+@rule
+def window_on_a_task_email(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        step = ref.step
+        if isinstance(step, ast.EmailStep) and isinstance(step.send, ast.SendTask) and step.window:
+            yield codes.C036.at(
+                step.window.span,
+                f"`send window` on `{ref.id}` does nothing: a person sends a task email, "
+                "when they choose",
+                help="remove it",
+                fixes=(replacement(step.window.span, "", "remove `send window`", safe=True),),
+            )
+
+
 @rule
 def with_previous_has_an_email(context: Context) -> Iterator[Diagnostic]:
     for index, alignment in context.aligned.items():

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from functools import cache
 
 from cadence import codes
-from cadence.compiler.ir import HOST_DEPENDENT_ZONES, Settings
+from cadence.compiler.ir import HOST_DEPENDENT_ZONES, SendWindow, Settings
 from cadence.compiler.rules import repeats
 from cadence.diagnostics import Diagnostic, Related, replacement
 from cadence.grammar import ast
@@ -25,6 +25,7 @@ _NAMES = {
     "on_reply": "on reply",
     "on_bounce": "on bounce",
     "requires": "requires",
+    "send_window": "send window",
 }
 
 
@@ -48,7 +49,13 @@ def resolve_settings(campaign: ast.Campaign) -> Settings:
                 values["on_bounce"] = action
             case ast.Requires(fields=fields):
                 values["requires"] = list(dict.fromkeys(f.value for f in fields))
+            case ast.SendWindow():
+                values["send_window"] = ir_window(setting)
     return Settings.model_validate(values)
+
+
+def ir_window(window: ast.SendWindow) -> SendWindow:
+    return SendWindow(opens=str(window.opens), closes=str(window.closes))
 
 
 def check_settings(campaign: ast.Campaign) -> Iterator[Diagnostic]:

@@ -95,8 +95,24 @@ class Requires(Node):
     fields: tuple[Name, ...]
 
 
+class SendWindow(Node):
+    """``send window 08:00-17:30``: when automatic emails may go, in the
+    person's zone (a setting, or an email's own)."""
+
+    kind: Literal["send_window"] = "send_window"
+    opens: TimeOfDay
+    closes: TimeOfDay
+
+
 Setting = Annotated[
-    CampaignKey | Timezone | SkipWeekends | SkipHolidays | OnReply | OnBounce | Requires,
+    CampaignKey
+    | Timezone
+    | SkipWeekends
+    | SkipHolidays
+    | OnReply
+    | OnBounce
+    | Requires
+    | SendWindow,
     Field(discriminator="kind"),
 ]
 
@@ -154,7 +170,7 @@ class Title(Node):
 
 
 EmailItem = Annotated[
-    SendChoose | SendAt | SendTask | SendWithPrevious | FollowUp | Subject | Body,
+    SendChoose | SendAt | SendTask | SendWithPrevious | FollowUp | Subject | Body | SendWindow,
     Field(discriminator="kind"),
 ]
 CustomItem = Annotated[Title | Notes, Field(discriminator="kind")]
@@ -191,6 +207,10 @@ class EmailStep(StepBase):
     @property
     def body(self) -> Body | None:
         return next((i for i in self.items if isinstance(i, Body)), None)
+
+    @property
+    def window(self) -> SendWindow | None:
+        return next((i for i in self.items if isinstance(i, SendWindow)), None)
 
 
 class CallStep(StepBase):

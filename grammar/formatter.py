@@ -140,6 +140,10 @@ def _text_of(prop: ast.Property) -> ast.Text | None:
     return getattr(prop, "text", None)
 
 
+def _window(window: ast.SendWindow) -> str:
+    return f"send window {window.opens}-{window.closes}"
+
+
 def _setting(setting: ast.Setting) -> str:
     match setting:
         case ast.CampaignKey(value=value):
@@ -158,6 +162,8 @@ def _setting(setting: ast.Setting) -> str:
             return f"on bounce {action}"
         case ast.Requires(fields=fields):
             return "requires " + ", ".join(name.value for name in fields)
+        case ast.SendWindow():
+            return _window(setting)
     raise AssertionError(f"unknown setting {setting!r}")
 
 
@@ -173,6 +179,8 @@ def _property(prop: ast.Property, block_indent: str) -> list[str]:
     """The lines of one step property; a block string spans several."""
     if isinstance(prop, ast.SendAt):
         return [f"send at {prop.time}"]
+    if isinstance(prop, ast.SendWindow):
+        return [_window(prop)]
     text = _text_of(prop)
     if text is None:
         return [_KEYWORDS[prop.kind]]

@@ -28,6 +28,8 @@ _WORDS = {
     "AT": "`at HH:MM`",
     "TEMPLATE": '`template "path"`',
     "RECIPIENT": '`recipient else "Zone"`',
+    "WINDOW": "`window HH:MM-HH:MM`",
+    "MINUS": "`-`",
 }
 
 # The order expectations are listed in: as they are written in a file.
@@ -35,20 +37,24 @@ _ORDER = [
     "CAMPAIGN", "ID", "TIMEZONE", "SKIP", "ON", "REQUIRES", "DAY",
     "EMAIL", "CALL", "INMAIL", "CUSTOM",
     "SEND", "FOLLOW", "SUBJECT", "BODY", "NOTES", "MESSAGE", "TITLE",
-    "CHOOSE", "AT", "TASK", "WITH",
+    "CHOOSE", "AT", "TASK", "WITH", "WINDOW",
     "RECIPIENT", "WEEKENDS", "HOLIDAYS", "REPLY", "BOUNCE",
     "END", "SUCCESS", "REMOVE", "CONTINUE",
     "IDENT", "INT", "TIME", "STRING", "LONG_STRING", "TEMPLATE",
-    "COMMA", "LBRACE", "RBRACE", "$END",
+    "MINUS", "COMMA", "LBRACE", "RBRACE", "$END",
 ]  # fmt: skip
 
 SEND_OPTIONS = frozenset({"CHOOSE", "AT", "TASK", "WITH"})
 STEP_KINDS = frozenset({"EMAIL", "CALL", "INMAIL", "CUSTOM"})
 SETTINGS = frozenset({"ID", "TIMEZONE", "SKIP", "ON", "REQUIRES"})
+_SETTING_WORDS = "a setting (`id`, `timezone`, `skip`, `on`, `requires` or `send window`)"
 
 # Phrases for whole expectation sets that read better as one idea.
 _SETS: dict[frozenset[str], str] = {
-    SEND_OPTIONS: "a send option: `choose`, `at HH:MM`, `task` or `with previous`",
+    SEND_OPTIONS | {"WINDOW"}: (
+        "a send option: `choose`, `at HH:MM`, `task` or `with previous` "
+        "(or a sending window: `window HH:MM-HH:MM`)"
+    ),
     frozenset({"END", "CONTINUE"}): "`end`, `end success` or `continue`",
     frozenset({"STRING", "LONG_STRING", "TEMPLATE"}): (
         'a text: a string "…", a """ block or `template "path"`'
@@ -95,7 +101,10 @@ def describe_expected(expected: Collection[str]) -> str:
     if rest >= STEP_KINDS:
         parts.append("a step (`email`, `call`, `inmail` or `custom`)")
         rest -= STEP_KINDS
-    if rest >= SETTINGS:
+    if rest >= SETTINGS | {"SEND"}:  # `send window` is a setting too
+        parts.append(_SETTING_WORDS)
+        rest -= SETTINGS | {"SEND"}
+    elif rest >= SETTINGS:
         parts.append("a setting (`id`, `timezone`, `skip`, `on` or `requires`)")
         rest -= SETTINGS
     parts.extend(keyword_text(t) for t in sorted(rest, key=_rank))

@@ -278,7 +278,14 @@ class _Recovery:
                 f"expected the end of the file, found {found}",
                 help="one `.campaign` file holds one campaign; the campaign's `}` is above",
             )
-        if token.type in messages.SETTINGS and "DAY" in expected:
+        if token.type == "MINUS":  # `follow-up`: a `-` is a token only in `send window`
+            word = _word_around(self.text, token.start_pos or 0)
+            guess = messages.suggest_word(word, self._expected_at_checkpoint())
+            if guess is not None:
+                return codes.P010.at(
+                    span, "unexpected character `-`", help=f"did you mean `{guess}`?"
+                )
+        if (token.type in messages.SETTINGS or token.type == "SEND") and "DAY" in expected:
             return codes.P020.at(
                 span,
                 f"settings come before the first day, found {found}",
@@ -544,6 +551,8 @@ def _help(token: Token, expected: set[str], recent: list[Token]) -> str | None:
         return 'write it in double quotes: `"..."`'
     if token.type == "STRING" and "IDENT" in expected:
         return f"names are written without quotes: {str(token)[1:-1] or 'name'}"
+    if "MINUS" in expected:
+        return "a window is two times with `-` between them: `send window 08:00-17:30`"
     if "TIME" in expected:
         return "write the time as HH:MM on a 24-hour clock, e.g. `09:30`"
     if "INT" in expected:

@@ -226,11 +226,19 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
     def send_choose(self, children: list[Token]) -> ast.SendChoose:
         return ast.SendChoose(span=self._span_of(children))
 
-    def send_at(self, children: list[Token]) -> ast.SendAt:
-        token = children[2]
+    def _time(self, token: Token) -> ast.TimeOfDay:
         hour, minute = str(token).split(":")
-        time = ast.TimeOfDay(span=self._span(token, token), hour=int(hour), minute=int(minute))
-        return ast.SendAt(span=self._span_of(children), time=time)
+        return ast.TimeOfDay(span=self._span(token, token), hour=int(hour), minute=int(minute))
+
+    def send_at(self, children: list[Token]) -> ast.SendAt:
+        return ast.SendAt(span=self._span_of(children), time=self._time(children[2]))
+
+    def send_window(self, children: list[Token]) -> ast.SendWindow:
+        return ast.SendWindow(
+            span=self._span_of(children),
+            opens=self._time(children[2]),
+            closes=self._time(children[4]),
+        )
 
     def send_task(self, children: list[Token]) -> ast.SendTask:
         return ast.SendTask(span=self._span_of(children))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cadence.compiler.ir import HOST_DEPENDENT_ZONES
+from cadence.compiler.ir import HOST_DEPENDENT_ZONES, SendWindow
 
 UTC = dt.UTC
 UTC_ZONE = ZoneInfo("UTC")  # where a person or mailbox without a usable zone lives
@@ -103,3 +103,44 @@ def place(day: dt.date, wall: dt.time, where: ZoneInfo) -> Instant:
             f"(clocks go forward): sent at {local:%H:%M}"
         )
     return Instant(utc, local, note)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sending window (semantics §4.5): from ``opens`` up to, not at, ``closes``."""
+
+    opens: dt.time
+    closes: dt.time
+
+    @classmethod
+    def of(cls, window: SendWindow | None) -> Window | None:
+        if window is None:
+            return None
+        return cls(_wall(window.opens), _wall(window.closes))
+
+    def __str__(self) -> str:
+        return f"{self.opens:%H:%M}-{self.closes:%H:%M}"
+
+
+def _wall(text: str) -> dt.time:
+    hours, _, minutes = text.partition(":")
+    return dt.time(int(hours), int(minutes))
+
+
+def into_window(instant: Instant, window: Window, where: ZoneInfo, days: BusinessDays) -> Instant:
+    """``instant``, or where the window moves it (semantics §4.5): before the
+    window opens, to its opening that day; at or after it closes, to its
+    opening on the next day that counts. The note says which."""
+    local = instant.local
+    wall = local.time().replace(tzinfo=None)
+    if window.opens <= wall < window.closes:
+        return instant
+    if wall < window.opens:
+        day = days.first_counting(local.date())
+        why = f"{wall:%H:%M} is before the sending window {window} opens"
+    else:
+        day = days.first_counting(local.date() + dt.timedelta(days=1))
+        why = f"{wall:%H:%M} is past the sending window {window}"
+    moved = place(day, window.opens, where)
+    note = f"{why}: sent {moved.local:%a %Y-%m-%d %H:%M}"
+    return Instant(moved.utc, moved.local, f"{note}; {moved.note}" if moved.note else note)

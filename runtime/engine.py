@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Connection,
@@ -38,7 +39,16 @@ from cadence.compiler.ir import Campaign, behaviour_digest, dump_ir, identity, l
 from cadence.errors import CadenceError
 from cadence.runtime import caps, suppression
 from cadence.runtime.addresses import AddressChecker, AddressError, header_problem
-from cadence.runtime.calendar import UTC, UTC_ZONE, BusinessDays, place, zone
+from cadence.runtime.calendar import (
+    UTC,
+    UTC_ZONE,
+    BusinessDays,
+    Instant,
+    Window,
+    into_window,
+    place,
+    zone,
+)
 from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
@@ -190,6 +200,14 @@ class Task:
     due_date: dt.date
     status: str
     zone: str | None = None  # the person's, as their enrollment counts time
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """A campaign version's sending windows, by step, and the days it counts."""
+
+    by_step: dict[str, Window]
+    days: BusinessDays
 
 
 @dataclass(frozen=True)
@@ -1193,9 +1211,7 @@ class Engine:
         if problem is not None:
             raise EngineError(f"the subject holds {problem}; nothing was changed")
         with self.store.transaction() as connection:
-            row = self._open_task(connection, task_id)
-            if row.kind != "email_task":
-                raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
+            row = self._email_task(connection, task_id)
             where = zone(row.zone) or UTC_ZONE
             try:
                 due = at if when is None else max(_instant_of(when, where), at)
@@ -1250,6 +1266,19 @@ class Engine:
         found = connection.execute(select(actions.c.is_task).where(actions.c.id == action_id))
         return bool(found.scalar_one())
 
+    def _email_task(self, connection: Connection, task_id: int) -> Any:
+        """Email task ``task_id``, locked, if its email may go to its person now
+        (not while they are paused: they are away)."""
+        row = self._open_task(connection, task_id)
+        if row.kind != "email_task":
+            raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
+        if row.paused_until is not None:
+            raise EngineError(
+                f"{row.person} is paused until {row.paused_until:%Y-%m-%d}: "
+                "resume them first (`cadence resume`)"
+            )
+        return row
+
     def _open_task(self, connection: Connection, task_id: int) -> Any:
         """Task ``task_id``, locked, if a person may act on it now."""
         row = self._action(connection, task_id, missing=f"no task {task_id}", lock=True)
@@ -1259,11 +1288,6 @@ class Engine:
             raise EngineError(f"task {task_id} is scheduled already: cadence sends it")
         if row.status != OPEN:
             raise EngineError(f"task {task_id} is already {row.status}")
-        if row.paused_until is not None:
-            raise EngineError(
-                f"{row.person} is paused until {row.paused_until:%Y-%m-%d}: "
-                "resume them first (`cadence resume`)"
-            )
         waiting = connection.execute(
             select(actions.c.id, actions.c.step)
             .where(
@@ -1291,9 +1315,10 @@ class Engine:
         body: str | None = None,
     ) -> None:
         with self.store.transaction() as connection:
-            row = self._open_task(connection, task_id)
-            if status == SENT and row.kind != "email_task":
-                raise EngineError(f"task {task_id} is a {row.kind} task: only email tasks are sent")
+            if status == SENT:
+                row = self._email_task(connection, task_id)
+            else:
+                row = self._open_task(connection, task_id)
             values: dict[str, Any] = {"status": status, "closed_at": at}
             if status == SENT:
                 values.update(sent_at=at, subject=subject, body=body)
@@ -1307,22 +1332,64 @@ class Engine:
             )
             if row.kind == "email_task":
                 self._time_waiting_sends(connection, row, at)
+            self._hold_in_windows(connection, row, at)
 
     def _time_waiting_sends(self, connection: Connection, task: Any, at: dt.datetime) -> None:
-        """Emails aligned with this task email take the time of day it closed."""
-        where = zone(task.zone) or UTC
+        """Emails aligned with this task email take the time of day it closed
+        (or will be sent at), then their sending window's say (§4.5)."""
+        where = zone(task.zone) or UTC_ZONE
         wall = at.astimezone(where).time().replace(tzinfo=None)
         waiting = connection.execute(
-            select(actions.c.id, actions.c.due_date).where(
+            select(actions.c.id, actions.c.step, actions.c.due_date).where(
                 actions.c.enrollment_id == task.enrollment_id,
                 actions.c.waits_for == task.step,
                 actions.c.status == PENDING,
                 actions.c.due_at.is_(None),
             )
         ).all()
-        for action_id, due_date in waiting:
-            due = max(place(due_date, wall, where).utc, at)  # type: ignore[arg-type]
+        windows = self._windows(connection, task.campaign_id)
+        for action_id, step, due_date in waiting:
+            due = max(place(due_date, wall, where).utc, at)
+            due = self._windowed(windows, step, due, where)
             connection.execute(update(actions).where(actions.c.id == action_id).values(due_at=due))
+
+    def _hold_in_windows(self, connection: Connection, task: Any, at: dt.datetime) -> None:
+        """Sends held back by this task go when it closes (§6) — within their
+        sending windows (§4.5): one released after its window closed waits for
+        the window to open again."""
+        windows = self._windows(connection, task.campaign_id)
+        if not windows.by_step:
+            return
+        where = zone(task.zone) or UTC_ZONE
+        held = connection.execute(
+            select(actions.c.id, actions.c.step).where(
+                actions.c.enrollment_id == task.enrollment_id,
+                actions.c.position > task.position,
+                actions.c.status == PENDING,
+                actions.c.is_task.is_(False),
+                actions.c.due_at < at,
+            )
+        ).all()
+        for action_id, step in held:
+            due = self._windowed(windows, step, at, where)
+            if due != at:
+                connection.execute(
+                    update(actions).where(actions.c.id == action_id).values(due_at=due)
+                )
+
+    def _windows(self, connection: Connection, key: str) -> _Windows:
+        ir = self._ir(connection, key)
+        days = BusinessDays(ir.settings.skip_weekends, ir.settings.holidays)
+        by_step = {s.id: w for s in ir.steps if (w := Window.of(s.window)) is not None}
+        return _Windows(by_step, days)
+
+    def _windowed(
+        self, windows: _Windows, step: str, due: dt.datetime, where: ZoneInfo
+    ) -> dt.datetime:
+        window = windows.by_step.get(step)
+        if window is None:
+            return due
+        return into_window(Instant(due, due.astimezone(where)), window, where, windows.days).utc
 
     # ---- events -----------------------------------------------------------------------------
     def reply(self, person: str, at: dt.datetime, campaign: str | None = None) -> None:

@@ -22,7 +22,15 @@ from zoneinfo import ZoneInfo
 
 from cadence.compiler.ir import Campaign, Step
 from cadence.errors import CadenceError
-from cadence.runtime.calendar import UTC, BusinessDays, Instant, place, zone
+from cadence.runtime.calendar import (
+    UTC,
+    BusinessDays,
+    Instant,
+    Window,
+    into_window,
+    place,
+    zone,
+)
 from cadence.runtime.people import PeopleChecker, Person, RowProblem
 from cadence.templating import names_used
 
@@ -181,6 +189,7 @@ class Planner:
         self.days = BusinessDays(settings.skip_weekends, settings.holidays)
         self.day_numbers = sorted({step.day for step in ir.steps})
         self.header_fields = names_used(s.subject.source for s in ir.steps if s.subject)
+        self.windows = {step.id: Window.of(step.window) for step in ir.steps if step.window}
         self._slots: dict[str, tuple[_Slot, ...]] = {}
 
     def _check_overrides(self) -> None:
@@ -241,6 +250,9 @@ class Planner:
             if moved and step.day == 1:
                 slot = _with_note(slot, moved)
             slot = _after_replied(slot, done.get(slot.thread or ""))
+            window = self.windows.get(slot.step)
+            if window is not None:
+                slot = _in_window(slot, window, where, self.days)
             done[slot.step] = slot
             yield slot
 
@@ -309,6 +321,26 @@ class Planner:
             )
             for s in self.slots(where)
         ]
+
+
+def _in_window(slot: _Slot, window: Window, where: ZoneInfo, days: BusinessDays) -> _Slot:
+    """The send moved into its sending window, after every other rule (semantics §4.5)."""
+    if slot.due is None or slot.local is None:
+        return slot
+    moved = into_window(Instant(slot.due, slot.local), window, where, days)
+    if moved.utc == slot.due:
+        return slot
+    return _Slot(
+        slot.step,
+        slot.day,
+        slot.kind,
+        moved.utc,
+        moved.local,
+        slot.due_date,  # the step's date, as for a held reply: `local` says when it goes
+        slot.thread,
+        slot.waits_for,
+        _join(slot.note, moved.note),
+    )
 
 
 def _after_replied(slot: _Slot, replied: _Slot | None) -> _Slot:

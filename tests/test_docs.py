@@ -51,7 +51,8 @@ def planned_rows(source: str, options: str) -> list[list[str]]:
             when = action.local.strftime("%H:%M")
         else:
             when = f"waits for {action.waits_for}" if action.waits_for else "task"
-        row = [action.step, f"day {action.day}", action.due_date.strftime("%a %Y-%m-%d"), when]
+        date = action.local.date() if action.local is not None else action.due_date
+        row = [action.step, f"day {action.day}", date.strftime("%a %Y-%m-%d"), when]
         rows.append(row + ([action.note] if action.note else []))
     return rows
 

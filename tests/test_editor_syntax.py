@@ -79,6 +79,13 @@ def test_the_scopes_of_a_campaign() -> None:
     assert "string.quoted.triple.campaign" in block and "meta.embedded.expression.jinja" in block
 
 
+def test_a_sending_window_is_a_send_keyword_with_two_times() -> None:
+    text = (EXAMPLES / "office-hours.campaign").read_text(encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), start=1) if "send window" in row)
+    assert "keyword.control.send-option.campaign" in scopes_of(text, "window", line=line)
+    assert "constant.numeric.time.campaign" in scopes_of(text, "17:30", line=line)
+
+
 def test_escapes_and_bad_escapes_inside_strings() -> None:
     text = 'campaign "a\\"b\\q" {\n}\n'
     assert "constant.character.escape.campaign" in scopes_of(text, '\\"')

@@ -348,6 +348,45 @@ def test_a_late_skip_gives_a_scheduled_email_task_back_instead(engine: Engine) -
     assert [t.id for t in engine.open_tasks()] == [personal]
 
 
+WINDOWED = """campaign "Windowed" {
+  timezone "UTC"
+  send window 08:00-17:30
+  day 1 {
+    call ring { notes "call" }
+    email personal { send task subject "Personal" body "p" }
+  }
+  day 3 { email nudge { send with previous follow up body "nudge" } }
+  day 4 { email note { send at 09:00 subject "Note" body "n" } }
+}
+"""
+
+
+def _windowed(engine: Engine) -> int:
+    """Ada enrolled in WINDOWED, her call done: her email task is open."""
+    engine.enroll(compiled(WINDOWED), PEOPLE[:1], T0, now=T0)
+    engine.complete_task(next(t.id for t in engine.open_tasks() if t.step == "ring"), T0)
+    return next(t.id for t in engine.open_tasks() if t.step == "personal")
+
+
+def test_a_time_learned_from_a_task_email_keeps_to_the_window(engine: Engine) -> None:
+    personal = _windowed(engine)
+    # Sent by hand at 19:10: `nudge` would take 19:10 on day 3, past the window.
+    engine.send_task(personal, "s", "b", dt.datetime(2026, 1, 5, 19, 10, tzinfo=dt.UTC))
+    with engine.store.read() as connection:
+        due = dict(connection.execute(select(actions.c.step, actions.c.due_at)).all())
+    assert due["nudge"] == dt.datetime(2026, 1, 8, 8, 0, tzinfo=dt.UTC)  # day 4, at opening
+
+
+def test_sends_a_late_task_held_back_wait_for_the_window(engine: Engine) -> None:
+    personal = _windowed(engine)
+    # The email task is sent only on day 5 at 20:00: `note` (day 4, 09:00) was held by
+    # it, and `nudge` takes 20:00; both past the window, so both go at its next opening.
+    closed = dt.datetime(2026, 1, 9, 20, 0, tzinfo=dt.UTC)
+    engine.send_task(personal, "s", "b", closed)
+    assert _deliver(engine, closed) == []
+    assert _deliver(engine, dt.datetime(2026, 1, 10, 8, 0, tzinfo=dt.UTC)) == ["nudge", "note"]
+
+
 def test_reply_ends_the_enrollment_and_cancels_what_is_pending(engine: Engine) -> None:
     engine.enroll(compiled(), PEOPLE, T0, now=T0)
     engine.reply("ada@example.com", T0 + HOUR)

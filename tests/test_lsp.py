@@ -399,7 +399,13 @@ async def test_completion_offers_what_the_grammar_takes_here(
         '      body "{{ sender. }}"\n    }\n    \n  }\n}\n'
     )
     uri = await opened(client, tmp_path / "c.campaign", text)
-    assert await completions(client, uri, 7, 11) == ["at", "choose", "task", "with previous"]
+    assert await completions(client, uri, 7, 11) == [
+        "at",
+        "choose",
+        "task",
+        "window",
+        "with previous",
+    ]
     assert await completions(client, uri, 11, 4) == ["call", "custom", "email", "inmail"]
     assert "Europe/Stockholm" in await completions(client, uri, 1, 22)
     assert "SE" in await completions(client, uri, 2, 18)
@@ -428,3 +434,19 @@ def test_a_message_that_is_not_json_is_one_log_line_and_the_server_answers_on() 
     assert b'"id": 1' in done.stdout or b'"id":1' in done.stdout  # answered after the garbage
     assert b"Traceback" not in done.stderr
     assert b"cadence lsp: ERROR: Unable to handle message" in done.stderr
+
+
+def test_hover_tells_an_emails_sending_window() -> None:
+    from cadence.compiler import compile_source
+    from cadence.describing import describe_step
+
+    source = (
+        'campaign "w" {\n  send window 08:00-17:30\n  day 1 {\n'
+        '    email a { send at 09:00 subject "s" body "b" }\n'
+        '    email b { send task subject "s" body "b" }\n  }\n}\n'
+    )
+    ir = compile_source(source, "w.campaign").ir
+    assert ir is not None
+    automatic, task = (describe_step(ir, step) for step in ir.steps)
+    assert "Only between 08:00 and 17:30 (its sending window)" in automatic
+    assert "sending window" not in task

@@ -103,3 +103,39 @@ def test_plans_respect_start_order_and_replies(
                 assert b.due_date > a.due_date
             elif day_of[b.step] == day_of[a.step]:
                 assert b.due_date == a.due_date
+
+
+@st.composite
+def windows(draw: st.DrawFn) -> tuple[dt.time, dt.time]:
+    opens = draw(st.integers(0, 23 * 60 + 58))
+    closes = draw(st.integers(opens + 1, 23 * 60 + 59))
+    return dt.time(*divmod(opens, 60)), dt.time(*divmod(closes, 60))
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(campaigns(), windows(), starts, people)
+def test_with_a_sending_window_every_automatic_email_goes_inside_it(
+    source: str, window: tuple[dt.time, dt.time], start: dt.datetime, zones: list[str]
+) -> None:
+    opens, closes = window
+    line = f"  send window {opens:%H:%M}-{closes:%H:%M}\n"
+    result = compile_source(source.replace("{\n", "{\n" + line, 1), "p.campaign")
+    assert result.ok and result.ir is not None, result.diagnostics
+    persons = [{"email": f"p{i}@example.com", "timezone": z} for i, z in enumerate(zones)]
+    actions = list(plan(result.ir, persons, start))
+    for person in persons:
+        mine = [a for a in actions if a.person == person["email"]]
+        by_step = {a.step: a for a in mine}
+        for action in mine:
+            if action.local is None:
+                continue
+            assert action.due is not None and action.due >= start
+            # Inside the window (or later, where a clock change moved its opening).
+            wall = action.local.time().replace(tzinfo=None)
+            assert opens <= wall < closes or "clocks go forward" in (action.note or "")
+            replied = by_step.get(action.thread or "")
+            if replied is not None and replied.due is not None:
+                assert action.due >= replied.due
+        # A move never brings a step before an earlier day's.
+        dated = [a.due_date for a in mine]
+        assert dated == sorted(dated)
