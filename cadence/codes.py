@@ -115,6 +115,9 @@ C035 = _code(
     "C035", "send-at-outside-window", WARNING, "a `send at` time outside its sending window"
 )
 C036 = _code("C036", "window-on-task", WARNING, "a sending window on an email a person sends")
+C037 = _code("C037", "variant-weight-zero", ERROR, "a variant with weight 0: it is never sent")
+C038 = _code("C038", "duplicate-variant", ERROR, "two variants of an email with the same name")
+C039 = _code("C039", "single-variant", WARNING, "an email with one variant: nothing to compare")
 # Compile: templates.
 C030 = _code("C030", "template-syntax", ERROR, "a Jinja syntax error in a template")
 C031 = _code("C031", "unknown-template-name", ERROR, "a name a template may not use")

@@ -322,7 +322,7 @@ def _action(
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_SEND_WORDS = {"send", "choose", "at", "task", "with", "previous", "follow", "up"}
+_SEND_WORDS = {"send", "choose", "at", "task", "with", "previous", "follow", "up", "window"}
 
 
 def _word_at(line: str, column: int) -> tuple[str, int, int] | None:
@@ -338,7 +338,9 @@ def _inside(span: Span, path: str, line: int, column: int) -> bool:
 
 
 def _texts(step: Step) -> list[Template]:
-    found = (step.subject, step.body, step.notes, step.message, step.title)
+    found = [step.subject, step.body, step.notes, step.message, step.title]
+    for variant in step.variants:
+        found += [variant.subject, variant.body]
     return [text for text in found if text is not None]
 
 
@@ -412,7 +414,10 @@ def _definition(ls: CampaignServer, params: types.DefinitionParams) -> types.Loc
         return None
     names = {step.name.value: step.name.span for _, step in campaign.steps()}
     for _, step in campaign.steps():
-        for item in step.items:
+        items = [*step.items]
+        for item in step.items:  # a variant's texts are inside it
+            items += getattr(item, "items", ()) if item.kind == "variant" else ()
+        for item in items:
             text = getattr(item, "text", None)
             if isinstance(text, Text) and text.form == "template" and cursor.on(text.span):
                 target = os.path.join(os.path.dirname(cursor.checked.path), text.value)
@@ -439,7 +444,9 @@ def _referred_step(cursor: _Cursor) -> str | None:
 
 # Keywords as written, where their terminal's name is not the word itself.
 _KEYWORD_TEXT = {"FOLLOW": "follow up", "WITH": "with previous", "RECIPIENT": "recipient else"}
-_NOT_KEYWORDS = {"IDENT", "INT", "TIME", "STRING", "LONG_STRING", "LBRACE", "RBRACE", "COMMA"}
+_NOT_KEYWORDS = {
+    "IDENT", "INT", "TIME", "STRING", "LONG_STRING", "LBRACE", "RBRACE", "COMMA", "MINUS",
+}  # fmt: skip
 _IN_ZONE = re.compile(r'\btimezone\s+(?:recipient\s+else\s+)?"([^"]*)$')
 _IN_COUNTRY = re.compile(r'\bholidays\s+"([^"]*)$')
 _IN_JINJA = re.compile(r"\{[{%][^}]*$")

@@ -120,6 +120,8 @@ def _compile(
     found = [*check_settings(campaign), *check_rules(context)]
     checker = TemplateChecker(source, settings.requires, root=templates_root, given=given)
     texts = {ref.index: _templates(checker, ref) for ref in refs}
+    # Read (and checked) with the rest, before the diagnostics are counted.
+    own_texts = {ref.index: _variant_texts(checker, ref) for ref in refs}
     sources.update(checker.sources)
     diagnostics = tuple(sort_diagnostics([*found, *checker.diagnostics]))
     if has_errors(diagnostics) or not build_ir:
@@ -133,7 +135,9 @@ def _compile(
         settings=settings,
         person_fields=fields,
         steps=[
-            _step(refs, ref, timings.get(ref.index), texts[ref.index], settings.send_window)
+            _step(
+                refs, ref, timings.get(ref.index), texts[ref.index], settings.send_window
+            ).model_copy(update={"variants": _variants(own_texts[ref.index], texts[ref.index])})
             for ref in refs
         ],
         edges=edges(graph),
@@ -148,6 +152,37 @@ def _templates(checker: TemplateChecker, ref: StepRef) -> dict[str, ir.Template]
         if template is not None:
             out[name] = template
     return out
+
+
+VariantTexts = list[tuple[ast.Variant, dict[str, ir.Template]]]
+
+
+def _variant_texts(checker: TemplateChecker, ref: StepRef) -> VariantTexts:
+    """An email's variants, each with the texts it has itself (checked)."""
+    if not isinstance(ref.step, ast.EmailStep):
+        return []
+    found = []
+    for variant in ref.step.variants:
+        own: dict[str, ir.Template] = {}
+        for item in variant.items:
+            template = checker.template(item.text)
+            if template is not None and item.kind not in own:
+                own[item.kind] = template
+        found.append((variant, own))
+    return found
+
+
+def _variants(variants: VariantTexts, texts: dict[str, ir.Template]) -> list[ir.Variant]:
+    """The variants as the IR holds them: each with its texts, else the email's."""
+    return [
+        ir.Variant(
+            name=variant.name.value,
+            weight=variant.weight,
+            subject=own.get("subject", texts.get("subject")),
+            body=own.get("body", texts.get("body")),
+        )
+        for variant, own in variants
+    ]
 
 
 _SEND_KINDS: dict[str, ir.SendKind] = {
@@ -181,5 +216,9 @@ def _step(
         # A person sends a task email: only automatic emails keep to a window.
         window=(ir_window(own) if own is not None else window) if automatic else None,
         span=ref.step.span,
-        **texts,
+        subject=texts.get("subject"),
+        body=texts.get("body"),
+        notes=texts.get("notes"),
+        message=texts.get("message"),
+        title=texts.get("title"),
     )

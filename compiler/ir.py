@@ -18,6 +18,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
 from cadence.errors import CadenceError
@@ -27,6 +28,9 @@ SCHEMA_VERSION: Literal[1] = 1
 
 StepKind = Literal["email", "call", "inmail", "custom"]
 SendKind = Literal["choose", "at", "task", "with_previous"]
+
+
+_TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class _Model(BaseModel):
@@ -46,7 +50,7 @@ class _Grown(_Model):
     def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         for name in self._LATER:
-            if data.get(name, 0) is None:
+            if name in data and data[name] in (None, []):
                 del data[name]
         return data
 
@@ -60,8 +64,14 @@ class SendWindow(_Model):
     """When automatic emails may go, in the person's zone: from ``opens`` up to
     (not at) ``closes`` (docs/semantics.md §4.5)."""
 
-    opens: str = Field(description="HH:MM")
-    closes: str = Field(description="HH:MM, after `opens`")
+    opens: str = Field(description="HH:MM", pattern=_TIME_OF_DAY)
+    closes: str = Field(description="HH:MM, after `opens`", pattern=_TIME_OF_DAY)
+
+    @model_validator(mode="after")
+    def _opens_before_it_closes(self) -> SendWindow:
+        if self.closes <= self.opens:  # HH:MM text sorts as the times do
+            raise ValueError(f"the window {self.opens}-{self.closes} closes before it opens")
+        return self
 
 
 class Settings(_Grown):
@@ -114,8 +124,18 @@ class Timing(_Model):
     note: str | None = None
 
 
+class Variant(_Model):
+    """One version of an email in a test (docs/semantics.md §4.6): each person
+    gets one, chosen by weight; texts it leaves out are the email's own."""
+
+    name: str
+    weight: int = Field(ge=1, description="its share: weight / the sum of the email's weights")
+    subject: Template | None = None
+    body: Template | None = None
+
+
 class Step(_Grown):
-    _LATER = ("window",)
+    _LATER = ("window", "variants")
 
     id: str
     kind: StepKind
@@ -124,6 +144,9 @@ class Step(_Grown):
     send: SendKind | None = None
     timing: Timing | None = None
     reply_to: str | None = Field(default=None, description="for `follow up`: the step replied to")
+    variants: list[Variant] = Field(
+        default=[], description="an email's versions in a test, with their texts (none: no test)"
+    )
     window: SendWindow | None = Field(
         default=None,
         description="an automatic email's sending window: its own `send window`, else the "
@@ -191,6 +214,13 @@ def behaviour_digest(campaign: Campaign) -> str:
         for text in ("subject", "body", "notes", "message", "title"):
             template = getattr(step, text)
             data[text] = None if template is None else template.source
+        if step.variants:  # their texts as sources too: where they sit is no behaviour
+            data["variants"] = [
+                {"name": v.name, "weight": v.weight,
+                 "subject": v.subject.source if v.subject else None,
+                 "body": v.body.source if v.body else None}
+                for v in step.variants
+            ]  # fmt: skip
         if step.timing is not None:
             data["timing"] = step.timing.model_dump(
                 mode="json", exclude={"note"}, exclude_defaults=True

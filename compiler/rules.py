@@ -123,16 +123,24 @@ _FAMILY = {
 @rule
 def properties_once(context: Context) -> Iterator[Diagnostic]:
     for ref in context.refs:
-        items: Iterable[ast.Property] = ref.step.items
-        for item, first in repeats(items, lambda item: _FAMILY.get(item.kind, item.kind)):
-            family = _FAMILY.get(item.kind, item.kind)
-            name = "a send option" if family == "send" else f"`{family.replace('_', ' ')}`"
-            yield codes.C021.at(
-                item.span,
-                f"{ref.step.kind} `{ref.id}` has {name} twice",
-                help="keep one",
-                related=(Related(message="first here", span=first.span),),
-            )
+        items: Iterable[ast.Property] = [i for i in ref.step.items if i.kind != "variant"]
+        yield from _once(items, f"{ref.step.kind} `{ref.id}`")
+        if isinstance(ref.step, ast.EmailStep):
+            for variant in ref.step.variants:
+                owner = f"variant `{variant.name.value}` of `{ref.id}`"
+                yield from _once(variant.items, owner)
+
+
+def _once(items: Iterable[ast.Property], owner: str) -> Iterator[Diagnostic]:
+    for item, first in repeats(items, lambda item: _FAMILY.get(item.kind, item.kind)):
+        family = _FAMILY.get(item.kind, item.kind)
+        name = "a send option" if family == "send" else f"`{family.replace('_', ' ')}`"
+        yield codes.C021.at(
+            item.span,
+            f"{owner} has {name} twice",
+            help="keep one",
+            related=(Related(message="first here", span=first.span),),
+        )
 
 
 @rule
@@ -147,17 +155,61 @@ def email_has_what_it_needs(context: Context) -> Iterator[Diagnostic]:
                 f"email `{ref.id}` has no send option",
                 help="add one of `send choose`, `send at HH:MM`, `send task`, `send with previous`",
             )
-        if step.subject is None and not step.follow_up:
-            yield codes.C014.at(
-                step.name.span,
-                f"email `{ref.id}` has no subject",
-                help='add `subject "..."` (only a `follow up` may leave it out)',
+        # With variants, each must have what an email needs: its own texts, or the email's.
+        for owner, name, has_subject, has_body in _versions(step, ref.id):
+            if not has_subject and not step.follow_up:
+                yield codes.C014.at(
+                    name.span,
+                    f"{owner} has no subject",
+                    help='add `subject "..."` (only a `follow up` may leave it out)',
+                )
+            if not has_body:
+                yield codes.C015.at(
+                    name.span,
+                    f"{owner} has no body",
+                    help='add `body "..."` or `body template "file"`',
+                )
+
+
+def _versions(step: ast.EmailStep, id: str) -> Iterator[tuple[str, ast.Name, bool, bool]]:
+    """The email as sent: itself, or each of its variants (with what each has)."""
+    subject, body = step.subject is not None, step.body is not None
+    if not step.variants:
+        yield f"email `{id}`", step.name, subject, body
+    for variant in step.variants:
+        yield (
+            f"variant `{variant.name.value}` of `{id}`",
+            variant.name,
+            subject or variant.subject is not None,
+            body or variant.body is not None,
+        )
+
+
+@rule
+def variants_can_be_told_apart(context: Context) -> Iterator[Diagnostic]:
+    for ref in context.refs:
+        step = ref.step
+        if not isinstance(step, ast.EmailStep) or not step.variants:
+            continue
+        for variant in step.variants:
+            if variant.weight == 0:
+                yield codes.C037.at(
+                    variant.weight_span,
+                    f"variant `{variant.name.value}` of `{ref.id}` has weight 0: nobody gets it",
+                    help="give it a share (`weight 50`), or remove it",
+                )
+        for variant, first in repeats(step.variants, lambda v: v.name.value):
+            yield codes.C038.at(
+                variant.name.span,
+                f"`{ref.id}` has two variants named `{variant.name.value}`",
+                help="name each variant of an email once: results are counted by name",
+                related=(Related(message="first here", span=first.name.span),),
             )
-        if step.body is None:
-            yield codes.C015.at(
-                step.name.span,
-                f"email `{ref.id}` has no body",
-                help='add `body "..."` or `body template "file"`',
+        if len(step.variants) == 1:
+            yield codes.C039.at(
+                step.variants[0].name.span,
+                f"`{ref.id}` has one variant: everyone gets it, so nothing is compared",
+                help="add another variant to test against, or write its texts on the email",
             )
 
 

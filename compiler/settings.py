@@ -54,7 +54,14 @@ def resolve_settings(campaign: ast.Campaign) -> Settings:
     return Settings.model_validate(values)
 
 
-def ir_window(window: ast.SendWindow) -> SendWindow:
+def ir_window(window: ast.SendWindow) -> SendWindow | None:
+    """The window as the IR holds it; ``None`` for one the rules refuse (C019,
+    C033, C034: no IR is made then, but the settings are read before that)."""
+    times = (window.opens, window.closes)
+    if any(time.hour > 23 or time.minute > 59 for time in times):
+        return None
+    if (window.closes.hour, window.closes.minute) <= (window.opens.hour, window.opens.minute):
+        return None
     return SendWindow(opens=str(window.opens), closes=str(window.closes))
 
 

@@ -169,12 +169,42 @@ class Title(Node):
     text: Text
 
 
+VariantItem = Annotated[Subject | Body, Field(discriminator="kind")]
+
+
+class Variant(Node):
+    """``variant short weight 50 { subject "..." body "..." }``: one version of
+    an email in a test; the email's own subject and body fill in what it leaves out."""
+
+    kind: Literal["variant"] = "variant"
+    name: Name
+    weight: int
+    weight_span: Span
+    items: tuple[VariantItem, ...] = ()
+
+    @property
+    def subject(self) -> Subject | None:
+        return next((i for i in self.items if isinstance(i, Subject)), None)
+
+    @property
+    def body(self) -> Body | None:
+        return next((i for i in self.items if isinstance(i, Body)), None)
+
+
 EmailItem = Annotated[
-    SendChoose | SendAt | SendTask | SendWithPrevious | FollowUp | Subject | Body | SendWindow,
+    SendChoose
+    | SendAt
+    | SendTask
+    | SendWithPrevious
+    | FollowUp
+    | Subject
+    | Body
+    | SendWindow
+    | Variant,
     Field(discriminator="kind"),
 ]
 CustomItem = Annotated[Title | Notes, Field(discriminator="kind")]
-Property = EmailItem | Notes | Message | Title
+Property = EmailItem | Notes | Message | Title | VariantItem
 
 # ---- steps and days ---------------------------------------------------------------
 
@@ -211,6 +241,10 @@ class EmailStep(StepBase):
     @property
     def window(self) -> SendWindow | None:
         return next((i for i in self.items if isinstance(i, SendWindow)), None)
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return tuple(i for i in self.items if isinstance(i, Variant))
 
 
 class CallStep(StepBase):

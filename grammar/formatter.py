@@ -98,17 +98,33 @@ class _Layout:
             return
         self._open(depth, header, step.span, step.name.span)
         for prop in items:
-            indent = INDENT * (depth + 1)
-            self.items.append(
-                _Item(
-                    "statement",
-                    depth + 1,
-                    _property(prop, indent + INDENT),
-                    prop.span.start,
-                    prop.span.end,
-                )
-            )
+            if isinstance(prop, ast.Variant):
+                self._variant(depth + 1, prop)
+            else:
+                self._property(depth + 1, prop)
         self._close(depth, step.span)
+
+    def _property(self, depth: int, prop: ast.Property) -> None:
+        lines = _property(prop, INDENT * (depth + 1))
+        self.items.append(_Item("statement", depth, lines, prop.span.start, prop.span.end))
+
+    def _variant(self, depth: int, variant: ast.Variant) -> None:
+        """A variant written on one line, with inline texts, stays on one line (as
+        ``variant short weight 50 { subject "Hi" body "Hello" }``); else a block."""
+        header = f"variant {variant.name.value} weight {variant.weight}"
+        one_line = variant.span.line == variant.span.end_line and all(
+            _text_of(prop) is None or _text_of(prop).form != "block"  # type: ignore[union-attr]
+            for prop in variant.items
+        )
+        if one_line:
+            inner = "".join(f" {line}" for prop in variant.items for line in _property(prop, ""))
+            self._statement(depth, f"{header} {{{inner} }}" if inner else f"{header} {{}}",
+                            variant.span)  # fmt: skip
+            return
+        self._open(depth, header, variant.span, variant.name.span)
+        for prop in variant.items:
+            self._property(depth + 1, prop)
+        self._close(depth, variant.span)
 
     def _open(
         self, depth: int, header: str, span: Span, header_end: Span, force_blank: bool = False

@@ -542,6 +542,10 @@ def _line_end(text: str, start: int) -> int:
 
 
 def _help(token: Token, expected: set[str], recent: list[Token]) -> str | None:
+    if str(token) == "variant" and "VARIANT" not in expected:
+        return "variants belong to email steps: `email intro { variant a weight 50 { ... } }`"
+    if expected == {"WEIGHT"}:
+        return "give each variant its share: `variant short weight 50 { ... }`"
     guess = messages.suggest(token, expected)
     if guess is not None:
         return f"did you mean `{guess}`?"

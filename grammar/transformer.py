@@ -255,6 +255,16 @@ class AstBuilder(Transformer[Token, ast.Campaign]):
     def body(self, children: list[Child]) -> ast.Body:
         return ast.Body(span=self._span_of(children), text=children[1])
 
+    def variant(self, children: list[Child]) -> ast.Variant:
+        weight = children[3]
+        return ast.Variant(
+            span=self._span_of(children),
+            name=self._name(children[1]),
+            weight=int(weight),
+            weight_span=self._span(weight, weight),
+            items=tuple(children[5:-1]),
+        )
+
     def notes(self, children: list[Child]) -> ast.Notes:
         return ast.Notes(span=self._span_of(children), text=children[1])
 

@@ -142,5 +142,11 @@ def into_window(instant: Instant, window: Window, where: ZoneInfo, days: Busines
         day = days.first_counting(local.date() + dt.timedelta(days=1))
         why = f"{wall:%H:%M} is past the sending window {window}"
     moved = place(day, window.opens, where)
+    if moved.utc < instant.utc:
+        # The opening happens twice that night (clocks going back) and the send
+        # is in the repeated hour: the second opening, never earlier than the send.
+        second = dt.datetime.combine(day, window.opens).replace(tzinfo=where, fold=1)
+        utc = max(second.astimezone(UTC), instant.utc)
+        moved = Instant(utc, utc.astimezone(where), moved.note)
     note = f"{why}: sent {moved.local:%a %Y-%m-%d %H:%M}"
     return Instant(moved.utc, moved.local, f"{note}; {moved.note}" if moved.note else note)

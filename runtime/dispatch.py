@@ -483,6 +483,7 @@ class Dispatcher:
                 actions.c.message_id,
                 actions.c.subject,
                 actions.c.body,
+                actions.c.variant,
             )
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
             .where(actions.c.enrollment_id.in_({send.enrollment_id for send in sends}))
@@ -590,22 +591,12 @@ def _as_action(person: str, row: dict[str, Any]) -> Action:
         row["thread"],
         None,
         None,
+        variant=row["variant"],
     )
 
 
 def _without_thread(action: Action) -> Action:
-    return Action(
-        action.person,
-        action.step,
-        action.day,
-        action.kind,
-        action.due,
-        action.local,
-        action.due_date,
-        None,
-        action.waits_for,
-        action.note,
-    )
+    return dataclasses.replace(action, thread=None)
 
 
 def worker_name(name: str | None = None) -> str:

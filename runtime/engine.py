@@ -200,6 +200,7 @@ class Task:
     due_date: dt.date
     status: str
     zone: str | None = None  # the person's, as their enrollment counts time
+    variant: str | None = None  # their version of the email, in a test
 
 
 @dataclass(frozen=True)
@@ -490,6 +491,7 @@ class Engine:
                     "status": OPEN if is_task else PENDING,
                     "attempts": 0,
                     "closed_at": None,  # every row has every key: one executemany
+                    "variant": action.variant,
                 }
                 event, message = _announcement(action)
                 overdue = (
@@ -1181,7 +1183,7 @@ class Engine:
         if limit is not None or offset:
             query = query.limit(limit).offset(offset)
         with self.store.read() as connection:
-            return [Task(*row) for row in connection.execute(query)]
+            return [Task(**row) for row in connection.execute(query).mappings()]
 
     def send_task(self, task_id: int, subject: str, body: str, at: dt.datetime) -> None:
         """A person sent an email task (with their edits): it closes, and emails
@@ -1236,6 +1238,7 @@ class Engine:
             said = "now" if due == at else f"at {due.astimezone(where):%Y-%m-%d %H:%M %Z}"
             _announce(connection, row, at, "task_scheduled", f"email task `{row.step}` goes {said}")
             self._time_waiting_sends(connection, row, due)
+            self._hold_in_windows(connection, row, due)  # what it holds goes after it
         return due
 
     def _reopen(
@@ -1552,28 +1555,32 @@ class Engine:
         days = BusinessDays(settings.skip_weekends, settings.holidays)
         where = zone(row.zone) or UTC_ZONE
         left = connection.execute(
-            select(actions.c.id, actions.c.due_date, actions.c.due_at)
+            select(actions.c.id, actions.c.due_date, actions.c.due_at, actions.c.step)
             .where(actions.c.enrollment_id == enrollment_id, BY_THE_RULES)
             .order_by(actions.c.position)
         ).all()
+        windows = self._windows(connection, row.campaign_id)
         connection.execute(
             update(enrollments).where(enrollments.c.id == enrollment_id).values(paused_until=None)
         )
         resume_day = days.first_counting(at.astimezone(where).date())
-        first = min((due_date for _, due_date, _ in left), default=None)
+        first = min((due_date for _, due_date, _, _ in left), default=None)
         moved = f"; the rest moves {_counted_days(days, first, resume_day)} day(s)"
         if first is None or first >= resume_day:
             moved = ""
         else:
             shift = _counted_days(days, first, resume_day)
-            for action_id, due_date, due_at in left:
+            for action_id, due_date, due_at, step in left:
                 new_date = _add_counted_days(days, due_date, shift)
                 values: dict[str, Any] = {"due_date": new_date}
                 if due_at is not None:
                     wall = due_at.astimezone(where).time().replace(tzinfo=None)
                     # Not before the resume (a step of the resume day whose
-                    # time has passed goes now, and is not late).
-                    values["due_at"] = place(new_date, wall, where).utc
+                    # time has passed goes now, and is not late) — in its window.
+                    when = place(new_date, wall, where).utc
+                    if when < at and (windowed := self._windowed(windows, step, at, where)) > at:
+                        when = windowed  # it would go now, after its window closed
+                    values["due_at"] = when
                     values["retry_at"] = at
                 connection.execute(
                     update(actions).where(actions.c.id == action_id).values(**values)
@@ -2075,6 +2082,7 @@ _OPEN_TASKS = (
         actions.c.due_date,
         actions.c.status,
         enrollments.c.zone,
+        actions.c.variant,
     )
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(

@@ -127,6 +127,10 @@ def _open_tasks_in_order(connection: Connection) -> None:
     analyze(connection)
 
 
+def _variants(connection: Connection) -> None:
+    _add_columns(connection, schema.actions, "variant")
+
+
 def analyze(connection: Connection) -> None:
     """Statistics for the planner on the tables claims read."""
     connection.execute(text("ANALYZE actions"))
@@ -145,6 +149,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (9, "the HTTP server: API tokens, idempotency keys", _http_server),
     (10, "people who log in to the pages: users and their sessions", _logins),
     (11, "open tasks indexed in the order the command center lists them", _open_tasks_in_order),
+    (12, "each person's variant of an email in a test", _variants),
 ]
 LATEST = MIGRATIONS[-1][0]
 

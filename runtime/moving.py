@@ -181,7 +181,7 @@ _STEPS = (
         actions.c.id, actions.c.enrollment_id, actions.c.step, actions.c.status,
         actions.c.position, actions.c.is_task, actions.c.due_at, actions.c.due_date,
         actions.c.day, actions.c.kind, actions.c.thread, actions.c.waits_for, actions.c.note,
-        actions.c.sent_at, actions.c.closed_at,
+        actions.c.sent_at, actions.c.closed_at, actions.c.variant,
     )
     .where(actions.c.enrollment_id.in_(bindparam("b_ids", expanding=True)))
     .order_by(actions.c.enrollment_id, actions.c.position)
@@ -189,7 +189,7 @@ _STEPS = (
 # A stored step without its ids and its sent and closed times (`_STEPS`'s columns
 # from `step` to `note`): what decides how it moves, with `_last_done`.
 _SHAPE = slice(2, 13)
-_PlanKey = tuple[str, dt.datetime, ZoneInfo, str | None]
+_PlanKey = tuple[str, dt.datetime, ZoneInfo, str | None, tuple[str, ...]]
 MAX_SHAPES = 10_000  # outcomes kept; past it they are worked out again
 
 
@@ -294,7 +294,8 @@ class _Mover:
         plan that is): a plan depends on the start and the person's zone only
         (their fields fill texts, which are rendered at send time)."""
         planner = self._planner(key, ir, row.start_at)
-        known = (key, row.start_at, *planner.zone_for(row.fields))
+        # A test's variants depend on the person: part of which plan it is.
+        known = (key, row.start_at, *planner.zone_for(row.fields), planner.variants_of(row.person))
         found = self.plans.get(known)
         if found is None:
             found = self.plans[known] = planner.actions(row.person, row.fields)
@@ -438,9 +439,9 @@ def _differs(
 ) -> bool:
     """Whether the stored step needs the new version's values written."""
     return (stored.position, stored.day, stored.kind, stored.due_at, stored.due_date,
-            stored.thread, stored.waits_for, stored.note) != (
+            stored.thread, stored.waits_for, stored.note, stored.variant) != (
         index, action.day, action.kind, due, due_date, action.thread,
-        action.waits_for, action.note)  # fmt: skip
+        action.waits_for, action.note, action.variant)  # fmt: skip
 
 
 def _when(action: Action, where: Any) -> str:
@@ -473,7 +474,7 @@ def _values(
     return {
         "position": index, "day": action.day, "kind": action.kind, "due_at": due,
         "due_date": due_date, "thread": action.thread, "waits_for": action.waits_for,
-        "note": action.note, "retry_at": None,
+        "note": action.note, "retry_at": None, "variant": action.variant,
     }  # fmt: skip
 
 
@@ -611,6 +612,7 @@ def _insert(enrollment_id: int, index: int, action: Action) -> dict[str, Any]:
         "day": action.day, "kind": action.kind, "is_task": is_task, "due_at": action.due,
         "due_date": action.due_date, "thread": action.thread, "waits_for": action.waits_for,
         "note": action.note, "status": OPEN if is_task else PENDING, "attempts": 0,
+        "variant": action.variant,
     }  # fmt: skip
 
 
@@ -625,6 +627,7 @@ _UPDATE = (
         due_at=bindparam("b_due_at"), due_date=bindparam("b_due_date"),
         thread=bindparam("b_thread"), waits_for=bindparam("b_waits_for"),
         note=bindparam("b_note"), retry_at=bindparam("b_retry_at"),
+        variant=bindparam("b_variant"),
     )
 )  # fmt: skip
 _POSITION = (

@@ -120,7 +120,7 @@ def run_plan(
             rows = read_people(stream, None if people_path == "-" else format_of(people_path))
             if not render and format in ("jsonl", "csv"):
                 planner = Planner(ir, options.start, options.overrides)
-                zone_rows = ZoneRows(planner.actions_in, format, csv_safe=csv_safe)  # type: ignore[arg-type]
+                zone_rows = ZoneRows(planner, format, csv_safe=csv_safe)  # type: ignore[arg-type]
                 people = checked_people(planner, rows, report.problems.append)
 
                 def write_rows(out: IO[bytes]) -> None:
@@ -144,7 +144,9 @@ def run_plan(
             plan_format: PlanFormat = format  # type: ignore[assignment]
 
             def write(out: IO[bytes]) -> None:
-                write_plan(actions, out, plan_format, rendered=render, csv_safe=csv_safe)
+                tests = any(step.variants for step in ir.steps)
+                write_plan(actions, out, plan_format, rendered=render, csv_safe=csv_safe,
+                           variants=tests)  # fmt: skip
 
             _write(output, write)
     except PeopleError as error:  # the file as a whole: say which file

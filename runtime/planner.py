@@ -12,8 +12,11 @@ The plan is the projection that assumes every task is closed on its due day
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
+import hashlib
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,6 +67,7 @@ class Action:
     note: str | None
     subject: str | None = None
     body: str | None = None
+    variant: str | None = None  # the version of an email this person gets, in a test
 
     # Serialised like the pydantic models at the other boundaries (IR,
     # diagnostics), while planning still makes plain slotted objects: an
@@ -190,6 +194,13 @@ class Planner:
         self.day_numbers = sorted({step.day for step in ir.steps})
         self.header_fields = names_used(s.subject.source for s in ir.steps if s.subject)
         self.windows = {step.id: Window.of(step.window) for step in ir.steps if step.window}
+        self.tests = [
+            (step.id, [(v.name, v.weight) for v in step.variants])
+            for step in ir.steps
+            if step.variants
+        ]
+        # What pick_variant does, with each test's part of the hash taken once.
+        self._pickers = [_Picker(ir.name, step, weights) for step, weights in self.tests]
         self._slots: dict[str, tuple[_Slot, ...]] = {}
 
     def _check_overrides(self) -> None:
@@ -303,9 +314,19 @@ class Planner:
     def actions(self, email: str, fields: Mapping[str, Any]) -> list[Action]:
         return self.actions_in(email, *self.zone_for(fields))
 
-    def actions_in(self, email: str, where: ZoneInfo, zone_note: str | None) -> list[Action]:
+    def actions_in(
+        self,
+        email: str,
+        where: ZoneInfo,
+        zone_note: str | None,
+        choice: tuple[str, ...] | None = None,
+    ) -> list[Action]:
         """The actions of a person in ``where`` (``zone_note``: why it is not
-        their own zone)."""
+        their own zone; ``choice``: their variants, when known already)."""
+        chosen: dict[str, str] = {}
+        if self.tests:
+            steps = (step for step, _ in self.tests)
+            chosen = dict(zip(steps, choice or self.variants_of(email), strict=True))
         return [
             Action(
                 email,
@@ -318,9 +339,48 @@ class Planner:
                 s.thread,
                 s.waits_for,
                 _join(zone_note, s.note),
+                variant=chosen.get(s.step),
             )
             for s in self.slots(where)
         ]
+
+    def variants_of(self, email: str) -> tuple[str, ...]:
+        """The variant of each tested email (in campaign order) this person gets
+        (as :func:`pick_variant` picks it)."""
+        key = email.strip().lower().encode("utf-8")
+        found = []
+        for picker in self._pickers:  # written out: it runs for every person
+            hasher = picker.hasher.copy()
+            hasher.update(key)
+            point = int.from_bytes(hasher.digest()[:8], "big") % picker.total
+            found.append(picker.names[bisect.bisect_right(picker.bounds, point)])
+        return tuple(found)
+
+
+class _Picker:
+    """:func:`pick_variant` for one email's test: the hash of the campaign's and
+    the step's names taken once (a person adds only their address), and the
+    weights as running totals."""
+
+    def __init__(self, campaign: str, step: str, weights: list[tuple[str, int]]) -> None:
+        self.hasher = hashlib.sha256("\x1f".join((campaign, step, "")).encode("utf-8"))
+        self.names = [name for name, _ in weights]
+        self.bounds = list(itertools.accumulate(weight for _, weight in weights))
+        self.total = self.bounds[-1]
+
+
+def pick_variant(campaign: str, step: str, email: str, weights: list[tuple[str, int]]) -> str:
+    """A person's variant of an email (docs/semantics.md §4.6): from a hash of
+    the campaign's name, the step's and the address (case and spaces aside),
+    so the same person gets the same variant on every plan, version and
+    machine; across people the shares follow the weights."""
+    key = "\x1f".join((campaign, step, email.strip().lower())).encode("utf-8")
+    point = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % sum(w for _, w in weights)
+    for name, weight in weights:
+        if point < weight:
+            return name
+        point -= weight
+    raise AssertionError("a point beyond the weights")  # the sum covers every point
 
 
 def _in_window(slot: _Slot, window: Window, where: ZoneInfo, days: BusinessDays) -> _Slot:

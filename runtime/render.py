@@ -42,6 +42,11 @@ class Renderer:
                 text = getattr(step, name)
                 if text is not None:
                     self.sources[(step.id, name)] = text.source
+            for variant in step.variants:  # its texts under `step<US>variant`
+                for name in ("subject", "body"):
+                    text = getattr(variant, name)
+                    if text is not None:
+                        self.sources[(_versioned(step.id, variant.name), name)] = text.source
 
     def context(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         return {**fields, "sender": self.sender, "campaign": self.campaign}
@@ -69,13 +74,17 @@ class Renderer:
             out.append(rendered)
         return out
 
-    def texts(self, step: str, fields: Mapping[str, Any]) -> dict[str, str]:
+    def texts(
+        self, step: str, fields: Mapping[str, Any], variant: str | None = None
+    ) -> dict[str, str]:
         """Every text of ``step`` (subject, body, notes, message, title) for a
-        person, as the command center shows a task; raises :class:`RenderError`."""
+        person — of their ``variant`` of it, in a test — as the command center
+        shows a task; raises :class:`RenderError`."""
         context = self.context(fields)
         found = {}
+        key = _versioned(step, variant)
         for name in TEXTS:
-            text = self._render(step, name, context)
+            text = self._render(key, name, context)
             if text is not None:
                 found[name] = text
         return found
@@ -93,8 +102,9 @@ class Renderer:
             subject, body = typed[0] or None, typed[1]
         else:
             kind = self.kinds[action.step]
-            subject = self._render(action.step, _SUBJECT.get(kind), context)
-            body = self._render(action.step, _BODY.get(kind), context)
+            key = _versioned(action.step, action.variant)
+            subject = self._render(key, _SUBJECT.get(kind), context)
+            body = self._render(key, _BODY.get(kind), context)
         previous = done.get(action.thread) if action.thread else None
         if previous is not None:
             if subject is None and previous.subject is not None:
@@ -121,6 +131,11 @@ class Renderer:
         if isinstance(found, RenderError):
             raise found
         return found
+
+
+def _versioned(step: str, variant: str | None) -> str:
+    """The key of a step's texts: its name, or with its variant's, in a test."""
+    return step if variant is None else f"{step}\x1f{variant}"
 
 
 def reply_subject(subject: str) -> str:

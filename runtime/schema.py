@@ -148,6 +148,7 @@ actions = Table(
     Column("body", Text, comment="a person's edited body of a sent email task"),
     Column("closed_at", UTCDateTime),
     Column("error", Text),
+    Column("variant", Text, comment="the version of an email this person gets, in a test"),
 )
 Index("actions_by_enrollment", actions.c.enrollment_id, actions.c.position)
 Index("actions_due", actions.c.status, actions.c.due_at)

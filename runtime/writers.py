@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import IO, Literal
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from cadence.runtime.planner import Action
+from cadence.runtime.planner import Action, Planner
 
 PlanFormat = Literal["jsonl", "csv", "table", "ics"]
 FIELDS = (
@@ -31,6 +31,7 @@ FIELDS = (
     "note",
 )
 RENDERED = ("subject", "body")
+VARIANT = ("variant",)  # a column of campaigns that test variants (none elsewhere)
 
 
 def write_plan(
@@ -40,16 +41,20 @@ def write_plan(
     *,
     rendered: bool = False,
     csv_safe: bool = True,
+    variants: bool = False,
 ) -> int:
     """Write ``actions``; returns how many were written. ``csv_safe`` (CSV
-    only) keeps spreadsheets from reading a cell as a formula."""
+    only) keeps spreadsheets from reading a cell as a formula; ``variants``
+    adds each row's variant (a campaign with a test)."""
     if format == "csv":
-        return _csv(actions, out, rendered, safe=csv_safe)
-    writer = {"jsonl": _jsonl, "table": _table, "ics": _ics}[format]
+        return _csv(actions, out, rendered, safe=csv_safe, variants=variants)
+    if format == "jsonl":
+        return _jsonl(actions, out, rendered, variants)
+    writer = {"table": _table, "ics": _ics}[format]
     return writer(actions, out, rendered)
 
 
-def _row(action: Action, rendered: bool) -> dict[str, object]:
+def _row(action: Action, rendered: bool, variants: bool = False) -> dict[str, object]:
     row: dict[str, object] = {
         "person": action.person,
         "step": action.step,
@@ -62,17 +67,19 @@ def _row(action: Action, rendered: bool) -> dict[str, object]:
         "waits_for": action.waits_for,
         "note": action.note,
     }
+    if variants:
+        row["variant"] = action.variant
     if rendered:
         row["subject"] = action.subject
         row["body"] = action.body
     return row
 
 
-def _jsonl(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
+def _jsonl(actions: Iterable[Action], out: IO[bytes], rendered: bool, variants: bool) -> int:
     count = 0
     dumps, option = orjson.dumps, orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
     for action in actions:
-        out.write(dumps(_row(action, rendered), option=option))
+        out.write(dumps(_row(action, rendered, variants), option=option))
         count += 1
     return count
 
@@ -86,28 +93,33 @@ class ZoneRows:
 
     def __init__(
         self,
-        actions_in: Callable[[str, ZoneInfo, str | None], list[Action]],
+        planner: Planner,
         format: Literal["jsonl", "csv"],
         *,
         csv_safe: bool = True,
     ) -> None:
-        self.actions_in = actions_in
+        self.planner = planner
         self.format = format
         self.csv_safe = csv_safe
-        self._parts: dict[tuple[str, str | None], list[bytes]] = {}
+        # With a test, rows also depend on the person's variants: a few combinations.
+        self.variants = bool(planner.tests)
+        self.columns = FIELDS + (VARIANT if self.variants else ())
+        self._parts: dict[tuple[str, str | None, tuple[str, ...]], list[bytes]] = {}
         self._cell = io.StringIO()
         self._cell_writer = csv.writer(self._cell, lineterminator="\n")
 
     def header(self) -> bytes:
-        return (",".join(FIELDS) + "\n").encode() if self.format == "csv" else b""
+        return (",".join(self.columns) + "\n").encode() if self.format == "csv" else b""
 
     def rows(self, email: str, where: ZoneInfo, note: str | None) -> tuple[bytes, int]:
         """The rows of the person ``email`` in ``where``, and how many."""
-        parts = self._parts.get((where.key, note))
+        choice = self.planner.variants_of(email) if self.variants else ()
+        key = (where.key, note, choice)
+        parts = self._parts.get(key)
         if parts is None:
             if len(self._parts) >= self.MAX_KEPT:
                 self._parts.clear()
-            parts = self._parts[(where.key, note)] = self._build(where, note)
+            parts = self._parts[key] = self._build(where, note, choice)
         if len(parts) < 2:
             return b"", 0
         return self._person(email).join(parts), len(parts) - 1
@@ -121,9 +133,10 @@ class ZoneRows:
         self._cell_writer.writerow([_neutralised(email) if self.csv_safe else email])
         return self._cell.getvalue()[:-1].encode("utf-8")
 
-    def _build(self, where: ZoneInfo, note: str | None) -> list[bytes]:
+    def _build(self, where: ZoneInfo, note: str | None, choice: tuple[str, ...]) -> list[bytes]:
         """The bytes around each gap: ``parts[0] + person + parts[1] + …``."""
-        rests = [self._rest(action) for action in self.actions_in("", where, note)]
+        actions = self.planner.actions_in("", where, note, choice)
+        rests = [self._rest(action) for action in actions]
         if self.format == "jsonl":
             opening = b'{"person":'
             return [opening] + [rest + opening for rest in rests[:-1]] + rests[-1:]
@@ -131,12 +144,12 @@ class ZoneRows:
 
     def _rest(self, action: Action) -> bytes:
         """A row after its person: ``,"step":…}`` and a newline, or the CSV cells."""
-        row = _row(action, rendered=False)
+        row = _row(action, rendered=False, variants=self.variants)
         del row["person"]
         if self.format == "jsonl":
             option = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
             return b"," + orjson.dumps(row, option=option)[1:]
-        cells = [_iso(row[name]) for name in FIELDS[1:]]
+        cells = [_iso(row[name]) for name in self.columns[1:]]
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerow(
             [_neutralised(cell) for cell in cells] if self.csv_safe else cells
@@ -175,13 +188,15 @@ def _neutralised(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
-def _csv(actions: Iterable[Action], out: IO[bytes], rendered: bool, *, safe: bool) -> int:
-    columns = FIELDS + (RENDERED if rendered else ())
+def _csv(
+    actions: Iterable[Action], out: IO[bytes], rendered: bool, *, safe: bool, variants: bool
+) -> int:
+    columns = FIELDS + (VARIANT if variants else ()) + (RENDERED if rendered else ())
     writer = csv.writer(_TextOut(out), lineterminator="\n")
     writer.writerow(columns)
     count = 0
     for action in actions:
-        row = _row(action, rendered)
+        row = _row(action, rendered, variants)
         cells = [_iso(row[name]) for name in columns]
         writer.writerow([_neutralised(cell) for cell in cells] if safe else cells)
         count += 1
@@ -210,6 +225,8 @@ def _table(actions: Iterable[Action], out: IO[bytes], rendered: bool) -> int:
         line = f"  day {action.day:<3} {when:<34} {kind:<10} {action.step}"
         if action.thread:
             line += f"  (reply to {action.thread})"
+        if action.variant:
+            line += f"  [variant {action.variant}]"
         text.write(line + "\n")
         if action.note:
             text.write(f"          note: {action.note}\n")

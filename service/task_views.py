@@ -27,6 +27,7 @@ class TaskView(BaseModel):
     kind: str  # email_task | call | inmail | custom
     due_date: dt.date
     zone: str | None = None  # the person's: a time given for them counts in it
+    variant: str | None = None  # their version of the email, in a test
     name: str | None = None
     company: str | None = None
     phone: str | None = None
@@ -63,6 +64,7 @@ class TaskViews:
             "kind": task.kind,
             "due_date": task.due_date,
             "zone": task.zone,
+            "variant": task.variant,
             "name": _name(fields),
             "company": _first(fields, ("company",)),
             "phone": _first(fields, PHONE_FIELDS),
@@ -71,7 +73,7 @@ class TaskViews:
             view["to"] = task.person
         renderer = self._renderer(task.campaign_id, ir)
         try:
-            view.update(renderer.texts(task.step, fields))
+            view.update(renderer.texts(task.step, fields, task.variant))
             if task.kind == "email_task" and "subject" not in view:
                 view["subject"] = _thread_subject(renderer, ir, task.step, fields)
         except RenderError as error:

@@ -7,7 +7,7 @@ from typing import Any
 
 from cadence.grammar import ast
 
-SPAN_KEYS = {"span", "number_span"}
+SPAN_KEYS = {"span", "number_span", "weight_span"}
 
 
 def without_spans(node: ast.Node) -> Any:

@@ -387,6 +387,27 @@ def test_sends_a_late_task_held_back_wait_for_the_window(engine: Engine) -> None
     assert _deliver(engine, dt.datetime(2026, 1, 10, 8, 0, tzinfo=dt.UTC)) == ["nudge", "note"]
 
 
+def test_an_email_task_cadence_sends_after_hours_holds_what_follows_to_the_window(
+    engine: Engine,
+) -> None:
+    personal = _windowed(engine)
+    evening = dt.datetime(2026, 1, 9, 19, 0, tzinfo=dt.UTC)  # day 5, past the window
+    engine.schedule_task(personal, "s", "b", evening, T0)
+    assert _deliver(engine, evening) == ["personal"]  # a person's chosen time is theirs
+    assert _deliver(engine, dt.datetime(2026, 1, 10, 7, 59, tzinfo=dt.UTC)) == []
+    assert _deliver(engine, dt.datetime(2026, 1, 10, 8, 0, tzinfo=dt.UTC)) == ["nudge", "note"]
+
+
+def test_a_resume_after_hours_sends_what_is_due_when_the_window_opens(engine: Engine) -> None:
+    personal = _windowed(engine)
+    engine.send_task(personal, "s", "b", T0 + HOUR)
+    engine.pause("ada@example.com", dt.date(2026, 1, 20), T0 + HOUR, reason="away")
+    back = dt.datetime(2026, 1, 8, 20, 0, tzinfo=dt.UTC)  # resumed by hand, in the evening
+    engine.resume("ada@example.com", back)
+    assert _deliver(engine, back) == []
+    assert _deliver(engine, dt.datetime(2026, 1, 9, 8, 0, tzinfo=dt.UTC)) == ["nudge"]
+
+
 def test_reply_ends_the_enrollment_and_cancels_what_is_pending(engine: Engine) -> None:
     engine.enroll(compiled(), PEOPLE, T0, now=T0)
     engine.reply("ada@example.com", T0 + HOUR)

@@ -111,3 +111,26 @@ def test_hand_edited_ir_breaking_the_compilers_rules_is_refused(edit: object, me
 def test_deeply_nested_json_is_refused() -> None:
     with pytest.raises(IRError, match="nested too deeply"):
         load_ir("[" * 100_000)
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes"),
+    [("25:00", "17:30"), ("8", "17:30"), ("17:45", "17:30"), ("09:00", "09:00")],
+)
+def test_an_ir_window_the_compiler_would_refuse_is_refused(opens: str, closes: str) -> None:
+    from cadence.compiler import compile_source
+    from cadence.compiler.ir import IRError, dump_ir, load_ir
+
+    source = (
+        'campaign "w" {\n  send window 08:00-17:30\n'
+        '  day 1 { email a { send at 09:00 subject "s" body "b" } }\n}\n'
+    )
+    ir = compile_source(source, "w.campaign").ir
+    assert ir is not None
+    text = (
+        dump_ir(ir)
+        .replace('"opens": "08:00"', f'"opens": "{opens}"')
+        .replace('"closes": "17:30"', f'"closes": "{closes}"')
+    )
+    with pytest.raises(IRError, match="send_window"):
+        load_ir(text)

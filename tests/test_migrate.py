@@ -18,6 +18,7 @@ from cadence.runtime.dispatch import Dispatcher
 from cadence.runtime.engine import Engine, EngineError
 from cadence.runtime.mailboxes import Sender
 from cadence.runtime.moving import move_people
+from cadence.runtime.planner import pick_variant
 from cadence.runtime.schema import actions, enrollments, feed
 from tests.engine_db import engine_on
 from tests.helpers import check_golden
@@ -289,3 +290,26 @@ def test_a_scheduled_email_task_neither_blocks_a_move_nor_hides_new_steps(
     steps = steps_of(engine, "ann@a.example")
     assert steps["extra"] == ("pending", "10 09:00")
     assert steps["ring"] == ("pending", "20 08:00")
+
+
+def test_a_test_added_in_a_new_version_gives_each_person_their_variant(engine: Engine) -> None:
+    engine.enroll(ir(V1), [{"email": "ann@a.example"}, {"email": "bob@b.example"}], T0, now=T0)
+    tested = V1.replace(
+        'email breakup { send at 09:00 subject "Bye" body "Bye" }',
+        'email breakup { send at 09:00 subject "Bye" '
+        'variant a weight 1 { body "A" } variant b weight 1 { body "B" } }',
+    )
+    new = ir(tested)
+    engine.enroll(new, [], T0, now=T0)
+    move_people(engine, "Q1", 2, T0)
+    with engine.store.read() as connection:
+        stored = dict(
+            connection.execute(
+                select(enrollments.c.person, actions.c.variant)
+                .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+                .where(actions.c.step == "breakup")
+            ).all()
+        )
+    weights = [("a", 1), ("b", 1)]
+    assert stored == {person: pick_variant("Q1", "breakup", person, weights) for person in stored}
+    assert len(stored) == 2

@@ -139,3 +139,13 @@ def test_with_a_sending_window_every_automatic_email_goes_inside_it(
         # A move never brings a step before an earlier day's.
         dated = [a.due_date for a in mine]
         assert dated == sorted(dated)
+
+
+def test_a_window_opening_in_a_repeated_hour_never_moves_a_send_earlier() -> None:
+    from cadence.runtime.calendar import BusinessDays, Instant, Window, into_window
+
+    where = ZoneInfo("America/New_York")  # clocks go back at 02:00 on 1 November 2026
+    second = dt.datetime(2026, 11, 1, 1, 15, tzinfo=where, fold=1)  # 06:15Z
+    instant = Instant(second.astimezone(dt.UTC), second)
+    moved = into_window(instant, Window(dt.time(1, 30), dt.time(17, 0)), where, BusinessDays())
+    assert moved.utc == dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.UTC)  # the second 01:30

@@ -1,0 +1,163 @@
+"""A/B (and n-way) variants of an email: who gets which (deterministic, in
+proportion to the weights), what a plan says, what is sent and quoted."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import email as mail
+import email.policy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cadence.compiler import compile_source
+from cadence.compiler.ir import Campaign
+from cadence.runtime import plan
+from cadence.runtime.delivery import OutboxTransport
+from cadence.runtime.dispatch import Dispatcher
+from cadence.runtime.engine import Engine
+from cadence.runtime.mailboxes import Sender
+from cadence.runtime.planner import pick_variant
+from cadence.runtime.store import Store
+from cadence.service import Application
+from tests.engine_db import database
+
+T0 = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
+SOURCE = """campaign "Variants" {
+  timezone "UTC"
+  requires first_name
+
+  day 1 {
+    email intro {
+      send at 09:00
+      subject "Hi {{ first_name }}"
+      variant short weight 70 { body "Short note." }
+      variant long weight 20 { subject "A longer idea" body "A longer note." }
+      variant plain weight 10 { body "Plain note." }
+    }
+  }
+
+  day 2 {
+    email bump {
+      send at 09:00
+      follow up
+      body "Bumping."
+    }
+  }
+
+  day 3 {
+    email personal {
+      send task
+      subject "Personal"
+      variant warm weight 1 { body "Warm words for {{ first_name }}." }
+      variant cool weight 1 { body "Cool words." }
+    }
+  }
+}
+"""
+
+
+def compiled(source: str = SOURCE) -> Campaign:
+    result = compile_source(source, "variants.campaign")
+    assert result.ir is not None, result.diagnostics
+    return result.ir
+
+
+def test_the_split_follows_the_weights_over_100000_people() -> None:
+    weights = [("short", 70), ("long", 20), ("plain", 10)]
+    counts = collections.Counter(
+        pick_variant("Variants", "intro", f"person{n}@example.com", weights) for n in range(100_000)
+    )
+    for name, weight in weights:
+        share = weight / 100
+        sigma = (100_000 * share * (1 - share)) ** 0.5
+        assert abs(counts[name] - 100_000 * share) < 4 * sigma, counts
+
+
+def test_a_person_gets_the_same_variant_on_every_plan_version_and_machine() -> None:
+    weights = [("a", 50), ("b", 50)]
+    # Pinned: the same on every machine and Python (sha256 of the names and address).
+    assert [pick_variant("Q1", "intro", f"p{n}@example.com", weights) for n in range(8)] == [
+        "b", "b", "a", "a", "b", "b", "a", "b",
+    ]  # fmt: skip
+    assert pick_variant("Q1", "intro", " P3@Example.COM ", weights) == pick_variant(
+        "Q1", "intro", "p3@example.com", weights
+    )
+    people = [{"email": f"p{n}@example.com", "first_name": "P"} for n in range(200)]
+    first = [a.variant for a in plan(compiled(), people, T0)]
+    edited = compiled(SOURCE.replace('body "Bumping."', 'body "Bumping again."'))
+    assert [a.variant for a in plan(edited, people, T0 + 3 * DAY)] == first
+
+
+def test_plan_rows_carry_the_variant_and_follow_ups_quote_it() -> None:
+    people = [{"email": f"p{n}@example.com", "first_name": f"P{n}"} for n in range(50)]
+    rows = list(plan(compiled(), people, T0, render=True))
+    intros = [a for a in rows if a.step == "intro"]
+    assert {a.variant for a in intros} == {"short", "long", "plain"}
+    assert all(a.variant is None for a in rows if a.step == "bump")
+    for intro in intros:
+        bump = next(a for a in rows if a.person == intro.person and a.step == "bump")
+        body = {"short": "Short note.", "long": "A longer note.", "plain": "Plain note."}
+        assert intro.body == body[intro.variant or ""]
+        assert f"> {body[intro.variant or '']}" in (bump.body or "")
+        expected = (
+            "A longer idea" if intro.variant == "long" else f"Hi {intro.person[:-12].upper()}"
+        )
+        assert (intro.subject or "").lower() == expected.lower()
+        assert bump.subject == f"Re: {intro.subject}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    with database(request.param, tmp_path) as (url, options):
+        made = Engine(Store.open(url, now=T0, **options))
+        yield made
+        made.close()
+
+
+def test_the_engine_records_each_variant_and_sends_and_quotes_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    people = [{"email": f"p{n}@example.com", "first_name": f"P{n}"} for n in range(12)]
+    engine.enroll(compiled(), people, T0, now=T0)
+    planned = {(a.person, a.step): a.variant for a in plan(compiled(), people, T0)}
+    outbox = OutboxTransport(tmp_path / "outbox")
+    dispatcher = Dispatcher(engine, outbox, Sender("Sam", "sam@example.com"))
+    assert dispatcher.run_once(T0 + 2 * HOUR).sent == 12
+    assert dispatcher.run_once(T0 + DAY + 2 * HOUR).sent == 12
+    messages = [mail.message_from_bytes(p.read_bytes(), policy=mail.policy.default)
+                for p in (tmp_path / "outbox").glob("*.eml")]  # fmt: skip
+    texts = {"short": "Short note.", "long": "A longer note.", "plain": "Plain note."}
+    for message in messages:
+        person = str(message["To"])
+        variant = planned[(person, "intro")]
+        assert variant is not None
+        body = message.get_content().replace("\r\n", "\n")  # type: ignore[attr-defined]
+        if str(message["Subject"]).startswith("Re: "):
+            assert f"> {texts[variant]}" in body
+        else:
+            assert body.strip() == texts[variant]
+    # The task of a test is prefilled with the person's variant.
+    application = Application(engine, lambda: T0 + 2 * DAY)
+    for task in application.tasks(kind="email_task"):
+        variant = planned[(task.person, "personal")]
+        assert task.variant == variant
+        first = task.person.split("@")[0].upper()
+        expected = f"Warm words for {first}." if variant == "warm" else "Cool words."
+        assert (task.body or "").lower() == expected.lower()
+
+
+def test_the_planners_quick_pick_is_pick_variant() -> None:
+    from cadence.runtime.planner import Planner
+
+    planner = Planner(compiled(), T0)
+    for n in range(2000):
+        email = f"Person{n}@Example.com "
+        assert planner.variants_of(email) == (
+            pick_variant("Variants", "intro", email, [("short", 70), ("long", 20), ("plain", 10)]),
+            pick_variant("Variants", "personal", email, [("warm", 1), ("cool", 1)]),
+        )
