@@ -129,6 +129,7 @@ def register(cli: click.Group) -> None:
     for command in (
         enroll, tasks, task, feed, run, reply, bounce, remove, unsubscribe, end, retry, settle,
         suppress, inbox, pause, resume, mailboxes, campaigns, status, migrate, serve, token, user,
+        report,
     ):  # fmt: skip
         cli.add_command(command)
 
@@ -221,6 +222,75 @@ def enroll(
         err=True,
     )
     sys.exit(EXIT_SKIPPED if report.problems else 0)
+
+
+@click.command()
+@click.argument("file")
+@click.option("--people", "people_path", default=None, help="CSV or JSON Lines: plan for them.")
+@click.option("--start", default=None, help="With --people: ISO 8601 (no offset: the campaign's "
+              "zone) or now.")  # fmt: skip
+@click.option("--db", default=None, help="A database: the results so far, per step and variant.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The HTML file."
+)
+@click.option(
+    "--templates-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The folder template files may come from (default: the campaign file's folder).",
+)
+def report(
+    file: str,
+    people_path: str | None,
+    start: str | None,
+    db: str | None,
+    output: str,
+    templates_root: str | None,
+) -> None:
+    """One HTML file about the campaign FILE that opens anywhere, offline: its
+    timeline; with --people and --start, the sends per day and hour; with
+    --db, the results so far per step and variant, and whether variants differ."""
+    from cadence.campaign_report import Volume, write_report
+    from cadence.cli import _load_campaign, _run
+    from cadence.runtime.people import PeopleError, format_of, open_people, read_people
+    from cadence.runtime.plan_command import Options
+    from cadence.runtime.planner import PlanError, plan
+
+    if (people_path is None) != (start is None):
+        _fail("--people and --start go together: the plan needs both")
+    ir = _load_campaign(_run("text", "auto"), file, templates_root)
+    if ir is None:
+        sys.exit(1)
+    volume, begins, results = None, None, None
+    if people_path is not None and start is not None:
+        try:
+            options = Options.parse(ir, start=start, overrides=())
+        except ValueError as error:
+            _fail(str(error))
+        begins = options.start
+        skipped: list[Any] = []
+        try:
+            with open_people(people_path) as stream:
+                rows = read_people(stream, None if people_path == "-" else format_of(people_path))
+                volume = Volume().add(plan(ir, rows, options.start, on_problem=skipped.append))
+        except OSError as error:
+            _fail(f"{people_path}: {error.strerror or error}")
+        except (PeopleError, PlanError) as error:
+            _fail(f"{people_path}: {error}")
+        if skipped:
+            click.echo(
+                f"cadence: {len(skipped)} people skipped (`cadence plan` says why)", err=True
+            )
+    if db is not None:
+        from cadence.runtime.funnel import funnel
+
+        with _engine(db) as engine:
+            results = funnel(engine, ir.settings.id or ir.name, [s.id for s in ir.steps])
+    try:
+        write_report(Path(output), ir, volume=volume, start=begins, results=results)
+    except OSError as error:
+        _fail(f"cannot write {output}: {error.strerror or error}")
+    click.echo(f"wrote {output}", err=True)
 
 
 @click.command()
