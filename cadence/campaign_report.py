@@ -51,13 +51,16 @@ class Volume:
     variants: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, actions: Iterable[Action]) -> Volume:
-        person = None
+        person, placed = None, True
         for action in actions:
             if action.person != person:
-                person = action.person
+                if not placed:
+                    self.zones["— (tasks only)"] += 1
+                person, placed = action.person, False
                 self.people += 1
-                zone = getattr(action.local, "tzinfo", None)
-                self.zones[str(zone) if zone is not None else "—"] += 1
+            if not placed and action.local is not None:  # a task has no time, nor zone
+                self.zones[str(action.local.tzinfo)] += 1
+                placed = True
             if action.variant is not None:
                 self.variants[(action.step, action.variant)] += 1
             if action.due is None:
@@ -66,6 +69,8 @@ class Volume:
             self.sends += 1
             self.by_day[action.due.date()] += 1
             self.by_day_hour[(action.due.date(), action.due.hour)] += 1
+        if not placed:
+            self.zones["— (tasks only)"] += 1
         return self
 
 

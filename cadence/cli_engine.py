@@ -279,7 +279,9 @@ def report(
             _fail(f"{people_path}: {error}")
         if skipped:
             click.echo(
-                f"cadence: {len(skipped)} people skipped (`cadence plan` says why)", err=True
+                f"cadence: {len(skipped)} {'person' if len(skipped) == 1 else 'people'} skipped "
+                "(`cadence plan` says why)",
+                err=True,
             )
     if db is not None:
         from cadence.runtime.funnel import funnel

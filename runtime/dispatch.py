@@ -438,7 +438,7 @@ class Dispatcher:
             this = dataclasses.replace(bare, subject=bare.subject or previous.subject)
         else:
             this = _rendered(renderer, fields, planned, send.step, typed)
-            own_subject = bool(typed[0]) if typed else _own_subject(ir, send.step)
+            own_subject = bool(typed[0]) if typed else _own_subject(ir, send.step, own["variant"])
             if replied is not None and replied["subject"] and not own_subject:
                 # The thread's subject is what the person received: a task email's
                 # edited subject (the quote below still comes from the template, §5).
@@ -552,8 +552,13 @@ class _Person:
                 row.update(status="sent", message_id=message_id, sent_at=at.astimezone(self.zone))
 
 
-def _own_subject(ir: Campaign, step: str) -> bool:
-    return any(s.id == step and s.subject is not None for s in ir.steps)
+def _own_subject(ir: Campaign, step: str, variant: str | None = None) -> bool:
+    """Whether the email sets its subject (its variant's, in a test)."""
+    for s in ir.steps:
+        if s.id == step:
+            chosen = next((v for v in s.variants if v.name == variant), None)
+            return (chosen.subject if chosen is not None else s.subject) is not None
+    return False
 
 
 _UNKNOWN = object()  # not confirmed yet

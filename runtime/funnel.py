@@ -20,7 +20,8 @@ from cadence.runtime.engine import Engine
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
 from cadence.runtime.significance import TEST_NAME, reply_test
 
-_LEFT = frozenset({"unsubscribed", "complained"})  # why an enrollment ended: they left
+# Why an enrollment ended when the person left: they unsubscribed, or complained.
+_LEFT = frozenset({"unsubscribed", "suppressed (complained)"})
 
 
 @dataclass
@@ -116,15 +117,16 @@ def funnel(engine: Engine, campaign: str, steps: list[str]) -> Funnel:
     counted: set[tuple[int, str]] = set()
     for enrollment_id, event, at in events:
         if (enrollment_id, event) in counted:
-            continue  # a person's first reply (or bounce) counts
-        counted.add((enrollment_id, event))
+            continue  # a person's first reply (or bounce) after an email counts
         before = _last_before(sent.get(enrollment_id, []), at)
-        if before is not None:
-            result = emails[before]
-            if event == "reply":
-                result.replied += 1
-            else:
-                result.bounced += 1
+        if before is None:
+            continue  # before any email: not an answer to one
+        counted.add((enrollment_id, event))
+        result = emails[before]
+        if event == "reply":
+            result.replied += 1
+        else:
+            result.bounced += 1
     for enrollment_id, reason, ended_at in people:
         if reason in _LEFT and ended_at is not None:
             before = _last_before(sent.get(enrollment_id, []), ended_at)

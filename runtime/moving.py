@@ -373,6 +373,9 @@ def _compare(
         if stored.due_at != due or stored.due_date != due_date:
             before, after = _stored_when(stored, where), _when_at(due, due_date, action, where)
             changes.append(StepChange("~", action.step, _arrow(before, after)))
+        if stored.variant != action.variant:
+            was, now = stored.variant or "none", action.variant or "none"
+            changes.append(StepChange("~", action.step, f"variant {was} → {now}"))
         if _differs(stored, index, action, due, due_date):
             outcome.updates.append((place, _values(index, action, due, due_date)))
     for place, action in enumerate(old):

@@ -192,7 +192,8 @@ class Planner:
         self.default_zone = default
         self.days = BusinessDays(settings.skip_weekends, settings.holidays)
         self.day_numbers = sorted({step.day for step in ir.steps})
-        self.header_fields = names_used(s.subject.source for s in ir.steps if s.subject)
+        subjects = [s.subject for s in ir.steps] + [v.subject for s in ir.steps for v in s.variants]
+        self.header_fields = names_used(subject.source for subject in subjects if subject)
         self.windows = {step.id: Window.of(step.window) for step in ir.steps if step.window}
         self.tests = [
             (step.id, [(v.name, v.weight) for v in step.variants])
@@ -352,8 +353,7 @@ class Planner:
         for picker in self._pickers:  # written out: it runs for every person
             hasher = picker.hasher.copy()
             hasher.update(key)
-            point = int.from_bytes(hasher.digest()[:8], "big") % picker.total
-            found.append(picker.names[bisect.bisect_right(picker.bounds, point)])
+            found.append(picker.at(int.from_bytes(hasher.digest(), "big") % picker.total))
         return tuple(found)
 
 
@@ -362,11 +362,19 @@ class _Picker:
     the step's names taken once (a person adds only their address), and the
     weights as running totals."""
 
+    TABLE = 10_000  # weights summing to at most this: a name per point, looked up
+
     def __init__(self, campaign: str, step: str, weights: list[tuple[str, int]]) -> None:
         self.hasher = hashlib.sha256("\x1f".join((campaign, step, "")).encode("utf-8"))
         self.names = [name for name, _ in weights]
         self.bounds = list(itertools.accumulate(weight for _, weight in weights))
         self.total = self.bounds[-1]
+        self.at: Callable[[int], str]
+        if self.total <= self.TABLE:
+            table = [name for name, weight in weights for _ in range(weight)]
+            self.at = table.__getitem__
+        else:
+            self.at = lambda point: self.names[bisect.bisect_right(self.bounds, point)]
 
 
 def pick_variant(campaign: str, step: str, email: str, weights: list[tuple[str, int]]) -> str:
@@ -375,7 +383,7 @@ def pick_variant(campaign: str, step: str, email: str, weights: list[tuple[str, 
     so the same person gets the same variant on every plan, version and
     machine; across people the shares follow the weights."""
     key = "\x1f".join((campaign, step, email.strip().lower())).encode("utf-8")
-    point = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % sum(w for _, w in weights)
+    point = int.from_bytes(hashlib.sha256(key).digest(), "big") % sum(w for _, w in weights)
     for name, weight in weights:
         if point < weight:
             return name

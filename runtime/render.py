@@ -37,11 +37,14 @@ class Renderer:
         self.sources: dict[tuple[str, str], str] = {}
         self.templates: dict[tuple[str, str], Template | RenderError] = {}
         self.kinds = {step.id: step.kind for step in ir.steps}
+        self.first_variant: dict[str, str] = {}
         for step in ir.steps:
             for name in TEXTS:
                 text = getattr(step, name)
                 if text is not None:
                     self.sources[(step.id, name)] = text.source
+            if step.variants:
+                self.first_variant[step.id] = _versioned(step.id, step.variants[0].name)
             for variant in step.variants:  # its texts under `step<US>variant`
                 for name in ("subject", "body"):
                     text = getattr(variant, name)
@@ -116,8 +119,15 @@ class Renderer:
         return subject, body
 
     def _render(self, step: str, name: str | None, context: dict[str, Any]) -> str | None:
-        if name is None or (step, name) not in self.sources:
+        if name is None:
             return None
+        if (step, name) not in self.sources:
+            # A variant this version does not have (the person got it under an
+            # earlier one): the email's own text, else its first variant's.
+            base = step.partition("\x1f")[0]
+            step = base if (base, name) in self.sources else self.first_variant.get(base, base)
+            if (step, name) not in self.sources:
+                return None
         return render(self._template((step, name)), context)
 
     def _template(self, key: tuple[str, str]) -> Template:

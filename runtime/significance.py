@@ -58,9 +58,10 @@ def chi2_survival(x: float, df: int) -> float:
     if x <= 0:
         return 1.0
     half = x / 2
-    if df % 2 == 0:
-        terms = (half**i / math.factorial(i) for i in range(df // 2))
-        return min(1.0, math.exp(-half) * math.fsum(terms))
+    if df % 2 == 0:  # each term in logarithms: large df or x stay finite
+        log_half = math.log(half)
+        terms = (math.exp(i * log_half - math.lgamma(i + 1) - half) for i in range(df // 2))
+        return min(1.0, math.fsum(terms))
     tail = math.erfc(math.sqrt(half))
     # The odd terms: half^(i - 1/2) / Gamma(i + 1/2), in logarithms to stay finite.
     terms = (

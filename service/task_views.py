@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, Task
+from cadence.runtime.planner import pick_variant
 from cadence.runtime.render import Renderer, reply_subject
 from cadence.templating import RenderError
 
@@ -75,7 +76,7 @@ class TaskViews:
         try:
             view.update(renderer.texts(task.step, fields, task.variant))
             if task.kind == "email_task" and "subject" not in view:
-                view["subject"] = _thread_subject(renderer, ir, task.step, fields)
+                view["subject"] = _thread_subject(renderer, ir, task, fields)
         except RenderError as error:
             view["problem"] = f"cannot render: {error}"
         return TaskView(**view)
@@ -87,16 +88,20 @@ class TaskViews:
 
 
 def _thread_subject(
-    renderer: Renderer, ir: Campaign, step: str, fields: dict[str, Any]
+    renderer: Renderer, ir: Campaign, task: Task, fields: dict[str, Any]
 ) -> str | None:
     """A follow-up without a subject of its own: "Re: " and the subject of the
-    email its thread began with (as the dispatcher would send it)."""
+    email its thread began with (as the dispatcher would send it: the
+    person's variant of it, in a test)."""
     steps = {s.id: s for s in ir.steps}
-    seen = {step}
-    replied = steps[step].reply_to
+    seen = {task.step}
+    replied = steps[task.step].reply_to
     while replied is not None and replied not in seen:
         seen.add(replied)
-        subject = renderer.texts(replied, fields).get("subject")
+        tested = steps[replied].variants
+        weights = [(v.name, v.weight) for v in tested]
+        variant = pick_variant(ir.name, replied, task.person, weights) if tested else None
+        subject = renderer.texts(replied, fields, variant).get("subject")
         if subject:
             return reply_subject(subject)
         replied = steps[replied].reply_to

@@ -313,3 +313,16 @@ def test_a_test_added_in_a_new_version_gives_each_person_their_variant(engine: E
     weights = [("a", 1), ("b", 1)]
     assert stored == {person: pick_variant("Q1", "breakup", person, weights) for person in stored}
     assert len(stored) == 2
+
+
+def test_a_move_says_when_a_persons_variant_changes(engine: Engine) -> None:
+    engine.enroll(ir(V1), [{"email": "ann@a.example"}], T0, now=T0)
+    tested = V1.replace(
+        'email breakup { send at 09:00 subject "Bye" body "Bye" }',
+        'email breakup { send at 09:00 subject "Bye" '
+        'variant a weight 1 { body "A" } variant b weight 1 { body "B" } }',
+    )
+    engine.enroll(ir(tested), [], T0, now=T0)
+    dry = move_people(engine, "Q1", 2, T0, dry_run=True)
+    changes = [(c.sign, c.step, c.text) for c in dry.moves[0].changes]
+    assert ("~", "breakup", "variant none → a") in changes

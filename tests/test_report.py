@@ -135,3 +135,47 @@ def test_nothing_in_the_report_comes_from_elsewhere(tmp_path: Path) -> None:
     assert run("report", str(campaign), "-o", str(output))[0] == 0
     html = output.read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_the_funnel_counts_each_outcome_for_the_last_email_before_it(tmp_path: Path) -> None:
+    from cadence.runtime.funnel import funnel
+
+    engine = Engine.open(str(tmp_path / "f.db"), now=T0)
+    source = SOURCE.replace("  send window 08:00-17:30\n", "  on reply continue\n")
+    ir = compile_source(source, "f.campaign").ir
+    assert ir is not None
+    rows = [{"email": f"p{n}@example.com"} for n in range(4)]
+    engine.enroll(ir, rows, T0, now=T0)
+    engine.reply("p0@example.com", T0 + dt.timedelta(minutes=5))  # before any email
+    Dispatcher(engine, OutboxTransport(tmp_path / "o"), Sender("S", "s@example.com")).run_once(
+        T0 + dt.timedelta(hours=2)
+    )
+    later = T0 + dt.timedelta(hours=3)
+    engine.reply("p0@example.com", later)  # after `intro`: counts
+    engine.suppress(["p1@example.com"], "complained", later)
+    engine.unsubscribe("p2@example.com", later)
+    found = funnel(engine, "report-demo", [s.id for s in ir.steps])
+    intro = [r for r in found.emails if r.step == "intro"]
+    assert sum(r.sent for r in intro) == 4
+    assert sum(r.replied for r in intro) == 1
+    assert sum(r.unsubscribed for r in intro) == 2
+    engine.close()
+
+
+def test_people_whose_day_one_is_a_task_are_counted_in_their_zone() -> None:
+    from cadence.campaign_report import Volume
+    from cadence.runtime import plan
+
+    source = """campaign "Tasks first" {
+  timezone recipient else "Europe/Stockholm"
+  day 1 {
+    call ring { notes "n" }
+    email a { send at 09:00 subject "s" body "b" }
+  }
+}
+"""
+    ir = compile_source(source, "t.campaign").ir
+    assert ir is not None
+    people = [{"email": "a@example.com", "timezone": "Asia/Tokyo"}, {"email": "b@example.com"}]
+    volume = Volume().add(plan(ir, people, T0))
+    assert volume.zones == {"Asia/Tokyo": 1, "Europe/Stockholm": 1}

@@ -47,3 +47,10 @@ def test_too_few_people_say_so_and_none_is_no_test() -> None:
     assert reply_test([(100, 0), (100, 0)]) is None  # nobody replied yet
     assert reply_test([(100, 5)]) is None  # one variant: nothing to compare
     assert reply_test([(100, 5), (0, 0)]) is None
+
+
+def test_many_variants_and_huge_statistics_stay_finite() -> None:
+    assert 0.0 <= chi2_survival(400, 400) <= 1.0
+    assert chi2_survival(1e6, 3) == 0.0 and chi2_survival(1e6, 4) == 0.0
+    result = reply_test([(20, n % 7) for n in range(301)])
+    assert result is not None and 0.0 <= result.p_value <= 1.0

@@ -82,7 +82,7 @@ def test_a_person_gets_the_same_variant_on_every_plan_version_and_machine() -> N
     weights = [("a", 50), ("b", 50)]
     # Pinned: the same on every machine and Python (sha256 of the names and address).
     assert [pick_variant("Q1", "intro", f"p{n}@example.com", weights) for n in range(8)] == [
-        "b", "b", "a", "a", "b", "b", "a", "b",
+        "a", "b", "b", "b", "a", "b", "b", "a",
     ]  # fmt: skip
     assert pick_variant("Q1", "intro", " P3@Example.COM ", weights) == pick_variant(
         "Q1", "intro", "p3@example.com", weights
@@ -161,3 +161,52 @@ def test_the_planners_quick_pick_is_pick_variant() -> None:
             pick_variant("Variants", "intro", email, [("short", 70), ("long", 20), ("plain", 10)]),
             pick_variant("Variants", "personal", email, [("warm", 1), ("cool", 1)]),
         )
+
+
+def test_a_variant_only_a_variants_subject_uses_is_checked_like_any_subject() -> None:
+    source = SOURCE.replace('subject "A longer idea"', 'subject "An idea for {{ company }}"')
+    people = [{"email": "p@example.com", "first_name": "P", "company": "X\r\nBcc: all"}]
+    planned = plan(compiled(source), people, T0)
+    assert list(planned) == [] and "company" in planned.problems[0].message
+
+
+def test_a_follow_up_task_is_prefilled_with_the_subject_of_the_persons_variant(
+    engine: Engine,
+) -> None:
+    # `personal` replies in the thread of `bump`, itself a reply to the tested `intro`.
+    ir = compiled(SOURCE.replace('subject "Personal"', "follow up"))
+    people = [{"email": f"p{n}@example.com", "first_name": "P"} for n in range(30)]
+    engine.enroll(ir, people, T0, now=T0)
+    weights = [("short", 70), ("long", 20), ("plain", 10)]
+    application = Application(engine, lambda: T0 + 2 * DAY)
+    tasks = application.tasks(kind="email_task", limit=100)
+    got = {task.person: pick_variant("Variants", "intro", task.person, weights) for task in tasks}
+    assert len(tasks) == 30 and "long" in got.values()
+    for task in tasks:
+        assert task.subject == ("Re: A longer idea" if got[task.person] == "long" else "Re: Hi P")
+
+
+def test_a_move_that_renames_variants_still_quotes_and_threads_the_email_sent(
+    engine: Engine, tmp_path: Path
+) -> None:
+    people = [{"email": f"p{n}@example.com", "first_name": f"P{n}"} for n in range(6)]
+    engine.enroll(compiled(), people, T0, now=T0)
+    outbox = OutboxTransport(tmp_path / "outbox")
+    dispatcher = Dispatcher(engine, outbox, Sender("Sam", "sam@example.com"))
+    assert dispatcher.run_once(T0 + 2 * HOUR).sent == 6
+    renamed = (
+        SOURCE.replace("variant short", "variant brief")
+        .replace("variant long", "variant lengthy")
+        .replace("variant plain", "variant bare")
+    )
+    engine.enroll(compiled(renamed), [], T0, now=T0)
+    from cadence.runtime.moving import move_people
+
+    move_people(engine, "Variants", 2, T0 + 3 * HOUR)
+    assert dispatcher.run_once(T0 + DAY + 2 * HOUR).sent == 6
+    for path in (tmp_path / "outbox").glob("*.eml"):
+        message = mail.message_from_bytes(path.read_bytes(), policy=mail.policy.default)
+        assert str(message["Subject"]).strip() != "" and str(message["Subject"]) != "Re: "
+        if str(message["Subject"]).startswith("Re: "):
+            body = message.get_content()  # type: ignore[attr-defined]
+            assert "> " in body and "note." in body
