@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from cadence.runtime.calendar import UTC_ZONE
+from cadence.runtime.calendar import UTC_ZONE, place
 from cadence.runtime.schema import mailbox_sends, mailbox_usage
 from cadence.runtime.store import insert_if_absent
 
@@ -60,13 +60,22 @@ def reserve(connection: Connection, cap: DailyCap, wanted: int, now: dt.datetime
     return granted
 
 
-def rolled(due: dt.datetime, next_day: dt.datetime) -> dt.datetime:
+def rolled(due: dt.datetime, next_day: dt.datetime, where: ZoneInfo | None = None) -> dt.datetime:
     """``due`` moved by whole days to the first one on or after ``next_day``:
-    the send keeps its time of day."""
+    the send keeps its time of day — in ``where``, the person's zone, when
+    given (a day across a change of clocks is not 24 hours there)."""
     if due >= next_day:
         return due
     days = -(-(next_day - due) // dt.timedelta(days=1))  # rounded up
-    return due + dt.timedelta(days=days)
+    if where is None:
+        return due + dt.timedelta(days=days)
+    local = due.astimezone(where)
+    wall = local.time().replace(tzinfo=None)
+    moved = place(local.date() + dt.timedelta(days=days), wall, where).utc
+    while moved < next_day:
+        days += 1
+        moved = place(local.date() + dt.timedelta(days=days), wall, where).utc
+    return moved
 
 
 def usage(connection: Connection, mailbox: str, day: dt.date) -> int:

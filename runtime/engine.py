@@ -816,7 +816,7 @@ class Engine:
                 due = max(due, before) if before is not None else due
                 values = {"status": PENDING, "due_at": due}
                 # Nor after one: the person's later sends wait for this one.
-                connection.execute(_HOLD_LATER, {"b_id": send.action_id, "b_due": due})
+                self._hold_later(connection, send, due)
                 message = (
                     f"send `{send.step}` moved to {due:%Y-%m-%d %H:%M}Z: {hours} "
                     "(late = reschedule)"
@@ -902,8 +902,21 @@ class Engine:
         """Sends today's cap has no room for: to the mailbox's next day, each
         keeping its time of day, with a feed entry."""
         next_day = cap.next_day(now)
+        zones = dict(
+            connection.execute(
+                select(enrollments.c.id, enrollments.c.zone).where(
+                    enrollments.c.id.in_({send.enrollment_id for send in sends})
+                )
+            ).all()
+        )
+        windows: dict[str, _Windows] = {}
         for send in sends:
-            due = caps.rolled(send.due_at, next_day)
+            # The person's time of day, across a change of clocks too, in its window.
+            where = zone(zones.get(send.enrollment_id, "")) or UTC_ZONE
+            if send.campaign_id not in windows:
+                windows[send.campaign_id] = self._windows(connection, send.campaign_id)
+            due = caps.rolled(send.due_at, next_day, where)
+            due = self._windowed(windows[send.campaign_id], send.step, due, where)
             connection.execute(  # a dead dispatcher's claim among them is pending again
                 update(actions)
                 .where(actions.c.id == send.action_id)
@@ -1339,21 +1352,34 @@ class Engine:
 
     def _time_waiting_sends(self, connection: Connection, task: Any, at: dt.datetime) -> None:
         """Emails aligned with this task email take the time of day it closed
-        (or will be sent at), then their sending window's say (§4.5)."""
+        (or will be sent at), then their sending window's say (§4.5). In a
+        chain (one aligned with another aligned with the task), each takes its
+        anchor's time after the anchor's move, as the planner does."""
         where = zone(task.zone) or UTC_ZONE
-        wall = at.astimezone(where).time().replace(tzinfo=None)
         waiting = connection.execute(
-            select(actions.c.id, actions.c.step, actions.c.due_date).where(
+            select(actions.c.id, actions.c.step, actions.c.due_date)
+            .where(
                 actions.c.enrollment_id == task.enrollment_id,
                 actions.c.waits_for == task.step,
                 actions.c.status == PENDING,
                 actions.c.due_at.is_(None),
             )
+            .order_by(actions.c.position)
         ).all()
+        if not waiting:
+            return
         windows = self._windows(connection, task.campaign_id)
+        anchors = {
+            s.id: s.timing.via[0]
+            for s in self._ir(connection, task.campaign_id).steps
+            if s.timing is not None and s.timing.via
+        }
+        walls = {task.step: at.astimezone(where).time().replace(tzinfo=None)}
         for action_id, step, due_date in waiting:
+            wall = walls.get(anchors.get(step, task.step), walls[task.step])
             due = max(place(due_date, wall, where).utc, at)
             due = self._windowed(windows, step, due, where)
+            walls[step] = due.astimezone(where).time().replace(tzinfo=None)
             connection.execute(update(actions).where(actions.c.id == action_id).values(due_at=due))
 
     def _hold_in_windows(self, connection: Connection, task: Any, at: dt.datetime) -> None:
@@ -1379,6 +1405,35 @@ class Engine:
                 connection.execute(
                     update(actions).where(actions.c.id == action_id).values(due_at=due)
                 )
+
+    def _hold_later(self, connection: Connection, send: DueSend, due: dt.datetime) -> None:
+        """The person's later sends not before ``due`` — each within its window."""
+        windows = self._windows(connection, send.campaign_id)
+        if not windows.by_step:
+            connection.execute(_HOLD_LATER, {"b_id": send.action_id, "b_due": due})
+            return
+        where = (
+            zone(
+                connection.execute(
+                    select(enrollments.c.zone).where(enrollments.c.id == send.enrollment_id)
+                ).scalar_one()
+            )
+            or UTC_ZONE
+        )
+        later = connection.execute(
+            select(actions.c.id, actions.c.step).where(
+                actions.c.enrollment_id == send.enrollment_id,
+                actions.c.position
+                > select(actions.c.position)
+                .where(actions.c.id == send.action_id)
+                .scalar_subquery(),
+                actions.c.status == PENDING,
+                actions.c.due_at < due,
+            )
+        ).all()
+        for action_id, step in later:
+            held = self._windowed(windows, step, due, where)
+            connection.execute(update(actions).where(actions.c.id == action_id).values(due_at=held))
 
     def _windows(self, connection: Connection, key: str) -> _Windows:
         ir = self._ir(connection, key)

@@ -192,3 +192,12 @@ def test_a_throttle_holds_across_dispatchers(engine: Engine, tmp_path: Path) -> 
         window = [t for t in delivered if sent <= t < sent + dt.timedelta(seconds=60)]
         assert len(window) <= 3
     assert clock.now - (T0 + dt.timedelta(hours=2)) >= dt.timedelta(minutes=9)
+
+
+def test_a_send_rolled_over_a_change_of_clocks_keeps_the_persons_time_of_day() -> None:
+    where = ZoneInfo("Europe/Stockholm")  # clocks go forward in the night to 29 March 2026
+    due = dt.datetime(2026, 3, 28, 17, 15, tzinfo=where).astimezone(dt.UTC)  # 16:15Z
+    next_day = dt.datetime(2026, 3, 29, 0, 0, tzinfo=where).astimezone(dt.UTC)
+    moved = rolled(due, next_day, where)
+    assert moved.astimezone(where).replace(tzinfo=None) == dt.datetime(2026, 3, 29, 17, 15)
+    assert rolled(due, next_day) == due + dt.timedelta(days=1)  # without a zone: 24 hours

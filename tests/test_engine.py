@@ -408,6 +408,53 @@ def test_a_resume_after_hours_sends_what_is_due_when_the_window_opens(engine: En
     assert _deliver(engine, dt.datetime(2026, 1, 9, 8, 0, tzinfo=dt.UTC)) == ["nudge"]
 
 
+CHAINED = """campaign "Chained" {
+  timezone "UTC"
+  send window 08:00-17:30
+  day 1 { email personal { send task subject "Personal" body "p" } }
+  day 3 { email x { send with previous follow up body "x" } }
+  day 5 {
+    email y {
+      send with previous
+      send window 17:00-20:00
+      follow up
+      body "y"
+    }
+  }
+}
+"""
+
+
+def test_a_chain_on_a_task_email_takes_each_anchors_moved_time(engine: Engine) -> None:
+    engine.enroll(compiled(CHAINED), PEOPLE[:1], T0, now=T0)
+    [personal] = engine.open_tasks()
+    engine.send_task(personal.id, "s", "b", dt.datetime(2026, 1, 5, 19, 0, tzinfo=dt.UTC))
+    with engine.store.read() as connection:
+        due = dict(connection.execute(select(actions.c.step, actions.c.due_at)).all())
+    # `x` would take 19:00 on day 3, past its window: day 4 at 08:00. `y` takes that
+    # 08:00 (as the planner would), before its own window: 17:00 on day 5.
+    assert due["x"] == dt.datetime(2026, 1, 8, 8, 0, tzinfo=dt.UTC)
+    assert due["y"] == dt.datetime(2026, 1, 9, 17, 0, tzinfo=dt.UTC)
+
+
+def test_a_late_reschedule_holds_the_later_sends_within_their_windows(engine: Engine) -> None:
+    source = """campaign "Late" {
+  timezone "UTC"
+  send window 08:00-17:30
+  day 1 { email a { send at 18:30 send window 17:00-20:00 subject "A" body "a" } }
+  day 2 { email b { send at 09:00 subject "B" body "b" } }
+}
+"""
+    engine.enroll(compiled(source), PEOPLE[:1], T0, now=T0)
+    back = dt.datetime(2026, 1, 7, 10, 0, tzinfo=dt.UTC)  # the dispatchers were away
+    assert engine.claim(back, late=LatePolicy(after=4 * HOUR)) == []
+    with engine.store.read() as connection:
+        due = dict(connection.execute(select(actions.c.step, actions.c.due_at)).all())
+    assert due["a"] == dt.datetime(2026, 1, 7, 18, 30, tzinfo=dt.UTC)  # its time of day
+    # `b` may not go before `a`; at 18:30 its own window is closed: the next opening.
+    assert due["b"] == dt.datetime(2026, 1, 8, 8, 0, tzinfo=dt.UTC)
+
+
 def test_reply_ends_the_enrollment_and_cancels_what_is_pending(engine: Engine) -> None:
     engine.enroll(compiled(), PEOPLE, T0, now=T0)
     engine.reply("ada@example.com", T0 + HOUR)
