@@ -253,7 +253,7 @@ def times_in_range(context: Context) -> Iterator[Diagnostic]:
         option = send_option(ref.step)
         if isinstance(option, ast.SendAt):
             time = option.time
-            if time.hour > 23 or time.minute > 59:
+            if not _in_range(time):
                 yield codes.C019.at(
                     time.span,
                     f"`{time.hour:02d}:{time.minute:02d}` is not a time of day",
@@ -324,7 +324,8 @@ def _window_of(context: Context, step: ast.EmailStep) -> ast.SendWindow | None:
     return next((s for s in context.campaign.settings if isinstance(s, ast.SendWindow)), None)
 
 
-def _usable(window: ast.SendWindow) -> bool:
+def usable_window(window: ast.SendWindow) -> bool:
+    """A window the rules take: times of day, opening before it closes."""
     times = (window.opens, window.closes)
     return all(_in_range(t) for t in times) and _minutes(window.opens) < _minutes(window.closes)
 
@@ -337,7 +338,7 @@ def send_at_inside_window(context: Context) -> Iterator[Diagnostic]:
             continue
         window = _window_of(context, step)
         time = step.send.time
-        if window is None or not _usable(window) or not _in_range(time):
+        if window is None or not usable_window(window) or not _in_range(time):
             continue
         if _minutes(time) < _minutes(window.opens):
             moved = f"it goes at {window.opens}, when the window opens"

@@ -11,7 +11,7 @@ from functools import cache
 
 from cadence import codes
 from cadence.compiler.ir import HOST_DEPENDENT_ZONES, SendWindow, Settings
-from cadence.compiler.rules import repeats
+from cadence.compiler.rules import repeats, usable_window
 from cadence.diagnostics import Diagnostic, Related, replacement
 from cadence.grammar import ast
 
@@ -57,10 +57,7 @@ def resolve_settings(campaign: ast.Campaign) -> Settings:
 def ir_window(window: ast.SendWindow) -> SendWindow | None:
     """The window as the IR holds it; ``None`` for one the rules refuse (C019,
     C033, C034: no IR is made then, but the settings are read before that)."""
-    times = (window.opens, window.closes)
-    if any(time.hour > 23 or time.minute > 59 for time in times):
-        return None
-    if (window.closes.hour, window.closes.minute) <= (window.opens.hour, window.opens.minute):
+    if not usable_window(window):
         return None
     return SendWindow(opens=str(window.opens), closes=str(window.closes))
 
