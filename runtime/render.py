@@ -38,6 +38,7 @@ class Renderer:
         self.templates: dict[tuple[str, str], Template | RenderError] = {}
         self.kinds = {step.id: step.kind for step in ir.steps}
         self.first_variant: dict[str, str] = {}
+        self.variants: set[str] = set()  # the keys of this version's variants
         for step in ir.steps:
             for name in TEXTS:
                 text = getattr(step, name)
@@ -46,6 +47,7 @@ class Renderer:
             if step.variants:
                 self.first_variant[step.id] = _versioned(step.id, step.variants[0].name)
             for variant in step.variants:  # its texts under `step<US>variant`
+                self.variants.add(_versioned(step.id, variant.name))
                 for name in ("subject", "body"):
                     text = getattr(variant, name)
                     if text is not None:
@@ -85,9 +87,9 @@ class Renderer:
         shows a task; raises :class:`RenderError`."""
         context = self.context(fields)
         found = {}
-        key = _versioned(step, variant)
+        keys = self._keys(step, variant)
         for name in TEXTS:
-            text = self._render(key, name, context)
+            text = self._render(keys, name, context)
             if text is not None:
                 found[name] = text
         return found
@@ -105,9 +107,9 @@ class Renderer:
             subject, body = typed[0] or None, typed[1]
         else:
             kind = self.kinds[action.step]
-            key = _versioned(action.step, action.variant)
-            subject = self._render(key, _SUBJECT.get(kind), context)
-            body = self._render(key, _BODY.get(kind), context)
+            keys = self._keys(action.step, action.variant)
+            subject = self._render(keys, _SUBJECT.get(kind), context)
+            body = self._render(keys, _BODY.get(kind), context)
         previous = done.get(action.thread) if action.thread else None
         if previous is not None:
             if subject is None and previous.subject is not None:
@@ -118,17 +120,25 @@ class Renderer:
             raise RenderError(f"the subject would hold {problem}")
         return subject, body
 
-    def _render(self, step: str, name: str | None, context: dict[str, Any]) -> str | None:
+    def _keys(self, step: str, variant: str | None) -> tuple[str, ...]:
+        """Where the texts of ``step`` as ``variant`` of it are found, in order:
+        a variant of this version has its own (filled in from the email's); one
+        this version does not have (the person got it under an earlier one) has
+        the email's own texts, else its first variant's."""
+        if variant is None:
+            return (step,)
+        key = _versioned(step, variant)
+        if key in self.variants:
+            return (key,)
+        return (step, self.first_variant.get(step, step))
+
+    def _render(
+        self, keys: tuple[str, ...], name: str | None, context: dict[str, Any]
+    ) -> str | None:
         if name is None:
             return None
-        if (step, name) not in self.sources:
-            # A variant this version does not have (the person got it under an
-            # earlier one): the email's own text, else its first variant's.
-            base = step.partition("\x1f")[0]
-            step = base if (base, name) in self.sources else self.first_variant.get(base, base)
-            if (step, name) not in self.sources:
-                return None
-        return render(self._template((step, name)), context)
+        found = next(((key, name) for key in keys if (key, name) in self.sources), None)
+        return None if found is None else render(self._template(found), context)
 
     def _template(self, key: tuple[str, str]) -> Template:
         found = self.templates.get(key)

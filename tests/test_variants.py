@@ -210,3 +210,25 @@ def test_a_move_that_renames_variants_still_quotes_and_threads_the_email_sent(
         if str(message["Subject"]).startswith("Re: "):
             body = message.get_content()  # type: ignore[attr-defined]
             assert "> " in body and "note." in body
+
+
+def test_a_follow_up_variant_without_a_subject_keeps_the_threads_not_another_variants() -> None:
+    source = """campaign "Thread" {
+  timezone "UTC"
+  day 1 { email intro { send at 09:00 subject "Hello" body "Hi." } }
+  day 2 {
+    email bump {
+      send at 09:00
+      follow up
+      variant own weight 1 { subject "A subject of its own" body "Own." }
+      variant thread weight 1 { body "In the thread." }
+    }
+  }
+}
+"""
+    people = [{"email": f"p{n}@example.com"} for n in range(40)]
+    bumps = [a for a in plan(compiled(source), people, T0, render=True) if a.step == "bump"]
+    assert {a.variant for a in bumps} == {"own", "thread"}
+    for bump in bumps:
+        expected = "A subject of its own" if bump.variant == "own" else "Re: Hello"
+        assert bump.subject == expected
