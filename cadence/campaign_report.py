@@ -92,22 +92,6 @@ def rule_of(step: Step) -> str:
     return f"at {timing.time}"
 
 
-def write_report(
-    output: Path,
-    ir: Campaign,
-    *,
-    volume: Volume | None = None,
-    start: dt.datetime | None = None,
-    results: Funnel | None = None,
-    generated: dt.datetime | None = None,
-) -> None:
-    """The report of ``ir`` written (atomically) to ``output``."""
-    from cadence.files import write_atomically
-
-    html = render_report(ir, volume=volume, start=start, results=results, generated=generated)
-    write_atomically(output, lambda out: out.write(html.encode("utf-8")))
-
-
 def render_report(
     ir: Campaign,
     *,
@@ -116,6 +100,8 @@ def render_report(
     results: Funnel | None = None,
     generated: dt.datetime | None = None,
 ) -> str:
+    """The page about ``ir``: with a plan's ``volume`` (from ``start``) and
+    the ``results`` so far, when given."""
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     environment.globals["percent"] = percent
     template = environment.from_string(TEMPLATE.read_text(encoding="utf-8"))

@@ -250,8 +250,9 @@ def report(
     """One HTML file about the campaign FILE that opens anywhere, offline: its
     timeline; with --people and --start, the sends per day and hour; with
     --db, the results so far per step and variant, and whether variants differ."""
-    from cadence.campaign_report import Volume, write_report
+    from cadence.campaign_report import Volume, render_report
     from cadence.cli import _load_campaign, _run
+    from cadence.files import write_atomically
     from cadence.runtime.people import PeopleError, format_of, open_people, read_people
     from cadence.runtime.plan_command import Options
     from cadence.runtime.planner import PlanError, plan
@@ -289,7 +290,8 @@ def report(
         with _engine(db) as engine:
             results = funnel(engine, ir.settings.id or ir.name, [s.id for s in ir.steps])
     try:
-        write_report(Path(output), ir, volume=volume, start=begins, results=results)
+        page = render_report(ir, volume=volume, start=begins, results=results).encode("utf-8")
+        write_atomically(Path(output), lambda out: out.write(page))
     except OSError as error:
         _fail(f"cannot write {output}: {error.strerror or error}")
     click.echo(f"wrote {output}", err=True)

@@ -426,9 +426,9 @@ class Dispatcher:
         own = history[-1]
         # An email task a person had cadence send: their text, as edited
         # (threaded, and quoting the email it replies to, as any follow-up).
-        typed = (own["subject"], own["body"]) if own["kind"] == "email_task" else None
-        if typed is not None and typed[1] is None:
-            typed = None
+        typed = None
+        if own["kind"] == "email_task" and own["body"] is not None:
+            typed = (own["subject"], own["body"])
         if send.thread and replied is None:
             # The email it replies to was never sent: a new thread, no quote, and
             # that email's subject as it would have been (without "Re:").

@@ -244,6 +244,7 @@ class Engine:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._campaigns: dict[str, Campaign] = {}
+        self._calendars: dict[str, _Windows] = {}  # per version, which never changes
 
     @classmethod
     def open(cls, db: str, *, now: dt.datetime) -> Engine:
@@ -846,8 +847,7 @@ class Engine:
         where = (
             zone(connection.execute(_ZONE_OF, {"b_id": send.enrollment_id}).scalar()) or UTC_ZONE
         )
-        settings = self._ir(connection, send.campaign_id).settings
-        days = BusinessDays(settings.skip_weekends, settings.holidays)
+        days = self._windows(connection, send.campaign_id).days
         wall = send.due_at.astimezone(where).time().replace(tzinfo=None)
         day = now.astimezone(where).date()
         while True:
@@ -1413,20 +1413,14 @@ class Engine:
             connection.execute(_HOLD_LATER, {"b_id": send.action_id, "b_due": due})
             return
         where = (
-            zone(
-                connection.execute(
-                    select(enrollments.c.zone).where(enrollments.c.id == send.enrollment_id)
-                ).scalar_one()
-            )
-            or UTC_ZONE
+            zone(connection.execute(_ZONE_OF, {"b_id": send.enrollment_id}).scalar()) or UTC_ZONE
         )
         later = connection.execute(
             select(actions.c.id, actions.c.step).where(
                 actions.c.enrollment_id == send.enrollment_id,
+                # Its position read from an alias: one table, two roles.
                 actions.c.position
-                > select(actions.c.position)
-                .where(actions.c.id == send.action_id)
-                .scalar_subquery(),
+                > select(_THIS.c.position).where(_THIS.c.id == send.action_id).scalar_subquery(),
                 actions.c.status == PENDING,
                 actions.c.due_at < due,
             )
@@ -1436,10 +1430,14 @@ class Engine:
             connection.execute(update(actions).where(actions.c.id == action_id).values(due_at=held))
 
     def _windows(self, connection: Connection, key: str) -> _Windows:
-        ir = self._ir(connection, key)
-        days = BusinessDays(ir.settings.skip_weekends, ir.settings.holidays)
-        by_step = {s.id: w for s in ir.steps if (w := Window.of(s.window)) is not None}
-        return _Windows(by_step, days)
+        """The sending windows and counted days of version ``key`` (made once)."""
+        found = self._calendars.get(key)
+        if found is None:
+            ir = self._ir(connection, key)
+            days = BusinessDays(ir.settings.skip_weekends, ir.settings.holidays)
+            by_step = {s.id: w for s in ir.steps if (w := Window.of(s.window)) is not None}
+            found = self._calendars[key] = _Windows(by_step, days)
+        return found
 
     def _windowed(
         self, windows: _Windows, step: str, due: dt.datetime, where: ZoneInfo
@@ -1606,15 +1604,14 @@ class Engine:
                 enrollments.c.id == enrollment_id
             )
         ).one()
-        settings = self._ir(connection, row.campaign_id).settings
-        days = BusinessDays(settings.skip_weekends, settings.holidays)
+        windows = self._windows(connection, row.campaign_id)
+        days = windows.days
         where = zone(row.zone) or UTC_ZONE
         left = connection.execute(
             select(actions.c.id, actions.c.due_date, actions.c.due_at, actions.c.step)
             .where(actions.c.enrollment_id == enrollment_id, BY_THE_RULES)
             .order_by(actions.c.position)
         ).all()
-        windows = self._windows(connection, row.campaign_id)
         connection.execute(
             update(enrollments).where(enrollments.c.id == enrollment_id).values(paused_until=None)
         )
