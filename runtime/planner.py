@@ -349,12 +349,7 @@ class Planner:
         """The variant of each tested email (in campaign order) this person gets
         (as :func:`pick_variant` picks it)."""
         key = email.strip().lower().encode("utf-8")
-        found = []
-        for picker in self._pickers:  # written out: it runs for every person
-            hasher = picker.hasher.copy()
-            hasher.update(key)
-            found.append(picker.at(int.from_bytes(hasher.digest(), "big") % picker.total))
-        return tuple(found)
+        return tuple([picker.pick(key) for picker in self._pickers])
 
 
 class _Picker:
@@ -376,19 +371,20 @@ class _Picker:
         else:
             self.at = lambda point: self.names[bisect.bisect_right(self.bounds, point)]
 
+    def pick(self, key: bytes) -> str:
+        """The variant of the person whose address, as the key, is ``key``."""
+        hasher = self.hasher.copy()
+        hasher.update(key)
+        return self.at(int.from_bytes(hasher.digest(), "big") % self.total)
+
 
 def pick_variant(campaign: str, step: str, email: str, weights: list[tuple[str, int]]) -> str:
     """A person's variant of an email (docs/semantics.md §4.6): from a hash of
     the campaign's name, the step's and the address (case and spaces aside),
     so the same person gets the same variant on every plan, version and
-    machine; across people the shares follow the weights."""
-    key = "\x1f".join((campaign, step, email.strip().lower())).encode("utf-8")
-    point = int.from_bytes(hashlib.sha256(key).digest(), "big") % sum(w for _, w in weights)
-    for name, weight in weights:
-        if point < weight:
-            return name
-        point -= weight
-    raise AssertionError("a point beyond the weights")  # the sum covers every point
+    machine; across people the shares follow the weights. (A planner keeps a
+    picker per test: the same computation, its fixed part done once.)"""
+    return _Picker(campaign, step, weights).pick(email.strip().lower().encode("utf-8"))
 
 
 def _in_window(slot: _Slot, window: Window, where: ZoneInfo, days: BusinessDays) -> _Slot:
