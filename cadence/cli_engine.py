@@ -733,6 +733,7 @@ def inbox(
         frozenset(address.lower() for address in unsubscribe_to),
         away_days or config.inbox.away_days,
         soft_bounces or config.inbox.soft_bounce_limit,
+        config.inbox.authserv_id,
     )
     failed = False
     with _engine(db) as engine:

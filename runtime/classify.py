@@ -19,11 +19,10 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Literal
 
+from cadence.runtime.message_ids import Reference, references
 from cadence.runtime.returndate import return_date
 
 Kind = Literal["reply", "auto_reply", "bounce", "unsubscribe", "complaint", "ignore"]
-# Message-IDs cadence writes: <cadence.{campaign key, 12}.{action id}@{domain}>
-OUR_ID = re.compile(r"<cadence\.([0-9a-f]{12})\.(\d{1,18})@[^<>\s]+>")
 MAX_TEXT = 64 * 1024  # characters of a body read for phrases: a reply's news is at the top
 
 
@@ -41,7 +40,11 @@ class Classification:
     kind: Kind
     reason: str  # which header or phrase decided
     sender: str | None = None  # the From address, lower case
-    refers_to: tuple[str, ...] = ()  # cadence's own Message-IDs the message mentions
+    # cadence's Message-IDs in the message's In-Reply-To and References: what it answers
+    refers_to: tuple[str, ...] = ()
+    # cadence's Message-IDs anywhere else (a bounce's returned headers, a body):
+    # never what a message answers, only what a bounce may show it reports on
+    quoted: tuple[str, ...] = ()
     recipients: tuple[Recipient, ...] = ()  # bounces: who failed
     back_on: dt.date | None = None  # automatic replies: the return date found
     details: dict[str, str] = field(default_factory=dict)
@@ -73,27 +76,38 @@ _QUOTE_START = re.compile(
 
 
 def classify(
-    message: Message, *, unsubscribe_addresses: frozenset[str] = frozenset()
+    message: Message,
+    *,
+    unsubscribe_addresses: frozenset[str] = frozenset(),
+    received: dt.date | None = None,
 ) -> Classification:
     """What ``message`` is. ``unsubscribe_addresses``: the mailto addresses of
-    cadence's List-Unsubscribe headers (lower case)."""
+    cadence's List-Unsubscribe headers (lower case). ``received``: the day
+    cadence read it; a return date is read from the day the message says it
+    was written only when that is no later (a Date header is the sender's word)."""
     try:
-        return _classify(message, unsubscribe_addresses)
+        return _classify(message, unsubscribe_addresses, received)
     except Exception as error:  # a message malformed past what the parser forgave
         return Classification("ignore", f"cannot be read: {type(error).__name__}: {error}")
 
 
-def _classify(message: Message, unsubscribe_addresses: frozenset[str]) -> Classification:
+def _classify(
+    message: Message, unsubscribe_addresses: frozenset[str], received: dt.date | None
+) -> Classification:
     sender = _sender(message)
     text = _text(message)
-    refers = _our_ids(message, text)
+    refers = tuple(reference.text for reference in _answered(message))
+    quoted = tuple(r.text for r in references(text) if r.text not in refers)
     bounce = _bounce(message, sender, text)
     if bounce is not None:
         reason, recipients = bounce
-        return Classification("bounce", reason, sender, refers, recipients)
+        return Classification("bounce", reason, sender, refers, quoted, recipients)
     auto = _auto_reply(message)
     if auto is not None:
         written = _written(message)
+        if written is not None and received is not None and written > received:
+            written = received  # dated in the future: read from the day it came
+        written = written or received
         back = return_date(_fresh(text), written) if written else None
         details = {"written": written.isoformat()} if written else {}
         return Classification("auto_reply", auto, sender, refers, back_on=back, details=details)
@@ -245,12 +259,11 @@ def _addresses(message: Message, *headers: str) -> list[str]:
     return [address for _name, address in getaddresses(values) if "@" in address]
 
 
-def _our_ids(message: Message, text: str) -> tuple[str, ...]:
-    """cadence's Message-IDs in In-Reply-To/References, else in the text (a
-    bounce quotes the original's headers)."""
+def _answered(message: Message) -> tuple[Reference, ...]:
+    """cadence's Message-IDs in In-Reply-To and References: the only places
+    that say which of our emails a message answers (a body can paste anything)."""
     threads = " ".join(str(message.get(h, "") or "") for h in ("in-reply-to", "references"))
-    source = threads if OUR_ID.search(threads) else text
-    return tuple(dict.fromkeys(match.group(0) for match in OUR_ID.finditer(source)))
+    return references(threads)
 
 
 def _text(message: Message) -> str:

@@ -56,6 +56,7 @@ away_days = 7                # an out-of-office without a date pauses this long
 soft_bounce_limit = 3        # temporary failures that make a permanent bounce
 imap = "imaps://sam%40example.com@imap.gmail.com/INBOX"   # what `cadence inbox` reads
 password_env = "CADENCE_IMAP_PASSWORD"
+authserv_id = "mx.example.com"   # whose Authentication-Results count (default: the topmost)
 
 [webhooks]                   # what `cadence serve` takes from providers
 sendgrid_key_env = "CADENCE_SENDGRID_KEY"     # Event Webhook verification key
@@ -149,6 +150,9 @@ class InboxConfig(_Section):
     password_env: str | None = None
     verify: bool = True
     ca_file: str | None = None
+    # The receiving server's name in its Authentication-Results headers: only
+    # its verdict on a sender counts (unset: the topmost header's).
+    authserv_id: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class WebhooksConfig(_Section):

@@ -41,6 +41,7 @@ from cadence.runtime.engine import (
     LatePolicy,
 )
 from cadence.runtime.mailboxes import Mailbox, Routing, Sender, Throttle
+from cadence.runtime.message_ids import MessageIds
 from cadence.runtime.planner import Action
 from cadence.runtime.render import Renderer
 from cadence.runtime.schema import actions, enrollments
@@ -70,7 +71,15 @@ class DispatchReport:
     down: dict[str, str] = field(default_factory=dict)
 
 
-def message_id(send: DueSend, domain: str) -> str:
+def message_id(ids: MessageIds, send: DueSend, domain: str) -> str:
+    """The Message-ID ``send`` goes out with, signed for its recipient; the
+    same at every try."""
+    return ids.make(send.campaign_id, send.action_id, send.person, domain)
+
+
+def unsigned_message_id(send: DueSend, domain: str) -> str:
+    """The Message-ID a cadence before signed Message-IDs gave ``send``: a
+    send it delivered into the outbox before the upgrade is found by it."""
     return f"<cadence.{send.campaign_id[:12]}.{send.action_id}@{domain}>"
 
 
@@ -308,7 +317,7 @@ class Dispatcher:
                 backoff = dt.timedelta(minutes=min(2 ** (send.attempts - 1), 60))
                 self._mark_failed(send, str(failure), now, now + backoff, report)
             return None
-        sent_id = message_id(send, box.sender.domain)
+        sent_id = message_id(self.engine.message_ids, send, box.sender.domain)
         try:
             # Delivered: the mark must not be lost to a busy or restarting
             # database while this process lives, or the send would go twice.
@@ -383,7 +392,10 @@ class Dispatcher:
             delivered = getattr(box.transport, "delivered", None) if box else None
             if box is None or delivered is None:
                 continue
-            found = bool(delivered(message_id(send, box.sender.domain)))
+            domain = box.sender.domain
+            found = bool(delivered(message_id(self.engine.message_ids, send, domain))) or bool(
+                delivered(unsigned_message_id(send, domain))
+            )
             with contextlib.suppress(EngineError):  # settled by another dispatcher
                 self.engine.resolve(send, found, now)
 
@@ -450,7 +462,7 @@ class Dispatcher:
         outgoing.add(message, "To", outgoing.recipient("To", send.person))
         outgoing.add(message, "Subject", outgoing.stored("Subject", this.subject or ""))
         outgoing.add(message, "Date", outgoing.shared("Date", format_datetime(now)))
-        sent_id = message_id(send, box.sender.domain)
+        sent_id = message_id(self.engine.message_ids, send, box.sender.domain)
         outgoing.add(message, "Message-ID", outgoing.stored("Message-ID", sent_id))
         links = box.unsubscribe or UnsubscribeLinks(box.sender.email)
         for name, value in links.headers(send.person).items():

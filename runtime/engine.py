@@ -50,6 +50,7 @@ from cadence.runtime.calendar import (
     zone,
 )
 from cadence.runtime.mailboxes import NoMailbox
+from cadence.runtime.message_ids import MessageIds, load_secret
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
@@ -245,6 +246,16 @@ class Engine:
         self.store = store
         self._campaigns: dict[str, Campaign] = {}
         self._calendars: dict[str, _Windows] = {}  # per version, which never changes
+        self._message_ids: MessageIds | None = None
+
+    @property
+    def message_ids(self) -> MessageIds:
+        """Signs the Message-IDs of this store's sends and checks those that
+        come back (its secret read once)."""
+        if self._message_ids is None:
+            with self.store.read() as connection:
+                self._message_ids = MessageIds(load_secret(connection))
+        return self._message_ids
 
     @classmethod
     def open(cls, db: str, *, now: dt.datetime) -> Engine:

@@ -32,9 +32,11 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from cadence.runtime import suppression
-from cadence.runtime.classify import OUR_ID, Classification, classify
+from cadence.runtime.authresults import Verdict, verdict
+from cadence.runtime.classify import Classification, classify
 from cadence.runtime.engine import ACTIVE_ENROLLMENTS, Engine
-from cadence.runtime.schema import actions, enrollments, inbound
+from cadence.runtime.message_ids import Reference, legacy, references
+from cadence.runtime.schema import actions, enrollments, feed, inbound
 
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what mail providers accept; larger is not a reply
 SEEN_BATCH = 200  # messages looked up, and committed, together when reading a mailbox
@@ -44,10 +46,23 @@ _ACTED_ON = select(inbound.c.source).where(inbound.c.message_id == bindparam("b_
 _ACTED_ON_ANY = select(inbound.c.message_id, inbound.c.source).where(
     inbound.c.message_id.in_(bindparam("b_ids", expanding=True))
 )
+NOT_ACTED = ("ignored", "not acted on")  # how an outcome that changed nothing begins
+MAX_ID = 2**31 - 1  # the largest id either database holds: a larger one names no send
+MAX_NOTES = 10  # feed entries one message that was not acted on may write
+AWAY_AT_MOST = dt.timedelta(days=366)  # the furthest return date taken, from receipt
+_FEED = feed.insert()
+# The sends a message names, with whom they went to and whether that one is active.
 _BY_SEND = (
-    select(actions.c.id, enrollments.c.id, enrollments.c.campaign_id, enrollments.c.person)
+    select(
+        actions.c.id.label("action"),
+        actions.c.message_id,
+        enrollments.c.id.label("enrollment"),
+        enrollments.c.campaign_id,
+        enrollments.c.person,
+        (enrollments.c.status == "active").label("active"),
+    )
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
-    .where(actions.c.id.in_(bindparam("b_ids", expanding=True)), enrollments.c.status == "active")
+    .where(actions.c.id.in_(bindparam("b_ids", expanding=True)))
 )
 _EVER_WRITTEN = (
     select(enrollments.c.id)
@@ -66,6 +81,9 @@ class InboxSettings:
     unsubscribe_addresses: frozenset[str] = frozenset()
     away_days: int = 7  # how long an out-of-office pause lasts when no date is found
     soft_bounce_limit: int = 3  # temporary failures that make a permanent one
+    # Whose Authentication-Results header counts: the receiving server's
+    # authserv-id (None: the topmost header, the last server's).
+    authserv_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +197,8 @@ class Inbox:
         with self.engine.store.transaction() as connection:
             try:
                 with connection.begin_nested():
-                    outcome, person, key = self._act(connection, found, now)
-                    acted = not outcome.startswith("ignored")
+                    outcome, person, key = self._act(connection, found, now, trusted=True)
+                    acted = not outcome.startswith(NOT_ACTED)
                     record = _record(source, None, found, now, outcome=outcome, person=person,
                                      campaign=key, raw=raw if acted else None)  # fmt: skip
                     connection.execute(_RECORD, record)
@@ -206,7 +224,11 @@ class Inbox:
         if problem is not None or message is None:
             found = Classification("ignore", problem or "cannot be read")
         else:
-            found = classify(message, unsubscribe_addresses=self.settings.unsubscribe_addresses)
+            found = classify(
+                message,
+                unsubscribe_addresses=self.settings.unsubscribe_addresses,
+                received=now.date(),
+            )
         alone = state is None
         try:
             with connection.begin_nested() if alone else contextlib.nullcontext():
@@ -214,9 +236,12 @@ class Inbox:
                 if earlier is not None:
                     outcome, person, key = f"read before as {earlier}: nothing done", None, None
                 else:
-                    outcome, person, key = self._act(connection, found, now, state)
+                    checked = None
+                    if message is not None and found.kind not in ("ignore", "bounce"):
+                        checked = verdict(message, found.sender, self.settings.authserv_id)
+                    outcome, person, key = self._act(connection, found, now, state, checked=checked)
                 acted = earlier is None and found.kind != "ignore"
-                acted = acted and not outcome.startswith("ignored")
+                acted = acted and not outcome.startswith(NOT_ACTED)
                 kept = raw if acted else None
                 record = _record(source, message_id, found, now, outcome=outcome,
                                  person=person, campaign=key, raw=kept)  # fmt: skip
@@ -256,45 +281,105 @@ class Inbox:
         found: Classification,
         now: dt.datetime,
         state: _Pass | None = None,
+        *,
+        trusted: bool = False,
+        checked: Verdict | None = None,
     ) -> tuple[str, str | None, str | None]:
-        """What was done, the person it concerned and the campaign (when one)."""
+        """What was done, the person it concerned and the campaign (when one).
+
+        A message acts on its sender only (docs/mail.md, "Who can change a
+        person's state"); a bounce on the addresses it shows it reports on.
+        ``trusted``: a provider's signed report, which says itself whom it is
+        about. ``checked``: the receiving server's verdict on the From address."""
         if found.kind == "ignore":
             return f"ignored: {found.reason}", found.sender, None
         if found.kind == "bounce":
-            return self._bounce(connection, found, now, state)
-        targets = self._targets(connection, found)
-        person = targets[0][2] if targets else found.sender
+            return self._bounce(connection, found, now, state, trusted=trusted)
+        sender = found.sender
+        if sender is None:
+            return "ignored: no From address", None, None
+        if not trusted and checked is not None and checked.forged:
+            return (
+                f"not acted on: the receiving server's checks failed for {sender} "
+                f"({checked.reason}): its From address may be forged",
+                sender,
+                None,
+            )
+        targets, others = ([], []) if trusted else self._about(connection, found)
+        if not targets and others:
+            return self._refused(connection, found, others, now)
+        if not targets:
+            targets = self._by_sender(connection, sender)
+        key = targets[0][1] if targets else None
         if found.kind in ("unsubscribe", "complaint"):
-            assert person is not None
             reason: suppression.Reason = (
                 "unsubscribed" if found.kind == "unsubscribe" else "complained"
             )
-            suppression.add(connection, [person], reason, now, source=found.reason)
-            ended = self.engine._event_for(connection, person, now, None, reason)
-            key = targets[0][1] if targets else None
-            return f"{reason}: suppressed, {ended} enrollment(s) ended", person, key
+            suppression.add(connection, [sender], reason, now, source=found.reason)
+            ended = self.engine._event_for(connection, sender, now, None, reason)
+            return f"{reason}: suppressed, {ended} enrollment(s) ended", sender, key
         if not targets:
-            return f"ignored: {found.sender} is not active in any campaign", found.sender, None
+            return f"ignored: {sender} is not active in any campaign", sender, None
         if found.kind == "auto_reply":
             return self._away(connection, found, targets, now)
         self.engine._event_on(connection, targets, now, "reply")
-        return f"reply: `on reply` ran in {len(targets)} campaign(s)", person, targets[0][1]
+        return f"reply: `on reply` ran in {len(targets)} campaign(s)", sender, key
 
-    def _targets(self, connection: Connection, found: Classification) -> list[tuple[int, str, str]]:
-        """Active enrollments the message is about: (enrollment, campaign,
-        person), by the Message-IDs it answers, else by its sender."""
-        ids = {int(match.group(2)): match.group(1) for ref in found.refers_to
-               if (match := OUR_ID.fullmatch(ref))}  # fmt: skip
-        if ids:
-            rows = connection.execute(_BY_SEND, {"b_ids": list(ids)}).all()
-            matched = [(enrollment, key, person) for action_id, enrollment, key, person in rows
-                       if key.startswith(ids[action_id])]  # fmt: skip
-            if matched:
-                return sorted(set(matched), key=lambda found: found[1:])
-        if found.sender is None:
+    def _about(
+        self, connection: Connection, found: Classification
+    ) -> tuple[list[tuple[int, str, str]], list[_Send]]:
+        """The sender's active enrollments whose emails the message answers
+        (by its In-Reply-To and References), and the sends it answers that
+        went to somebody else. A Message-ID cadence did not sign (or did not
+        send, for one from before signing) is nobody's."""
+        sender = found.sender or ""
+        sends = self._sends(connection, references(" ".join(found.refers_to)))
+        mine = [send for send in sends if send.to(sender)]
+        others = [send for send in sends if not send.to(sender)]
+        targets = {(send.enrollment, send.campaign, send.person) for send in mine if send.active}
+        return sorted(targets, key=lambda target: target[1:]), others
+
+    def _sends(self, connection: Connection, found: Iterable[Reference]) -> list[_Send]:
+        """The sends that ``found`` name, each checked: a signed Message-ID
+        whose token is right for the send's recipient, or an unsigned one that
+        is exactly what the send was recorded with."""
+        wanted = {ref.action_id: ref for ref in found if ref.action_id <= MAX_ID}
+        if not wanted:
             return []
-        by_sender = connection.execute(ACTIVE_ENROLLMENTS, {"b_person": found.sender}).all()
-        return sorted({tuple(row) for row in by_sender}, key=lambda found: found[1:])
+        ids = self.engine.message_ids
+        sends = []
+        for row in connection.execute(_BY_SEND, {"b_ids": list(wanted)}):
+            ref = wanted[row.action]
+            if not row.campaign_id.startswith(ref.campaign):
+                continue
+            if ids.signed_for(ref, row.person) or (legacy(ref) and row.message_id == ref.text):
+                sends.append(_Send(row.enrollment, row.campaign_id, row.person, row.active))
+        return sends
+
+    def _by_sender(self, connection: Connection, sender: str) -> list[tuple[int, str, str]]:
+        rows = connection.execute(ACTIVE_ENROLLMENTS, {"b_person": sender}).all()
+        return sorted({tuple(row) for row in rows}, key=lambda target: target[1:])
+
+    def _refused(
+        self, connection: Connection, found: Classification, others: list[_Send], now: dt.datetime
+    ) -> tuple[str, str | None, str | None]:
+        """A message answering somebody else's email: recorded, and said in
+        the feed of the people it is about, and nobody's schedule changes."""
+        sender = found.sender
+        why = "from another address than the recipient"
+        people = sorted({send.person for send in others})
+        distinct = {(s.enrollment, s.campaign, s.person): s for s in others}
+        for send in list(distinct.values())[:MAX_NOTES]:
+            if send.active:
+                note = (f"{found.kind.replace('_', ' ')} from {sender} about an email to "
+                        f"{send.person} not acted on: {why}")  # fmt: skip
+                connection.execute(_FEED, _feed_entry(now, send, "mail_not_acted_on", note))
+        shown = ", ".join(people[:3]) + (f" and {len(people) - 3} more" if len(people) > 3 else "")
+        return (
+            f"not acted on: {why} (it answers an email to {shown}); nobody's schedule changed",
+            sender,
+            others[0].campaign,
+        )
 
     def _away(
         self,
@@ -303,12 +388,20 @@ class Inbox:
         targets: list[tuple[int, str, str]],
         now: dt.datetime,
     ) -> tuple[str, str | None, str | None]:
+        """Pause the sender until the return date: one the message names, no
+        more than :data:`AWAY_AT_MOST` after cadence received it (the message's
+        own Date is the sender's word), else for the configured days."""
         today = now.date()
-        if found.back_on is not None and found.back_on > today:
+        days = self.settings.away_days
+        if found.back_on is not None and today < found.back_on <= today + AWAY_AT_MOST:
             until, why = found.back_on, "the date in the message"
+        elif found.back_on is not None and found.back_on > today:
+            until = today + dt.timedelta(days=days)
+            why = (f"the date in the message, {found.back_on:%Y-%m-%d}, is more than a year "
+                   f"after it came: {days} days")  # fmt: skip
         else:
-            until = today + dt.timedelta(days=self.settings.away_days)
-            why = f"no return date found: {self.settings.away_days} days"
+            until = today + dt.timedelta(days=days)
+            why = f"no return date found: {days} days"
         for _, key, person in targets:
             self.engine._pause(
                 connection, person, until, now, reason=f"out of office ({why})", campaign=key
@@ -326,13 +419,24 @@ class Inbox:
         found: Classification,
         now: dt.datetime,
         state: _Pass | None,
+        *,
+        trusted: bool = False,
     ) -> tuple[str, str | None, str | None]:
+        """A bounce acts on an address it reports only when it shows it is
+        about a send to that address: it returns a Message-ID cadence signed
+        for it (or, from before signing, the one it was sent with) — or it is
+        a provider's signed report (``trusted``)."""
         done = []
         person = None
+        shown = references(" ".join(found.refers_to + found.quoted))
         for recipient in found.recipients:
             address = recipient.address
             if not self._ever_written(connection, address):
                 done.append(f"{address}: cadence never wrote to it, ignored")
+                continue
+            if not trusted and not self._returns_ours(connection, shown, address):
+                done.append(f"{address}: not acted on: the report returns no Message-ID cadence "
+                            "signed for a send to it")  # fmt: skip
                 continue
             person = person or address
             permanent = recipient.permanent
@@ -347,8 +451,20 @@ class Inbox:
             reached = self.engine._event_for(connection, address, now, None, "bounce")
             done.append(f"{address}: suppressed; `on bounce` ran in {reached} campaign(s)")
         if person is None:
-            return "ignored: " + "; ".join(done or ["no recipient named"]), None, None
+            refused = any("not acted on" in line for line in done)
+            said = "; ".join(done or ["no recipient named"])
+            return ("not acted on: " if refused else "ignored: ") + said, None, None
         return "bounce: " + "; ".join(done), person, None
+
+    def _returns_ours(
+        self, connection: Connection, shown: tuple[Reference, ...], address: str
+    ) -> bool:
+        """Whether ``shown`` holds a Message-ID of a send to ``address``."""
+        ids = self.engine.message_ids
+        if any(ids.signed_for(ref, address) for ref in shown):
+            return True
+        old = [ref for ref in shown if legacy(ref)]
+        return any(send.to(address) for send in self._sends(connection, old))
 
     def _ever_written(self, connection: Connection, address: str) -> bool:
         return connection.execute(_EVER_WRITTEN, {"b_person": address}).first() is not None
@@ -369,6 +485,31 @@ class Inbox:
                 select(inbound).where(inbound.c.message_id == wanted).order_by(inbound.c.id)
             ).all()
         return [_record_of(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Send:
+    """A send a message names: its enrollment, and whom it went to."""
+
+    enrollment: int
+    campaign: str
+    person: str
+    active: bool
+
+    def to(self, address: str) -> bool:
+        return self.person.strip().lower() == address.strip().lower()
+
+
+def _feed_entry(at: dt.datetime, send: _Send, event: str, message: str) -> dict[str, Any]:
+    return {
+        "at": at,
+        "campaign_id": send.campaign,
+        "enrollment_id": send.enrollment,
+        "person": send.person,
+        "event": event,
+        "step": None,
+        "message": message,
+    }
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Table, inspect, select, text, update
 from cadence.compiler.ir import IRError, behaviour_digest, identity, load_ir
 from cadence.errors import CadenceError
 from cadence.runtime import schema
+from cadence.runtime.message_ids import SECRET_NAME, new_secret
 
 Migration = Callable[[Connection], None]
 
@@ -131,6 +132,18 @@ def _variants(connection: Connection) -> None:
     _add_columns(connection, schema.actions, "variant")
 
 
+def _signed_message_ids(connection: Connection) -> None:
+    """A secret of the store's own, with which Message-IDs are signed
+    (runtime/message_ids.py). Message-IDs sent before stay recognised as the
+    exact ids their sends were recorded with."""
+    table = schema.store_secrets
+    table.create(connection, checkfirst=True)
+    if connection.execute(select(table.c.name).where(table.c.name == SECRET_NAME)).first():
+        return  # a secret once made is kept: Message-IDs already signed stay ours
+    row = {"name": SECRET_NAME, "value": new_secret(), "created_at": dt.datetime.now(dt.UTC)}
+    connection.execute(table.insert().values(**row))
+
+
 def analyze(connection: Connection) -> None:
     """Statistics for the planner on the tables claims read."""
     connection.execute(text("ANALYZE actions"))
@@ -150,6 +163,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (10, "people who log in to the pages: users and their sessions", _logins),
     (11, "open tasks indexed in the order the command center lists them", _open_tasks_in_order),
     (12, "each person's variant of an email in a test", _variants),
+    (13, "a secret of the store's own that signs Message-IDs", _signed_message_ids),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -295,3 +295,11 @@ sessions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+store_secrets = Table(
+    "store_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True, comment="what it signs: message-ids"),
+    Column("value", LargeBinary, nullable=False, comment="random bytes, made once per store"),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -25,7 +25,9 @@ def build(db: str, config: RuntimeConfig, max_body: int) -> FastAPI:
     """The app over ``db`` with what ``config`` says (raises ConfigError, StoreError)."""
     secrets = WebhookSecrets.from_config(config.webhooks)
     inbox = InboxSettings(
-        away_days=config.inbox.away_days, soft_bounce_limit=config.inbox.soft_bounce_limit
+        away_days=config.inbox.away_days,
+        soft_bounce_limit=config.inbox.soft_bounce_limit,
+        authserv_id=config.inbox.authserv_id,
     )
     application = Application.open(db, inbox=inbox)
     return create_app(application, max_body=max_body, webhooks=secrets)

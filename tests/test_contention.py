@@ -89,7 +89,7 @@ def test_the_outbox_tells_whether_an_unconfirmed_send_was_delivered(
     outbox = OutboxTransport(tmp_path / "outbox")
     first, _second = engine.claim(T0, 100, worker="dead", lease=LEASE)
     delivered = EmailMessage()
-    delivered["Message-ID"] = message_id(first, sender.domain)
+    delivered["Message-ID"] = message_id(engine.message_ids, first, sender.domain)
     outbox.deliver(delivered)  # it reached the outbox; the dispatcher died before the mark
     engine.end(report.campaign_id, T0 + 2 * LEASE)
     assert statuses(engine) == {"unconfirmed": 1, "cancelled": 1}

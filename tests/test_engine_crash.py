@@ -7,6 +7,7 @@ import datetime as dt
 import email
 import email.policy
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def test_kill_9_mid_batch_then_end_settles_every_claim(tmp_path: Path) -> None:
         ).scalar_one()
     feed = engine.feed(limit=10_000)
     engine.close()
-    assert inbox.ids[-1].endswith(f".{unconfirmed}@localhost>")
+    assert re.fullmatch(rf"<cadence\.[0-9a-f]{{12}}\.{unconfirmed}\.[a-z2-7]{{20}}@localhost>",
+                        inbox.ids[-1])  # fmt: skip
     assert sum(entry.event == "unconfirmed" for entry in feed) == 1
     assert sum(entry.event == "cancelled" for entry in feed) == 25

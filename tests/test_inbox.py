@@ -47,6 +47,7 @@ def classified(path: Path) -> dict[str, Any]:
         "reason": found.reason,
         "sender": found.sender,
         "refers_to": list(found.refers_to),
+        "quoted": list(found.quoted),
         "recipients": [[r.address, r.status, r.permanent] for r in found.recipients],
         "back_on": found.back_on.isoformat() if found.back_on else None,
     }
@@ -214,7 +215,9 @@ def test_an_out_of_office_moves_the_rest_of_the_schedule(engine: Engine, tmp_pat
     assert resumed.message == "resumed; the rest moves 1 day(s)"
 
 
-def test_inbox_command_reads_files_and_explains(tmp_path: Path) -> None:
+def enrolled_by_the_cli(tmp_path: Path) -> tuple[CliRunner, str]:
+    """ada@example.com enrolled in the loop campaign with `cadence enroll`: the
+    runner and the database."""
     db = str(tmp_path / "c.db")
     source = tmp_path / "c.campaign"
     source.write_text(SOURCE)
@@ -224,6 +227,11 @@ def test_inbox_command_reads_files_and_explains(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["enroll", str(source), "--people", str(people), "--start",
                                "2026-12-07T08:00Z", "--now", "2026-12-07T08:00Z", "--db", db]
                          ).exit_code == 0  # fmt: skip
+    return runner, db
+
+
+def test_inbox_command_reads_files_and_explains(tmp_path: Path) -> None:
+    runner, db = enrolled_by_the_cli(tmp_path)
     message = tmp_path / "reply.eml"
     message.write_bytes(as_sent_to("reply-by-address.eml", "ada", ""))
     result = runner.invoke(cli, ["inbox", str(message), "--db", db, "--now", "2026-12-08T12:00Z"])
@@ -249,10 +257,10 @@ def test_a_message_that_cannot_be_processed_leaves_the_others_done(
     reader = Inbox(engine, InboxSettings(UNSUBSCRIBE))
     original = reader._act
 
-    def failing(connection: Any, found: Any, now: dt.datetime, *rest: Any) -> Any:
+    def failing(connection: Any, found: Any, now: dt.datetime, *rest: Any, **named: Any) -> Any:
         if found.sender == "bo@example.com":
             raise RuntimeError("the disk is full")
-        return original(connection, found, now, *rest)
+        return original(connection, found, now, *rest, **named)
 
     monkeypatch.setattr(reader, "_act", failing)
     messages = [
