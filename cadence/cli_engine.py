@@ -157,6 +157,12 @@ def register(cli: click.Group) -> None:
     default=None,
     help="For a start in the past: skip the steps already due, or send them now.",
 )
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Enroll anew people whose enrollment in this campaign ended (replied, bounced, "
+    "removed…) or finished; suppressed addresses stay refused.",
+)
 @click.option("--now", "now_text", default=None, help="Act as if it were this time (ISO 8601).")
 @_db_option
 def enroll(
@@ -166,12 +172,15 @@ def enroll(
     overrides: tuple[str, ...],
     templates_root: str | None,
     catch_up: str | None,
+    again: bool,
     now_text: str | None,
     db: str,
 ) -> None:
     """Enroll PEOPLE in the campaign FILE (.campaign or compiled .json).
 
-    Exit status 3 when some rows were skipped (each is listed); the others are enrolled.
+    People already in it, or whose enrollment in it ended or finished, are not
+    enrolled again (each is listed; --again enrolls the ended and finished).
+    Exit status 3 when some rows were skipped; the others are enrolled.
     """
     from cadence.cli import _load_campaign, _run
     from cadence.progress import count_rows, progress
@@ -198,7 +207,7 @@ def enroll(
         try:
             report = engine.enroll(
                 ir, rows, options.start, options.overrides, now=now,
-                catch_up=cast(Any, catch_up),
+                catch_up=cast(Any, catch_up), again=again,
                 on_batch=lambda done: advance(done.enrolled + done.already + len(done.problems)),
             )  # fmt: skip
             advance(report.enrolled + report.already + len(report.problems))
@@ -895,6 +904,8 @@ def status(person: str, fmt: str, db: str) -> None:
         )
         if item.next is not None:
             click.echo(f"    next: {_step_line(item.next)}")
+            for why in _waits(item.next):
+                click.echo(f"      {_printable(why)}")
         for step in item.history:
             mark = {"sent": "+", "completed": "+", "skipped": "-", "failed": "!",
                     "cancelled": "x"}.get(step.status, " ")  # fmt: skip
@@ -910,6 +921,18 @@ def _step_line(step: Any) -> str:
         else f"{step.status}, due {step.due_date}"
     )  # fmt: skip
     return f"day {step.day} {kind} `{step.step}`: {when}"
+
+
+def _waits(step: Any) -> list[str]:
+    """Why a step still to come has not gone yet, beyond its time."""
+    said = []
+    if step.waits_for:
+        said.append(f"waits for `{step.waits_for}`: a task before it, still open")
+    if step.moved:
+        said.append(f"moved: {step.moved}")
+    if step.note:
+        said.append(f"planned: {step.note}")
+    return said
 
 
 def _printable(text: str) -> str:

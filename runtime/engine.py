@@ -49,6 +49,7 @@ from cadence.runtime.calendar import (
     place,
     zone,
 )
+from cadence.runtime.lifecycle import ACTIVE, FINISHED, LAST_DONE, STEPS_LEFT, Past
 from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.message_ids import MessageIds, load_secret
 from cadence.runtime.people import Person, RowProblem
@@ -280,6 +281,7 @@ class Engine:
         on_batch: Callable[[EnrollReport], None] | None = None,
         catch_up: CatchUp | None = None,
         grace: dt.timedelta = START_GRACE,
+        again: bool = False,
     ) -> EnrollReport:
         """Enroll everyone the campaign can take, ``batch`` people per
         transaction: a long enroll never holds the database for long (a
@@ -291,7 +293,12 @@ class Engine:
         A start more than ``grace`` before ``now`` is refused (:class:`PastStart`)
         unless ``catch_up`` says what becomes of the steps already due: ``skip``
         them (sends cancelled, tasks skipped), or ``send`` them now (in campaign
-        order; their tasks stay open, overdue)."""
+        order; their tasks stay open, overdue).
+
+        A person whose enrollment in this campaign (any version) ended —
+        replied, bounced, unsubscribed, removed — or finished is not enrolled
+        again: the row is refused with what happened and when, unless
+        ``again``. A suppressed address is refused, ``again`` or not."""
         planner = Planner(ir, start, overrides)
         if catch_up is None and planner.start < now - grace:
             raise PastStart(planner.start, now)
@@ -301,12 +308,12 @@ class Engine:
         for person, where, planned in plan_people(planner, people, report.problems.append):
             chunk.append((person, where.key, planned))
             if len(chunk) >= batch:
-                self._enroll_batch(key, chunk, planner.start, now, report, catch_up)
+                self._enroll_batch(key, chunk, planner.start, now, report, catch_up, again)
                 chunk.clear()
                 if on_batch is not None:
                     on_batch(report)
         if chunk:
-            self._enroll_batch(key, chunk, planner.start, now, report, catch_up)
+            self._enroll_batch(key, chunk, planner.start, now, report, catch_up, again)
         if report.actions:  # many small enrolls grow the tables too
             self.store.refresh_statistics(full=report.actions >= RESTATS_AFTER)
         return report
@@ -349,6 +356,7 @@ class Engine:
         now: dt.datetime,
         report: EnrollReport,
         catch_up: CatchUp | None = None,
+        again: bool = False,
     ) -> None:
         for attempt in range(3):
             try:
@@ -357,7 +365,9 @@ class Engine:
                     # in a campaign, whichever version.
                     lock_campaign(connection, identity(self.campaign(key)))
                     self._check_open(connection, key)
-                    wanted = self._not_yet_active(connection, key, chunk, start, report, attempt)
+                    wanted = self._not_yet_active(
+                        connection, key, chunk, start, report, attempt, again
+                    )
                     report.actions += self._insert(
                         connection, key, wanted, start, now, catch_up, report
                     )
@@ -395,51 +405,59 @@ class Engine:
         start: dt.datetime,
         report: EnrollReport,
         attempt: int,
+        again: bool = False,
     ) -> list[tuple[Person, str, list[Action]]]:
-        """The people of ``chunk`` not active in the campaign; the others are
-        counted (same start) or refused (another start). On a retry the counts
+        """The people of ``chunk`` the campaign takes. Those active in it are
+        counted (same start) or refused (another start); those whose
+        enrollment in it ended or finished are refused unless ``again`` (a
+        finished enrollment is then closed, so the new one is the active
+        one); suppressed addresses are refused always. On a retry the counts
         of the failed attempt are not repeated."""
         emails = [person.email.lower() for person, _, _ in chunk]
-        active = {
-            person.lower(): (started, version_key, version)
-            for person, started, version_key, version in connection.execute(
-                _ACTIVE_IN_VERSIONS, {"b_key": key, "b_emails": emails}
-            )
-        }
+        going: dict[str, Any] = {}
+        past: dict[str, Any] = {}
+        for row in connection.execute(_IN_VERSIONS, {"b_key": key, "b_emails": emails}):
+            if row.status == ACTIVE and row.steps_left:
+                going[row.person.lower()] = row
+            else:  # newest first: the first one seen is the latest
+                past.setdefault(row.person.lower(), row)
         suppressed = suppression.among(connection, emails)
         wanted = []
+        finished = []
         for entry in chunk:
             person = entry[0]
-            started, version_key, version = active.get(person.email.lower(), (None, key, 0))
+            email = person.email.lower()
+            now_in, before = going.get(email), past.get(email)
             stopped = suppressed.get(suppression.key(person.email))
+            problem = None
             if stopped is not None:
-                if attempt == 0:
-                    report.problems.append(
-                        RowProblem(
-                            person.line,
-                            f"`{person.email}` is on the suppression list ({stopped.describe()})",
-                        )
-                    )
-            elif started is None:
+                problem = f"`{person.email}` is on the suppression list ({stopped.describe()})"
+            elif now_in is None and (before is None or again):
                 wanted.append(entry)
-            elif attempt == 0 and version_key != key:
-                report.problems.append(
-                    RowProblem(
-                        person.line,
-                        f"`{person.email}` is already active in version {version} of this "
-                        "campaign (`cadence migrate` moves people to a new version)",
-                    )
+                if before is not None and before.status == ACTIVE:
+                    finished.append(before.id)
+            elif now_in is None:
+                problem = (f"{Past.of(before).sentence(person.email)}: not enrolled again; "
+                           "`--again` enrolls them anew")  # fmt: skip
+            elif now_in.id_key != key:
+                problem = (
+                    f"`{person.email}` is already active in version {now_in.version} of this "
+                    "campaign (`cadence migrate` moves people to a new version)"
                 )
-            elif attempt == 0 and started == start:
-                report.already += 1
-            elif attempt == 0:
-                report.problems.append(
-                    RowProblem(
-                        person.line,
-                        f"`{person.email}` is already active in this campaign "
-                        f"(started {started:%Y-%m-%d %H:%M}Z)",
-                    )
-                )
+            elif now_in.start_at == start:
+                if attempt == 0:
+                    report.already += 1
+            else:
+                problem = (f"`{person.email}` is already active in this campaign "
+                           f"(started {now_in.start_at:%Y-%m-%d %H:%M}Z)")  # fmt: skip
+            if problem is not None and attempt == 0:
+                report.problems.append(RowProblem(person.line, problem))
+        if finished:  # replaced: their finished enrollment is no longer the active one
+            connection.execute(
+                update(enrollments)
+                .where(enrollments.c.id.in_(finished), enrollments.c.status == ACTIVE)
+                .values(status=FINISHED, ended_at=LAST_DONE)
+            )
         return wanted
 
     def _insert(
@@ -1564,7 +1582,7 @@ class Engine:
         ).all()
         for enrollment_id, key, zone_name in found:
             back = place(until, dt.time(0, 0), zone(zone_name) or UTC_ZONE).utc
-            connection.execute(_PAUSE, {"b_id": enrollment_id, "b_until": back})
+            connection.execute(_PAUSE, {"b_id": enrollment_id, "b_until": back, "b_why": reason})
             when = "until resumed" if until >= UNTIL_RESUMED else f"until {until:%Y-%m-%d}"
             connection.execute(
                 _FEED_INSERT,
@@ -1624,7 +1642,9 @@ class Engine:
             .order_by(actions.c.position)
         ).all()
         connection.execute(
-            update(enrollments).where(enrollments.c.id == enrollment_id).values(paused_until=None)
+            update(enrollments)
+            .where(enrollments.c.id == enrollment_id)
+            .values(paused_until=None, paused_why=None)
         )
         resume_day = days.first_counting(at.astimezone(where).date())
         first = min((due_date for _, due_date, _, _ in left), default=None)
@@ -2006,15 +2026,27 @@ _VERSIONS = (
     .where(campaigns.c.identity == bindparam("b_identity"))
     .order_by(campaigns.c.version, campaigns.c.created_at)
 )
-# Who of a batch is active in any version of the campaign of version `b_key`.
-_ACTIVE_IN_VERSIONS = (
-    select(enrollments.c.person, enrollments.c.start_at, campaigns.c.id, campaigns.c.version)
+# Every enrollment of a batch's people in any version of the campaign of
+# version `b_key`, newest first, with what the enroll must know of each.
+_IN_VERSIONS = (
+    select(
+        enrollments.c.id,
+        enrollments.c.person,
+        enrollments.c.status,
+        enrollments.c.reason,
+        enrollments.c.start_at,
+        enrollments.c.ended_at,
+        STEPS_LEFT.label("steps_left"),
+        LAST_DONE.label("last_done"),
+        campaigns.c.id.label("id_key"),
+        campaigns.c.version,
+    )
     .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
     .where(
         in_campaign(bindparam("b_key")),
-        enrollments.c.status == "active",
         func.lower(enrollments.c.person).in_(bindparam("b_emails", expanding=True)),
     )
+    .order_by(enrollments.c.created_at.desc(), enrollments.c.id.desc())
 )
 
 
@@ -2103,7 +2135,7 @@ _ASSIGN = (
 _PAUSE = (
     update(enrollments)
     .where(enrollments.c.id == bindparam("b_id"))
-    .values(paused_until=bindparam("b_until"))
+    .values(paused_until=bindparam("b_until"), paused_why=bindparam("b_why"))
 )
 
 

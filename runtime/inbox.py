@@ -402,10 +402,9 @@ class Inbox:
         else:
             until = today + dt.timedelta(days=days)
             why = f"no return date found: {days} days"
+        said = f"out of office, from their auto-reply of {now:%Y-%m-%d} ({why})"
         for _, key, person in targets:
-            self.engine._pause(
-                connection, person, until, now, reason=f"out of office ({why})", campaign=key
-            )
+            self.engine._pause(connection, person, until, now, reason=said, campaign=key)
         return (
             f"out of office: paused until {until:%Y-%m-%d} ({why}) in {len(targets)} "
             "campaign(s); not counted as a reply",

@@ -144,6 +144,16 @@ def _signed_message_ids(connection: Connection) -> None:
     connection.execute(table.insert().values(**row))
 
 
+def _pause_reasons(connection: Connection) -> None:
+    _add_columns(connection, schema.enrollments, "paused_why")
+    connection.execute(
+        text(
+            "CREATE INDEX IF NOT EXISTS feed_moves ON feed (enrollment_id) "
+            "WHERE event IN ('rolled', 'late')"
+        )
+    )
+
+
 def analyze(connection: Connection) -> None:
     """Statistics for the planner on the tables claims read."""
     connection.execute(text("ANALYZE actions"))
@@ -164,6 +174,7 @@ MIGRATIONS: list[tuple[int, str, Migration]] = [
     (11, "open tasks indexed in the order the command center lists them", _open_tasks_in_order),
     (12, "each person's variant of an email in a test", _variants),
     (13, "a secret of the store's own that signs Message-IDs", _signed_message_ids),
+    (14, "why each paused person is paused; the feed's moves of a step", _pause_reasons),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -11,23 +11,18 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import case, func, select
 
 from cadence.compiler.ir import shown_identity
 from cadence.runtime.engine import (
     CANCELLED,
-    CLAIMED,
     FAILED,
     OPEN,
-    PENDING,
     SENT,
-    UNCONFIRMED,
 )
-from cadence.runtime.schema import actions, campaigns, enrollments
+from cadence.runtime.lifecycle import IS_ENDED, IS_FINISHED, IS_GOING, LEFT, state_of
+from cadence.runtime.schema import MOVES, actions, campaigns, enrollments, feed
 from cadence.runtime.store import Store
-
-# An action still to do: the enrollment has not run to its end.
-_LEFT = (PENDING, OPEN, CLAIMED, UNCONFIRMED)
 
 
 class VersionOverview(BaseModel):
@@ -52,13 +47,11 @@ class CampaignOverview(BaseModel):
 def campaign_overviews(store: Store, identity: str | None = None) -> list[CampaignOverview]:
     """Every campaign, by name, with its versions in order (with
     ``identity``: that campaign's only, counting only its people)."""
-    left = exists().where(actions.c.enrollment_id == enrollments.c.id, actions.c.status.in_(_LEFT))
-    is_active = enrollments.c.status == "active"
     counting = select(
         enrollments.c.campaign_id,
-        func.sum(case((is_active & left, 1), else_=0)).label("active"),
-        func.sum(case((is_active & ~left, 1), else_=0)).label("finished"),
-        func.sum(case((~is_active, 1), else_=0)).label("ended"),
+        func.sum(case((IS_GOING, 1), else_=0)).label("active"),  # paused ones too
+        func.sum(case((IS_FINISHED, 1), else_=0)).label("finished"),
+        func.sum(case((IS_ENDED, 1), else_=0)).label("ended"),
     ).group_by(enrollments.c.campaign_id)
     if identity is not None:
         keys = select(campaigns.c.id).where(campaigns.c.identity == identity)
@@ -119,7 +112,16 @@ class StepStatus(BaseModel):
     sent_at: dt.datetime | None
     closed_at: dt.datetime | None
     error: str | None
-    waits_for: str | None = None  # an open task's earlier open task: done first (§6)
+    # A step still to come behind an earlier task still open: that task (§6)
+    waits_for: str | None = None
+    note: str | None = None  # what the plan says of its time: a sending window's move, …
+    # What last moved it while it waited: a daily cap's roll-over, a late reschedule
+    moved: str | None = None
+
+
+class Paused(BaseModel):
+    until: dt.datetime | None  # None: until resumed
+    why: str | None  # an out-of-office (from their auto-reply of …), a pause by hand, …
 
 
 class EnrollmentStatus(BaseModel):
@@ -132,6 +134,7 @@ class EnrollmentStatus(BaseModel):
     started_at: dt.datetime
     ended_at: dt.datetime | None
     paused_until: dt.datetime | None
+    paused: Paused | None = None  # while paused: until when, and why
     at_step: str | None  # the last step done
     next: StepStatus | None  # what comes next, and when
     history: list[StepStatus]
@@ -152,7 +155,7 @@ def person_status(store: Store, person: str) -> PersonStatus:
         select(
             enrollments.c.id, enrollments.c.person, enrollments.c.status, enrollments.c.reason,
             enrollments.c.start_at, enrollments.c.ended_at, enrollments.c.paused_until,
-            campaigns.c.name, campaigns.c.identity, campaigns.c.version,
+            enrollments.c.paused_why, campaigns.c.name, campaigns.c.identity, campaigns.c.version,
             campaigns.c.id.label("key"),
         )
         .join(campaigns, campaigns.c.id == enrollments.c.campaign_id)
@@ -162,48 +165,65 @@ def person_status(store: Store, person: str) -> PersonStatus:
     steps = select(
         actions.c.enrollment_id, actions.c.step, actions.c.kind, actions.c.day,
         actions.c.status, actions.c.due_at, actions.c.due_date, actions.c.sent_at,
-        actions.c.closed_at, actions.c.error,
+        actions.c.closed_at, actions.c.error, actions.c.note,
     ).order_by(actions.c.enrollment_id, actions.c.position)  # fmt: skip
+    moves = (
+        select(feed.c.enrollment_id, feed.c.step, feed.c.message).where(MOVES).order_by(feed.c.id)
+    )
     with store.read() as connection:
         rows = connection.execute(people).all()
         found: dict[int, list[StepStatus]] = {row.id: [] for row in rows}
+        moved: dict[tuple[int, str], str] = {}
         if found:
             for step in connection.execute(steps.where(actions.c.enrollment_id.in_(found))):
                 found[step.enrollment_id].append(
                     StepStatus.model_validate(step._asdict(), from_attributes=False)
                 )
+            for entry in connection.execute(moves.where(feed.c.enrollment_id.in_(found))):
+                moved[(entry.enrollment_id, entry.step)] = entry.message  # the last one wins
     return PersonStatus(
         person=rows[0].person if rows else person.strip(),
-        enrollments=[_enrollment(row, _blocked(found[row.id])) for row in rows],
+        enrollments=[_enrollment(row, _waiting(row.id, found[row.id], moved)) for row in rows],
     )
 
 
-def _blocked(history: list[StepStatus]) -> list[StepStatus]:
-    """Open tasks behind an earlier open task say which (tasks go in order)."""
-    first = next((step.step for step in history if step.status == OPEN), None)
-    return [
-        step.model_copy(update={"waits_for": first})
-        if step.status == OPEN and first is not None and step.step != first
-        else step
-        for step in history
-    ]
+_UNCLOSED_TASK = (OPEN, "pending", "claimed")  # an email task cadence is to send is unclosed
+
+
+def _waiting(
+    enrollment: int, history: list[StepStatus], moved: dict[tuple[int, str], str]
+) -> list[StepStatus]:
+    """Each step still to come, with what it waits for: the first task before
+    it still open (tasks and the sends after them go in order, §6), and what
+    last moved its time."""
+    updated = []
+    task = None  # the first unclosed task so far
+    for step in history:
+        if step.status in LEFT:
+            change: dict[str, Any] = {"waits_for": task}
+            if (enrollment, step.step) in moved:
+                change["moved"] = moved[(enrollment, step.step)]
+            step = step.model_copy(update=change)
+            if task is None and step.kind != "email" and step.status in _UNCLOSED_TASK:
+                task = step.step
+        updated.append(step)
+    return updated
 
 
 def _enrollment(row: Any, history: list[StepStatus]) -> EnrollmentStatus:
     done = [step for step in history if step.status in _DONE]
-    coming = next((step for step in history if step.status in _LEFT), None)
-    if row.status != "active":
-        state, reason = "ended", row.reason
-    elif row.paused_until is not None:
-        until = f"{row.paused_until:%Y-%m-%d %H:%M}Z" if row.paused_until.year < 9999 else None
-        state, reason = "paused", f"paused until {until}" if until else "paused until resumed"
-    elif coming is None:
-        state, reason = "finished", None
-    else:
-        state, reason = "active", None
+    coming = next((step for step in history if step.status in LEFT), None)
+    state = state_of(row.status, row.paused_until, coming is not None)
+    reason = row.reason if state == "ended" else None
+    paused = None
+    if state == "paused":
+        until = row.paused_until if row.paused_until.year < 9999 else None
+        paused = Paused(until=until, why=row.paused_why)
+        reason = f"paused until {until:%Y-%m-%d %H:%M}Z" if until else "paused until resumed"
+        reason += f": {row.paused_why}" if row.paused_why else ""
     return EnrollmentStatus(
         campaign=row.name, id=shown_identity(row.identity), version=row.version, key=row.key,
         state=state, reason=reason, started_at=row.start_at, ended_at=row.ended_at,
-        paused_until=row.paused_until, at_step=done[-1].step if done else None,
+        paused_until=row.paused_until, paused=paused, at_step=done[-1].step if done else None,
         next=coming if state in ("active", "paused") else None, history=history,
     )  # fmt: skip

@@ -82,12 +82,18 @@ enrollments = Table(
     Column("fields", JSON, nullable=False),
     Column("zone", Text, nullable=False),
     Column("start_at", UTCDateTime, nullable=False),
-    Column("status", String(16), nullable=False, comment="active | ended"),
+    Column(
+        "status",
+        String(16),
+        nullable=False,
+        comment="active | finished (replaced by a new enrollment) | ended",
+    ),
     Column("reason", Text, comment="why it ended: replied, bounced, removed, campaign ended"),
     Column("success", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
     Column("paused_until", UTCDateTime, comment="out of office or paused: nothing until then"),
+    Column("paused_why", Text, comment="why it is paused: an out-of-office, by hand, ..."),
     Column(
         "mailbox",
         Text,
@@ -240,6 +246,13 @@ feed = Table(
     Column("message", Text, nullable=False),
 )
 Index("feed_by_time", feed.c.at)
+# Entries of a step moved while it waited (a daily cap's roll-over, a late
+# reschedule): a person's status says the last one. Few, so a small index; the
+# condition is literal text, as a query must spell it for SQLite to use it.
+MOVES = text("event IN ('rolled', 'late')")
+Index(
+    "feed_moves", feed.c.enrollment_id, sqlite_where=MOVES, postgresql_where=MOVES
+)  # fmt: skip
 
 api_tokens = Table(
     "api_tokens",

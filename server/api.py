@@ -102,6 +102,11 @@ class EnrollRequest(BaseModel):
         default_factory=dict, description="new times of `send at` steps: step → HH:MM"
     )
     catch_up: Literal["skip", "send"] | None = Field(None, description="for a start in the past")
+    again: bool = Field(
+        False,
+        description="enroll anew people whose enrollment in this campaign ended or finished "
+        "(suppressed addresses stay refused)",
+    )
 
 
 @router.post(
@@ -124,6 +129,7 @@ async def enroll(
     start: Annotated[str | None, Query(description="with a CSV body")] = None,
     at: Annotated[list[str], Query(description="with a CSV body: STEP=HH:MM")] = [],  # noqa: B006
     catch_up: Annotated[Literal["skip", "send"] | None, Query()] = None,
+    again: Annotated[bool, Query(description="with a CSV body: as `again` in JSON")] = False,
 ) -> Response:
     """Enroll people in the newest version of a campaign: a JSON body, or CSV
     (a header row with `email`) with `start` in the query. Rows the campaign
@@ -136,7 +142,7 @@ async def enroll(
         # As `cadence enroll` reads a file: a line that is not UTF-8 is a row problem.
         people: Any = read_people(Utf8Lines(io.BytesIO(body)), "csv")
         times = dict(_step_time(item) for item in at)
-        wanted = EnrollRequest(people=[], start=start, at=times, catch_up=catch_up)
+        wanted = EnrollRequest(people=[], start=start, at=times, catch_up=catch_up, again=again)
     elif media in ("application/json", ""):
         wanted = _parsed(EnrollRequest, body)
         people = wanted.people
@@ -147,7 +153,12 @@ async def enroll(
         done = await _call(
             request,
             lambda app: app.enroll(
-                campaign, people, start=wanted.start, at=wanted.at, catch_up=wanted.catch_up
+                campaign,
+                people,
+                start=wanted.start,
+                at=wanted.at,
+                catch_up=wanted.catch_up,
+                again=wanted.again,
             ),
         )
         return _json(done, 201)

@@ -174,16 +174,19 @@ class Application:
         start: str,
         at: Mapping[str, str] | None = None,
         catch_up: CatchUp | None = None,
+        again: bool = False,
     ) -> Enrolled:
         """Enroll ``people`` in the newest version of ``campaign`` (its id,
-        name or a key); a row the campaign cannot take is in ``problems``."""
+        name or a key); a row the campaign cannot take is in ``problems`` —
+        among them people whose enrollment in it ended or finished, unless
+        ``again``."""
         key = self._newest_version(campaign)
         ir = self.engine.campaign(key)
         now = self.clock()
         begins = parse_start(start, ir, now, label="start")
         overrides = {step: parse_time(str(time)) for step, time in (at or {}).items()}
         report: EnrollReport = self.engine.enroll(
-            ir, people, begins, overrides, now=now, catch_up=catch_up
+            ir, people, begins, overrides, now=now, catch_up=catch_up, again=again
         )
         return Enrolled(
             campaign=shown_identity(identity(ir)), key=report.campaign_id, version=report.version,

@@ -286,7 +286,8 @@ def test_a_pause_without_an_end_lasts_until_resumed(tmp_path: Path) -> None:
     paused = run("pause", "ann@a.example", "--at", "2026-12-07T08:30Z")
     assert paused.stderr == "paused ann@a.example until `cadence resume` in 1 campaign(s)\n"
     (item,) = json.loads(run("status", "ann@a.example", "--format", "json").stdout)["enrollments"]
-    assert (item["state"], item["reason"]) == ("paused", "paused until resumed")
+    assert (item["state"], item["reason"]) == ("paused", "paused until resumed: paused by hand")
+    assert item["paused"] == {"until": None, "why": "paused by hand"}
     later = run("run", "--outbox", str(tmp_path / "out"), "--now", "2027-06-01T10:00Z")
     assert "sent 0," in later.stderr  # months later, still paused
     assert run("resume", "ann@a.example", "--at", "2027-06-01T10:00Z").exit_code == 0
