@@ -23,6 +23,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    case,
     exists,
     func,
     literal_column,
@@ -693,7 +694,7 @@ class Engine:
             found = self._drop_suppressed(connection, found, now)
             if mailbox is not None:
                 found, routed, failed = self._assign(connection, found, mailbox, route, now)
-            if late is not None and late.action != "send":
+            if late is not None:
                 kept = self._drop_late(connection, found, now, late)
                 too_late, found = len(found) - len(kept), kept
             full = False
@@ -818,13 +819,28 @@ class Engine:
     def _drop_late(
         self, connection: Connection, found: list[DueSend], now: dt.datetime, late: LatePolicy
     ) -> list[DueSend]:
-        """Sends more than ``late.after`` past their time: skipped, or moved to
-        the next time their time of day comes on a counted day; each said in
-        the feed. The others are kept. Late means the dispatchers were away:
-        a send held back by a task closed just now (semantics §6), by an earlier send,
-        or waiting for its own retry went out as soon as it could, and is not."""
+        """Sends more than ``late.after`` past their time, by ``late.action``:
+        skipped; moved to the next time their time of day comes on a counted
+        day (``reschedule``); or sent now (``send``). Late means the
+        dispatchers were away: a send held back by a task closed just now
+        (semantics §6), by an earlier send, or waiting for its own retry went
+        out as soon as it could, and is not.
+
+        When a person's send is moved or sent late, the rest of their schedule
+        moves with it, keeping the counted days between steps (as a resume
+        does): a person never gets in one day what the campaign spaced over
+        several. Their other sends in this batch moved with it, and wait.
+        Each is said in the feed; the sends that go now are returned."""
         keep = []
+        moved: set[int] = set()  # people whose rest of the schedule moved in this batch
         for send in found:
+            if send.enrollment_id in moved:
+                connection.execute(  # moved with an earlier send of theirs: it waits
+                    update(actions)
+                    .where(actions.c.id == send.action_id)
+                    .values(status=PENDING, claimed_by=None, lease_until=None)
+                )
+                continue
             behind = now - send.due_at
             if behind > late.after:
                 behind = now - self._ready_since(connection, send)
@@ -836,32 +852,95 @@ class Engine:
                 # A person's own email is not skipped for them: it is theirs again.
                 self._reopen(connection, send.action_id, send, now, f"{hours} (late = skip)")
                 continue
+            values: dict[str, Any] = {}
             if late.action == "skip":
-                values: dict[str, Any] = {"status": CANCELLED, "closed_at": now}
+                values = {"status": CANCELLED, "closed_at": now}
                 message = f"send `{send.step}` skipped: {hours} (late = skip)"
+            elif late.action == "send":
+                shift = self._move_rest(connection, send, now, now)
+                keep.append(send)
+                message = f"send `{send.step}` goes now: {hours} (late = send)"
             else:
                 due = self._next_time(connection, send, now)
                 # Never before an earlier send of the person: campaign order holds.
                 before = connection.execute(_EARLIER_DUE, {"b_id": send.action_id}).scalar()
                 due = max(due, before) if before is not None else due
-                values = {"status": PENDING, "due_at": due}
+                values = {"status": PENDING, "due_at": due, "retry_at": now}
+                shift = self._move_rest(connection, send, due, now)
                 # Nor after one: the person's later sends wait for this one.
                 self._hold_later(connection, send, due)
                 message = (
                     f"send `{send.step}` moved to {due:%Y-%m-%d %H:%M}Z: {hours} "
                     "(late = reschedule)"
                 )
-            connection.execute(
-                update(actions)
-                .where(actions.c.id == send.action_id)
-                .values(claimed_by=None, lease_until=None, **values)
-            )
+            if late.action != "skip":
+                moved.add(send.enrollment_id)
+                if shift:
+                    message += f"; the rest moves {shift} day(s)"
+            if values:
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == send.action_id)
+                    .values(claimed_by=None, lease_until=None, **values)
+                )
             connection.execute(
                 _FEED_INSERT,
                 _event(now, send.campaign_id, send.enrollment_id, send.person, "late",
                        send.step, message),
             )  # fmt: skip
         return keep
+
+    def _move_rest(
+        self, connection: Connection, send: DueSend, goes: dt.datetime, at: dt.datetime
+    ) -> int:
+        """``send`` goes at ``goes``, later than planned: the person's steps
+        after it move by the counted days between the day it was due and that
+        day, each keeping its time of day. Returns the counted days moved."""
+        this = connection.execute(
+            select(actions.c.position, actions.c.due_date, enrollments.c.zone)
+            .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
+            .where(actions.c.id == send.action_id)
+        ).one()
+        where = zone(this.zone) or UTC_ZONE
+        windows = self._windows(connection, send.campaign_id)
+        planned = max(this.due_date, send.due_at.astimezone(where).date())
+        shift = _counted_days(windows.days, planned, goes.astimezone(where).date())
+        if shift:
+            rest = connection.execute(
+                select(actions.c.id, actions.c.due_date, actions.c.due_at, actions.c.step).where(
+                    actions.c.enrollment_id == send.enrollment_id,
+                    actions.c.position > this.position,
+                    BY_THE_RULES,
+                )
+            ).all()
+            self._shift(connection, rest, shift, at, windows, where)
+        return shift
+
+    def _shift(
+        self,
+        connection: Connection,
+        steps: Sequence[Any],
+        shift: int,
+        at: dt.datetime,
+        windows: _Windows,
+        where: ZoneInfo,
+    ) -> None:
+        """Move ``steps`` (id, due date, due instant, step) ``shift`` counted
+        days, each keeping its time of day, none before ``at``, each within its
+        sending window; none of them is late for it."""
+        for action_id, due_date, due_at, step in steps:
+            new_date = _add_counted_days(windows.days, due_date, shift)
+            values: dict[str, Any] = {"due_date": new_date}
+            if due_at is not None:
+                wall = due_at.astimezone(where).time().replace(tzinfo=None)
+                # Not before ``at`` (a step whose time has passed goes now, and is
+                # not late) — in its window.
+                when = place(new_date, wall, where).utc
+                if when < at and (windowed := self._windowed(windows, step, at, where)) > at:
+                    when = windowed  # it would go now, after its window closed
+                values["due_at"] = when
+                values["retry_at"] = at
+            connection.execute(update(actions).where(actions.c.id == action_id).values(**values))
 
     def _ready_since(self, connection: Connection, send: DueSend) -> dt.datetime:
         """When ``send`` could first have gone: its time, or later when an
@@ -1652,22 +1731,9 @@ class Engine:
         if first is None or first >= resume_day:
             moved = ""
         else:
-            shift = _counted_days(days, first, resume_day)
-            for action_id, due_date, due_at, step in left:
-                new_date = _add_counted_days(days, due_date, shift)
-                values: dict[str, Any] = {"due_date": new_date}
-                if due_at is not None:
-                    wall = due_at.astimezone(where).time().replace(tzinfo=None)
-                    # Not before the resume (a step of the resume day whose
-                    # time has passed goes now, and is not late) — in its window.
-                    when = place(new_date, wall, where).utc
-                    if when < at and (windowed := self._windowed(windows, step, at, where)) > at:
-                        when = windowed  # it would go now, after its window closed
-                    values["due_at"] = when
-                    values["retry_at"] = at
-                connection.execute(
-                    update(actions).where(actions.c.id == action_id).values(**values)
-                )
+            self._shift(
+                connection, left, _counted_days(days, first, resume_day), at, windows, where
+            )
         connection.execute(
             _FEED_INSERT,
             _event(at, row.campaign_id, enrollment_id, row.person, "resumed", None,
@@ -2096,8 +2162,15 @@ _ZONES_IN = _ZONES_OF.where(in_campaign(bindparam("b_campaign")))
 _ZONE_OF = select(enrollments.c.zone).where(enrollments.c.id == bindparam("b_id"))
 _THIS, _EARLIER = actions.alias("this_send"), actions.alias("earlier_send")
 # What held a send back: its retry, and the last earlier step of its person to close.
+# When a send could first go: its retry, the last earlier task closed (§6) and
+# the last earlier send sent. An earlier send cancelled (a late skip) holds
+# nothing back: it does not make the sends after it ready anew.
 _READY = (
-    select(_THIS.c.retry_at, func.max(_EARLIER.c.closed_at), func.max(_EARLIER.c.sent_at))
+    select(
+        _THIS.c.retry_at,
+        func.max(case((_EARLIER.c.is_task, _EARLIER.c.closed_at))),
+        func.max(_EARLIER.c.sent_at),
+    )
     .select_from(_THIS)
     .outerjoin(
         _EARLIER,
