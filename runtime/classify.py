@@ -19,6 +19,7 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Literal
 
+from cadence.runtime.addresses import has_control
 from cadence.runtime.message_ids import Reference, references
 from cadence.runtime.returndate import return_date
 
@@ -112,7 +113,7 @@ def _classify(
         details = {"written": written.isoformat()} if written else {}
         return Classification("auto_reply", auto, sender, refers, back_on=back, details=details)
     if sender is None:
-        return Classification("ignore", "no From address")
+        return Classification("ignore", "no From address, or more than one")
     to = {address.lower() for address in _addresses(message, "to", "delivered-to")}
     subject = _subject(message)
     if to & unsubscribe_addresses and "unsubscribe" in subject.lower():
@@ -250,8 +251,15 @@ def _list_mail(message: Message) -> str | None:
 
 # ---- reading the message -------------------------------------------------------------------
 def _sender(message: Message) -> str | None:
+    """The From address, lower case; ``None`` unless the message has one From
+    header naming one address (``From: a@x <b@y>`` is read as two by some
+    and as one by others: whose would it be?) without control characters."""
+    if len(message.get_all("from", [])) != 1:
+        return None
     addresses = _addresses(message, "from")
-    return addresses[0].lower() if addresses else None
+    if len(addresses) != 1 or has_control(addresses[0]):
+        return None
+    return addresses[0].lower()
 
 
 def _addresses(message: Message, *headers: str) -> list[str]:

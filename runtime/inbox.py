@@ -32,6 +32,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from cadence.runtime import suppression
+from cadence.runtime.addresses import has_control
 from cadence.runtime.authresults import Verdict, verdict
 from cadence.runtime.classify import Classification, classify
 from cadence.runtime.engine import ACTIVE_ENROLLMENTS, Engine
@@ -49,6 +50,8 @@ _ACTED_ON_ANY = select(inbound.c.message_id, inbound.c.source).where(
 NOT_ACTED = ("ignored", "not acted on")  # how an outcome that changed nothing begins
 MAX_ID = 2**31 - 1  # the largest id either database holds: a larger one names no send
 MAX_NOTES = 10  # feed entries one message that was not acted on may write
+MAX_RECIPIENTS = 50  # addresses one bounce report is read for (a DSN names one or a few)
+UNSHOWN = "the report returns no Message-ID cadence signed for a send to it"
 AWAY_AT_MOST = dt.timedelta(days=366)  # the furthest return date taken, from receipt
 _FEED = feed.insert()
 # The sends a message names, with whom they went to and whether that one is active.
@@ -236,10 +239,7 @@ class Inbox:
                 if earlier is not None:
                     outcome, person, key = f"read before as {earlier}: nothing done", None, None
                 else:
-                    checked = None
-                    if message is not None and found.kind not in ("ignore", "bounce"):
-                        checked = verdict(message, found.sender, self.settings.authserv_id)
-                    outcome, person, key = self._act(connection, found, now, state, checked=checked)
+                    outcome, person, key = self._act(connection, found, now, state, message=message)
                 acted = earlier is None and found.kind != "ignore"
                 acted = acted and not outcome.startswith(NOT_ACTED)
                 kept = raw if acted else None
@@ -283,34 +283,32 @@ class Inbox:
         state: _Pass | None = None,
         *,
         trusted: bool = False,
-        checked: Verdict | None = None,
+        message: Message | None = None,
     ) -> tuple[str, str | None, str | None]:
         """What was done, the person it concerned and the campaign (when one).
 
         A message acts on its sender only (docs/mail.md, "Who can change a
         person's state"); a bounce on the addresses it shows it reports on.
         ``trusted``: a provider's signed report, which says itself whom it is
-        about. ``checked``: the receiving server's verdict on the From address."""
+        about. ``message``: the message read, whose receiving server's verdict
+        on the From address is asked before anything is done."""
         if found.kind == "ignore":
             return f"ignored: {found.reason}", found.sender, None
         if found.kind == "bounce":
             return self._bounce(connection, found, now, state, trusted=trusted)
         sender = found.sender
         if sender is None:
-            return "ignored: no From address", None, None
-        if not trusted and checked is not None and checked.forged:
-            return (
-                f"not acted on: the receiving server's checks failed for {sender} "
-                f"({checked.reason}): its From address may be forged",
-                sender,
-                None,
-            )
+            return "ignored: no From address, or more than one", None, None
         targets, others = ([], []) if trusted else self._about(connection, found)
         if not targets and others:
             return self._refused(connection, found, others, now)
         if not targets:
             targets = self._by_sender(connection, sender)
         key = targets[0][1] if targets else None
+        acts = bool(targets) or found.kind in ("unsubscribe", "complaint")
+        checked = verdict(message, sender, self.settings.authserv_id) if message else None
+        if acts and checked is not None and checked.forged:
+            return self._forged(connection, found, targets, checked, now), sender, key
         if found.kind in ("unsubscribe", "complaint"):
             reason: suppression.Reason = (
                 "unsubscribed" if found.kind == "unsubscribe" else "complained"
@@ -324,6 +322,24 @@ class Inbox:
             return self._away(connection, found, targets, now)
         self.engine._event_on(connection, targets, now, "reply")
         return f"reply: `on reply` ran in {len(targets)} campaign(s)", sender, key
+
+    def _forged(
+        self,
+        connection: Connection,
+        found: Classification,
+        targets: list[tuple[int, str, str]],
+        checked: Verdict,
+        now: dt.datetime,
+    ) -> str:
+        """Mail whose From the receiving server found forged: recorded, said in
+        the feed of the person it names (a real request can then be carried
+        out by hand), and nobody's state changes."""
+        why = f"the receiving server's checks failed for {found.sender} ({checked.reason})"
+        for enrollment, campaign, person in targets[:MAX_NOTES]:
+            note = f"{found.kind.replace('_', ' ')} from {found.sender} not acted on: {why}"
+            send = _Send(enrollment, campaign, person, True)
+            connection.execute(_FEED, _feed_entry(now, send, "mail_not_acted_on", note))
+        return f"not acted on: {why}: its From address may be forged"
 
     def _about(
         self, connection: Connection, found: Classification
@@ -343,17 +359,21 @@ class Inbox:
         """The sends that ``found`` name, each checked: a signed Message-ID
         whose token is right for the send's recipient, or an unsigned one that
         is exactly what the send was recorded with."""
-        wanted = {ref.action_id: ref for ref in found if ref.action_id <= MAX_ID}
+        wanted: dict[int, list[Reference]] = {}
+        for ref in found:
+            if ref.action_id <= MAX_ID:
+                wanted.setdefault(ref.action_id, []).append(ref)
         if not wanted:
             return []
         ids = self.engine.message_ids
         sends = []
         for row in connection.execute(_BY_SEND, {"b_ids": list(wanted)}):
-            ref = wanted[row.action]
-            if not row.campaign_id.startswith(ref.campaign):
-                continue
-            if ids.signed_for(ref, row.person) or (legacy(ref) and row.message_id == ref.text):
-                sends.append(_Send(row.enrollment, row.campaign_id, row.person, row.active))
+            for ref in wanted[row.action]:
+                if not row.campaign_id.startswith(ref.campaign):
+                    continue
+                if ids.signed_for(ref, row.person) or (legacy(ref) and row.message_id == ref.text):
+                    sends.append(_Send(row.enrollment, row.campaign_id, row.person, row.active))
+                    break
         return sends
 
     def _by_sender(self, connection: Connection, sender: str) -> list[tuple[int, str, str]]:
@@ -423,19 +443,21 @@ class Inbox:
     ) -> tuple[str, str | None, str | None]:
         """A bounce acts on an address it reports only when it shows it is
         about a send to that address: it returns a Message-ID cadence signed
-        for it (or, from before signing, the one it was sent with) — or it is
-        a provider's signed report (``trusted``)."""
+        for it — or it is a provider's signed report (``trusted``). A
+        Message-ID from before signing shows nothing: its numbers can be
+        guessed, and a bounce need not come from the person."""
         done = []
         person = None
         shown = references(" ".join(found.refers_to + found.quoted))
-        for recipient in found.recipients:
+        named = {recipient.address: recipient for recipient in found.recipients}
+        for recipient in list(named.values())[:MAX_RECIPIENTS]:
             address = recipient.address
             if not self._ever_written(connection, address):
                 done.append(f"{address}: cadence never wrote to it, ignored")
                 continue
-            if not trusted and not self._returns_ours(connection, shown, address):
-                done.append(f"{address}: not acted on: the report returns no Message-ID cadence "
-                            "signed for a send to it")  # fmt: skip
+            if not trusted and not any(self.engine.message_ids.signed_for(ref, address)
+                                       for ref in shown):  # fmt: skip
+                done.append(f"{address}: {UNSHOWN}")
                 continue
             person = person or address
             permanent = recipient.permanent
@@ -449,21 +471,13 @@ class Inbox:
             suppression.add(connection, [address], "bounced", now, source=found.reason)
             reached = self.engine._event_for(connection, address, now, None, "bounce")
             done.append(f"{address}: suppressed; `on bounce` ran in {reached} campaign(s)")
+        if len(named) > MAX_RECIPIENTS:
+            done.append(f"{len(named) - MAX_RECIPIENTS} more addresses not read")
         if person is None:
-            refused = any("not acted on" in line for line in done)
+            refused = any(line.endswith(UNSHOWN) for line in done)
             said = "; ".join(done or ["no recipient named"])
             return ("not acted on: " if refused else "ignored: ") + said, None, None
         return "bounce: " + "; ".join(done), person, None
-
-    def _returns_ours(
-        self, connection: Connection, shown: tuple[Reference, ...], address: str
-    ) -> bool:
-        """Whether ``shown`` holds a Message-ID of a send to ``address``."""
-        ids = self.engine.message_ids
-        if any(ids.signed_for(ref, address) for ref in shown):
-            return True
-        old = [ref for ref in shown if legacy(ref)]
-        return any(send.to(address) for send in self._sends(connection, old))
 
     def _ever_written(self, connection: Connection, address: str) -> bool:
         return connection.execute(_EVER_WRITTEN, {"b_person": address}).first() is not None
@@ -542,7 +556,9 @@ def _record(
     """The `inbound` row of a message read."""
     permanent = None
     if found.kind == "bounce" and found.recipients:
-        permanent = any(recipient.permanent for recipient in found.recipients)
+        # For the address acted on (soft bounces are counted by it), else any.
+        permanent = any(recipient.permanent for recipient in found.recipients
+                        if person is None or recipient.address == person)  # fmt: skip
     return {
         "source": source,
         "message_id": message_id,
@@ -563,6 +579,8 @@ def _message_id(message: Message | None) -> str | None:
     try:
         value = str(message.get("message-id", "") or "").strip()
     except Exception:  # a header the parser could not make sense of
+        return None
+    if has_control(value):  # a NUL no database keeps: the message has no usable id
         return None
     return value[:998] or None
 

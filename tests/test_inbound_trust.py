@@ -174,7 +174,7 @@ def test_references_to_many_sends_act_on_at_most_the_sender(engine: Engine, tmp_
     pause_all = message(
         {"From": "zoe@example.com", "To": "sam@example.com", "Subject": "Out of office",
          "Auto-Submitted": "auto-replied", "Message-ID": "<m3@example.com>",
-         "In-Reply-To": ids["bo"], "References": f"{guessed} {forged} {real}"},
+         "In-Reply-To": ids["bo"], "References": f"{real} {forged} {guessed}"},
         "I am away.",
     )  # fmt: skip
     (outcome,) = read(engine, tmp_path, [pause_all])
@@ -209,6 +209,68 @@ def test_a_forged_from_that_the_receiving_server_failed_is_not_acted_on(
     assert outcome.startswith("not acted on: the receiving server's checks failed for "
                               "ken@example.com (dmarc=fail)")  # fmt: skip
     assert statuses(engine)["ken"] == "active" and engine.suppressions() == []
+    (note,) = [e for e in engine.feed() if e.event == "mail_not_acted_on"]
+    assert note.person == "ken@example.com" and "dmarc=fail" in note.message
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "From: ken@example.com <mallory@evil.example>",
+        "From: ken@example.com, mallory@evil.example",
+        "From: ken@example.com\r\nFrom: mallory@evil.example",
+        "From: ken\x00@example.com",
+    ],
+)
+def test_a_from_header_naming_no_single_address_acts_on_nobody(
+    engine: Engine, tmp_path: Path, header: str
+) -> None:
+    ids = sent_ids(engine, tmp_path / "outbox")
+    raw = message({"Subject": "Re: hi", "Message-ID": "<m6@evil.example>",
+                   "In-Reply-To": ids["ken"]}, "Please remove me.")  # fmt: skip
+    (outcome,) = read(engine, tmp_path, [header.encode() + b"\r\n" + raw])
+    assert outcome == "ignored: no From address, or more than one"
+    assert statuses(engine) == EVERYONE_ACTIVE
+
+
+@pytest.mark.parametrize(
+    "verdicts",
+    [
+        # OpenDKIM, then OpenDMARC: one server, two headers; the failure counts.
+        [
+            "mx.example.com; dkim=none (no signatures)",
+            "mx.example.com; dmarc=fail (p=reject) header.from=example.com",
+        ],
+        # A pass for another From's domain says nothing of this one's failure.
+        ["mx.example.com; dmarc=pass header.from=evil.example; dmarc=fail header.from=example.com"],
+        # Exchange Online names no server.
+        [
+            "spf=fail (sender IP is 192.0.2.1) smtp.mailfrom=example.com; dkim=none; "
+            "dmarc=fail action=oreject header.from=example.com;compauth=fail reason=000"
+        ],
+    ],
+)
+def test_every_verdict_of_the_receiving_server_counts(
+    engine: Engine, tmp_path: Path, verdicts: list[str]
+) -> None:
+    ids = sent_ids(engine, tmp_path / "outbox")
+    headers = "".join(f"Authentication-Results: {v}\r\n" for v in verdicts).encode()
+    raw = headers + as_sent_to("unsubscribe-reply.eml", "ken", ids["ken"])
+    (outcome,) = read(engine, tmp_path, [raw])
+    assert outcome.startswith("not acted on: the receiving server's checks failed"), outcome
+    assert statuses(engine)["ken"] == "active"
+
+
+def test_a_report_naming_many_addresses_is_read_for_a_few(engine: Engine, tmp_path: Path) -> None:
+    ids = sent_ids(engine, tmp_path / "outbox")
+    dsn = as_sent_to("postfix-dsn.eml", "bo", ids["bo"]).decode()
+    block = "\r\nFinal-Recipient: rfc822; {0}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    extra = "".join(block.format(f"x{n}@example.com") for n in range(200))
+    extra += block.format("ada@example.com") * 500
+    dsn = dsn.replace("Final-Recipient:", extra.lstrip("\r\n") + "\r\nFinal-Recipient:", 1)
+    (outcome,) = read(engine, tmp_path, [dsn.encode()])
+    assert outcome.endswith("more addresses not read"), outcome[-200:]
+    assert statuses(engine) == EVERYONE_ACTIVE
 
 
 def test_only_the_named_receiving_servers_verdict_counts(engine: Engine, tmp_path: Path) -> None:
@@ -235,8 +297,8 @@ def test_a_dsn_from_anyone_that_returns_none_of_our_headers_is_not_acted_on(
     assert "cadence." not in dsn
     forged = as_sent_to_text(dsn, "bo")
     (outcome,) = read(engine, tmp_path, [forged])
-    assert outcome.startswith("not acted on: bo@example.com: not acted on: the report returns no "
-                              "Message-ID cadence signed for a send to it")  # fmt: skip
+    assert outcome == ("not acted on: bo@example.com: the report returns no Message-ID cadence "
+                       "signed for a send to it")  # fmt: skip
     assert statuses(engine) == EVERYONE_ACTIVE
     assert engine.suppressions() == []
 
@@ -297,6 +359,14 @@ def test_message_ids_sent_before_signing_stay_recognised_as_sent(kind: str, tmp_
             outcomes = read(engine, tmp_path, [other, reply, guessed.replace(b"CAreply1", b"y")])
             assert sorted(o.split(":")[0] for o in outcomes) == ["ignored", "not acted on", "reply"]
             assert statuses(engine) == {"ada": "replied", "bo": "active"}
+            # An unsigned Message-ID shows no bounce is about its address: it
+            # can be guessed, and a bounce need not come from the person.
+            dsn = as_sent_to("postfix-dsn.eml", "bo", legacy["bo"])
+            (outcome,) = read(engine, tmp_path, [dsn])
+            assert outcome.endswith(
+                "the report returns no Message-ID cadence signed for a send to it"
+            )
+            assert statuses(engine)["bo"] == "active" and engine.suppressions() == []
         finally:
             engine.close()
 
