@@ -306,13 +306,27 @@ def report(
     click.echo(f"wrote {output}", err=True)
 
 
+def _senders_option(command: Any) -> Any:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        help="Runtime config: its [sender] or [mailboxes.NAME] sign the prefilled emails "
+        "(default: ./cadence.toml, if there is one).",
+    )(command)
+
+
 @click.command()
 @click.option("--person", help="Only this person's tasks.")
 @click.option("--due-before", help="Only tasks due before this date (YYYY-MM-DD).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_senders_option
 @_db_option
-def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None:
-    """The command center: open tasks, email tasks with their prefilled email."""
+def tasks(
+    person: str | None, due_before: str | None, fmt: str, config_path: str | None, db: str
+) -> None:
+    """The command center: open tasks, email tasks with their prefilled email
+    (signed as the person's mailbox signs: [sender] or [mailboxes.NAME])."""
     before = None
     if due_before:
         try:
@@ -321,7 +335,7 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
             _fail(f"--due-before {due_before!r} is not a date like 2026-03-02")
     with _engine(db) as engine:
         found = engine.open_tasks(person=person, due_before=before)
-        rows = _task_views(engine, found)
+        rows = _task_views(engine, found, _senders(config_path))
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -346,13 +360,19 @@ def tasks(person: str | None, due_before: str | None, fmt: str, db: str) -> None
                 click.echo(f"      {line}")
 
 
-def _task_views(engine: Any, tasks: Any) -> list[dict[str, Any]]:
+def _task_views(engine: Any, tasks: Any, senders: Any) -> list[dict[str, Any]]:
     """Tasks as the command center shows them (see cadence.service.task_views)."""
     from cadence.service.task_views import TaskViews
 
-    return [
-        view.model_dump(mode="json", exclude_none=True) for view in TaskViews(engine).views(tasks)
-    ]
+    views = TaskViews(engine, senders).views(tasks)
+    return [view.model_dump(mode="json", exclude_none=True) for view in views]
+
+
+def _senders(config_path: str | None) -> Any:
+    """Who signs each person's emails, as the config says."""
+    from cadence.runtime.mailboxes import Senders
+
+    return Senders.from_config(_config(config_path))
 
 
 @click.group()
@@ -376,9 +396,15 @@ def _body_from(body_file: str | None) -> str | None:
 @click.option("--subject", help="The subject as sent (default: the prefilled one).")
 @click.option("--body-file", type=click.Path(dir_okay=False), help="The body as sent.")
 @_at_option
+@_senders_option
 @_db_option
 def task_send(
-    task_id: int, subject: str | None, body_file: str | None, at_text: str, db: str
+    task_id: int,
+    subject: str | None,
+    body_file: str | None,
+    at_text: str,
+    config_path: str | None,
+    db: str,
 ) -> None:
     """Record that a person sent email task TASK_ID themselves, from their own
     mail program (with their edits). For cadence to send it: `task schedule`."""
@@ -387,7 +413,8 @@ def task_send(
     at = _instant(at_text)
     body = _body_from(body_file)
     with _engine(db) as engine:
-        Application(engine, lambda: at).send_task(task_id, subject=subject, body=body)
+        application = Application(engine, lambda: at, senders=_senders(config_path))
+        application.send_task(task_id, subject=subject, body=body)
     click.echo(f"task {task_id} sent", err=True)
 
 
@@ -402,9 +429,15 @@ def task_send(
     show_default=True,
     help="When cadence sends it: ISO 8601 (no offset: the recipient's time), or now.",
 )
+@_senders_option
 @_db_option
 def task_schedule(
-    task_id: int, subject: str | None, body_file: str | None, send_at: str, db: str
+    task_id: int,
+    subject: str | None,
+    body_file: str | None,
+    send_at: str,
+    config_path: str | None,
+    db: str,
 ) -> None:
     """Have cadence send email task TASK_ID (the dispatcher delivers it): now,
     or at --send-at; the steps after it wait until it is sent."""
@@ -419,9 +452,8 @@ def task_schedule(
     body = _body_from(body_file)
     with _engine(db) as engine:
         now = dt.datetime.now(dt.UTC)
-        goes = Application(engine, lambda: now).schedule_task(
-            task_id, subject=subject, body=body, when=when
-        )
+        application = Application(engine, lambda: now, senders=_senders(config_path))
+        goes = application.schedule_task(task_id, subject=subject, body=body, when=when)
     said = "now" if goes == now else f"at {goes:%Y-%m-%d %H:%M}Z"
     click.echo(f"task {task_id} goes {said} (with the next `cadence run`)", err=True)
 

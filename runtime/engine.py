@@ -204,6 +204,7 @@ class Task:
     status: str
     zone: str | None = None  # the person's, as their enrollment counts time
     variant: str | None = None  # their version of the email, in a test
+    mailbox: str | None = None  # the mailbox their emails come from, once one went
 
 
 @dataclass(frozen=True)
@@ -2251,6 +2252,7 @@ _OPEN_TASKS = (
         actions.c.status,
         enrollments.c.zone,
         actions.c.variant,
+        enrollments.c.mailbox,
     )
     .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
     .where(

@@ -214,19 +214,51 @@ def open_mailboxes(
         for _, transport in transports.values():
             transport.close()
         raise
-    keys = {name.lower(): box.key for name, box in zip(settings, boxes, strict=True)}
-    by_name = {name: box.key for name, box in zip(settings, boxes, strict=True)}
-    route = config.routing
-    if route is None:
-        routing = Routing(keys, default=boxes[0].key)  # one mailbox: it sends everything
-    else:
-        routing = Routing(
-            keys,
-            default=by_name[route.default] if route.default else None,
-            person_field=route.person_field,
-            campaigns={campaign: by_name[box] for campaign, box in route.campaigns.items()},
-        )
+    routing = _routing(config, {name: box.key for name, box in zip(settings, boxes, strict=True)})
     return OpenMailboxes(boxes, routing, list(transports.values()))
+
+
+def _routing(config: RuntimeConfig, by_name: Mapping[str, str]) -> Routing:
+    """The config's [routing] over its mailboxes (name -> key, in order)."""
+    keys = {name.lower(): key for name, key in by_name.items()}
+    route = config.routing
+    if route is None:  # one mailbox: it sends everything
+        return Routing(keys, default=next(iter(by_name.values())))
+    return Routing(
+        keys,
+        default=by_name[route.default] if route.default else None,
+        person_field=route.person_field,
+        campaigns={campaign: by_name[box] for campaign, box in route.campaigns.items()},
+    )
+
+
+@dataclass(frozen=True)
+class Senders:
+    """Who sends for a person — the mailbox the dispatcher would use — without
+    opening any mailbox: what a task's prefilled email is signed with."""
+
+    by_key: Mapping[str, Sender]
+    routing: Routing | None = None
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> Senders:
+        settings = mailbox_settings(config)
+        senders = {box.email.lower(): Sender(box.name, box.email, box.signature)
+                   for box in settings.values()}  # fmt: skip
+        by_name = {name: box.email.lower() for name, box in settings.items()}
+        return cls(senders, _routing(config, by_name))
+
+    def of(self, campaign: str, fields: Mapping[str, Any], mailbox: str | None) -> Sender:
+        """The sender of a person: the mailbox their emails come from (fixed at
+        their first send), else the one routing gives them; no sender (empty
+        fields) where the config names none for them."""
+        key = mailbox
+        if key is None and self.routing is not None:
+            try:
+                key = self.routing.route(campaign, fields)
+            except NoMailbox:
+                key = None
+        return self.by_key.get(key or "", Sender("", "", ""))
 
 
 def _mailbox(

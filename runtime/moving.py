@@ -318,18 +318,26 @@ class _Order:
         return max(places, default=-1)
 
 
-def _refusal(old: list[Any], new: _Order, reached: int) -> str | None:
-    """Why a person with the stored steps ``old`` cannot move to a version
-    with the steps ``new``, if they cannot (``reached``: the place in ``new``
-    of the last step they had)."""
+def _refusal(old: list[Any], new: _Order) -> str | None:
+    """Why a person with the stored steps ``old`` (in their version's order)
+    cannot move to a version with the steps ``new``, if they cannot: a step
+    still to come that the new version puts before one they had, which their
+    own version put after it (that would move them backwards). A task done
+    early is not a reason: a step before it in both versions still comes."""
     statuses = {action.status for action in old}
     if CLAIMED in statuses or UNCONFIRMED in statuses:
         return "a send of theirs is being delivered right now; try again in a while"
+    had = [(action.position, new.place[action.step]) for action in old
+           if _had(action) and action.step in new.place]  # fmt: skip
     for action in old:
-        if _left(action) and new.place.get(action.step, reached) < reached:
+        if not _left(action) or action.step not in new.place:
+            continue
+        place = new.place[action.step]
+        passed = [at for was, at in had if was < action.position and at > place]
+        if passed:
             return (
-                f"`{action.step}` would come before `{new.steps[reached]}`, which they already "
-                "had (that would move them backwards)"
+                f"`{action.step}` would come before `{new.steps[max(passed)]}`, which they "
+                "already had (that would move them backwards)"
             )
     return None
 
@@ -347,7 +355,7 @@ def _compare(
     plan for the person, in ``order``; ``planned``: their own version's plan;
     ``last``: when they last had a step), or why they cannot move."""
     reached = order.reached(old)
-    outcome.problem = _refusal(old, order, reached)
+    outcome.problem = _refusal(old, order)
     if outcome.problem is not None:
         return
     by_step = {action.step: place for place, action in enumerate(old)}

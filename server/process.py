@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from cadence.runtime.config import RuntimeConfig, load_config
 from cadence.runtime.inbox import InboxSettings
+from cadence.runtime.mailboxes import Senders
 from cadence.server.app import create_app
 from cadence.server.webhooks import WebhookSecrets
 from cadence.service import Application
@@ -29,7 +30,7 @@ def build(db: str, config: RuntimeConfig, max_body: int) -> FastAPI:
         soft_bounce_limit=config.inbox.soft_bounce_limit,
         authserv_id=config.inbox.authserv_id,
     )
-    application = Application.open(db, inbox=inbox)
+    application = Application.open(db, inbox=inbox, senders=Senders.from_config(config))
     return create_app(application, max_body=max_body, webhooks=secrets)
 
 

@@ -25,6 +25,7 @@ from cadence.runtime.engine import (
     SuppressReport,
 )
 from cadence.runtime.inbox import Inbox, InboxSettings
+from cadence.runtime.mailboxes import Senders
 from cadence.runtime.overview import (
     CampaignOverview,
     PersonStatus,
@@ -104,21 +105,30 @@ class Reported(BaseModel):
 
 class Application:
     """cadence's operations over one engine; ``clock`` says what time it is,
-    ``inbox`` how reports of bounces count (as for mail read by `inbox`)."""
+    ``inbox`` how reports of bounces count (as for mail read by `inbox`),
+    ``senders`` who signs a task's prefilled email (the config's mailboxes)."""
 
     def __init__(
-        self, engine: Engine, clock: Clock = utc_now, inbox: InboxSettings | None = None
+        self,
+        engine: Engine,
+        clock: Clock = utc_now,
+        inbox: InboxSettings | None = None,
+        senders: Senders | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.inbox = Inbox(engine, inbox)
-        self.task_views = TaskViews(engine)
+        self.task_views = TaskViews(engine, senders)
 
     @classmethod
     def open(
-        cls, db: str, clock: Clock = utc_now, inbox: InboxSettings | None = None
+        cls,
+        db: str,
+        clock: Clock = utc_now,
+        inbox: InboxSettings | None = None,
+        senders: Senders | None = None,
     ) -> Application:
-        return cls(Engine.open(db, now=clock()), clock, inbox)
+        return cls(Engine.open(db, now=clock()), clock, inbox, senders)
 
     def close(self) -> None:
         self.engine.close()

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, Task
+from cadence.runtime.mailboxes import Sender, Senders
 from cadence.runtime.planner import pick_variant
 from cadence.runtime.render import Renderer, reply_subject
 from cadence.templating import RenderError
@@ -46,9 +47,10 @@ class TaskViews:
     compiled once (a :class:`Renderer` per campaign version, kept), and a
     page of tasks reads its people's fields in one query."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, senders: Senders | None = None) -> None:
         self.engine = engine
-        self._renderers: dict[str, Renderer] = {}
+        self.senders = senders or Senders({})
+        self._renderers: dict[tuple[str, Sender], Renderer] = {}
 
     def views(self, tasks: Sequence[Task]) -> list[TaskView]:
         fields = self.engine.fields_of([task.enrollment_id for task in tasks])
@@ -72,7 +74,9 @@ class TaskViews:
         }
         if task.kind == "email_task":
             view["to"] = task.person
-        renderer = self._renderer(task.campaign_id, ir)
+        # Signed as the dispatcher signs the person's automatic emails.
+        sender = self.senders.of(ir.name, fields, task.mailbox)
+        renderer = self._renderer(task.campaign_id, ir, sender)
         try:
             view.update(renderer.texts(task.step, fields, task.variant))
             if task.kind == "email_task" and "subject" not in view:
@@ -81,10 +85,11 @@ class TaskViews:
             view["problem"] = f"cannot render: {error}"
         return TaskView(**view)
 
-    def _renderer(self, key: str, ir: Campaign) -> Renderer:
-        if key not in self._renderers:  # a version never changes: its renderer is kept
-            self._renderers[key] = Renderer(ir, {})
-        return self._renderers[key]
+    def _renderer(self, key: str, ir: Campaign, sender: Sender) -> Renderer:
+        # A version never changes: its renderer is kept, per sender.
+        if (key, sender) not in self._renderers:
+            self._renderers[(key, sender)] = Renderer(ir, sender.as_fields())
+        return self._renderers[(key, sender)]
 
 
 def _thread_subject(

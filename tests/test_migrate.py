@@ -326,3 +326,21 @@ def test_a_move_says_when_a_persons_variant_changes(engine: Engine) -> None:
     dry = move_people(engine, "Q1", 2, T0, dry_run=True)
     changes = [(c.sign, c.step, c.text) for c in dry.moves[0].changes]
     assert ("~", "breakup", "variant none → a") in changes
+
+
+def test_a_task_done_early_does_not_block_a_move(tmp_path: Path) -> None:
+    """Ann called before `bump` went out: `bump` is still before `ring` in both
+    versions, so the move keeps that order — it does not move her backwards."""
+    with engine_on("sqlite", tmp_path, T0) as engine:
+        engine.enroll(ir(V1), [{"email": "ann@a.example"}, {"email": "bob@b.example"}], T0, now=T0)
+        Dispatcher(engine, Recorder(), Sender()).run_once(T0 + dt.timedelta(hours=2))
+        (ring,) = engine.open_tasks(person="ann@a.example")
+        engine.complete_task(ring.id, T0 + dt.timedelta(hours=3))  # day 1: two days early
+        edited = V1.replace('body "Again"', 'body "Again, in short"')
+        assert engine.enroll(ir(edited), [], T0, now=T0).version == 2
+        dry = move_people(engine, "Q1", 2, T0 + dt.timedelta(hours=4), dry_run=True)
+        assert [move.problem for move in dry.moves] == [None, None]
+        done = move_people(engine, "Q1", 2, T0 + dt.timedelta(hours=4))
+        assert len(done.moves) == 2 and done.refused == []
+        assert steps_of(engine, "ann@a.example")["bump"] == ("pending", "09 09:00")
+        assert steps_of(engine, "ann@a.example")["ring"][0] == "completed"
