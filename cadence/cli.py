@@ -443,6 +443,8 @@ def plan_(
         click.echo(
             f"cadence: {report.people_label}:{problem.line}: skipped: {problem.message}", err=True
         )
+    for line in report.zone_warnings:
+        click.echo(f"cadence: {report.people_label}: warning: {line}", err=True)
     click.echo(report.summary(), err=True)
     sys.exit(EXIT_SKIPPED if report.problems else EXIT_OK)
 

@@ -220,6 +220,8 @@ def enroll(
     label = "<stdin>" if people_path == "-" else people_path
     for problem in report.problems:
         click.echo(f"cadence: {label}:{problem.line}: skipped: {problem.message}", err=True)
+    for line in report.zone_warnings:
+        click.echo(f"cadence: {label}: warning: {line}", err=True)
     already = f"; {report.already} already enrolled with this start" if report.already else ""
     if report.caught_up:
         done = "skipped" if catch_up == "skip" else "due now"
@@ -1240,6 +1242,14 @@ def run(
         opened = open_mailboxes(config, sleep=wait)
     except ValueError as error:
         _fail(str(error))
+    if not config.mailboxes and "email" not in config.sender.model_fields_set:
+        # Real mail from cadence@localhost is refused or junked by every receiver.
+        if config.smtp:
+            opened.close()
+            _fail("no sender to send as: set email in the config's [sender] (or "
+                  "[mailboxes.NAME]), or give --sender-email")  # fmt: skip
+        click.echo("cadence: warning: no sender set ([sender] email or --sender-email): "
+                   "the outbox's emails come from cadence@localhost", err=True)  # fmt: skip
     for label, transport in opened.transports:
         check = getattr(transport, "check", None)
         try:

@@ -27,7 +27,8 @@ from pygls.uris import from_fs_path, to_fs_path
 from cadence import __version__
 from cadence.compiler.compile import CompileResult, compile_parsed
 from cadence.compiler.ir import Campaign, Step, Template
-from cadence.compiler.settings import holiday_countries, zone_names
+from cadence.compiler.settings import holiday_countries
+from cadence.compiler.zones import zone_names
 from cadence.describing import describe_name, describe_step
 from cadence.diagnostics import Diagnostic, Fix, Severity, has_errors
 from cadence.fixing import tidied

@@ -3,15 +3,14 @@ resolved into the IR's :class:`Settings` with the defaults of docs/semantics.md 
 
 from __future__ import annotations
 
-import difflib
 import re
-import zoneinfo
 from collections.abc import Iterator
 from functools import cache
 
 from cadence import codes
-from cadence.compiler.ir import HOST_DEPENDENT_ZONES, SendWindow, Settings
+from cadence.compiler.ir import SendWindow, Settings
 from cadence.compiler.rules import repeats, usable_window
+from cadence.compiler.zones import closest, known_zones, zone_names
 from cadence.diagnostics import Diagnostic, Related, replacement
 from cadence.grammar import ast
 
@@ -86,14 +85,14 @@ def check_settings(campaign: ast.Campaign) -> Iterator[Diagnostic]:
 
 
 def _check_zone(zone: ast.Text) -> Iterator[Diagnostic]:
-    if zone.value in _zones():
+    if zone.value in known_zones():
         return
     region = _ABBREVIATIONS.get(re.sub(r"[\d:+-]", "", zone.value).upper())
     if region is not None:
         place, guess = region
         help = f'for {place} time, with its daylight saving, use "{guess}"'
     else:
-        found = _closest(zone.value, zone_names())
+        found = closest(zone.value, zone_names())
         guess = found or ""
         help = f'did you mean "{found}"?' if found else 'zones are named like "Europe/Stockholm"'
     yield codes.C017.at(
@@ -108,7 +107,7 @@ def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
     known = holiday_countries()
     if country.value.upper() in known:
         return
-    guess = _closest(country.value.upper(), known)
+    guess = closest(country.value.upper(), known)
     yield codes.C018.at(
         country.span,
         f'no public holidays are known for "{country.value}"',
@@ -116,29 +115,6 @@ def _check_country(country: ast.Text) -> Iterator[Diagnostic]:
         if guess
         else 'use an ISO 3166 country code, like "US", "GB" or "SE"',
         fixes=(replacement(country.span, f'"{guess}"', safe=False),) if guess else (),
-    )
-
-
-def _closest(value: str, names: frozenset[str]) -> str | None:
-    by_folded = {name.casefold(): name for name in names}
-    if value.casefold() in by_folded:
-        return by_folded[value.casefold()]
-    close = difflib.get_close_matches(value.casefold(), list(by_folded), n=1, cutoff=0.7)
-    return by_folded[close[0]] if close else None
-
-
-@cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones()) - HOST_DEPENDENT_ZONES
-
-
-@cache
-def zone_names() -> frozenset[str]:
-    """Zones to suggest: named for a place. The old fixed-offset and
-    abbreviation zones ("EST", "EST5EDT", "Etc/GMT+5") are valid, but a
-    near miss is almost never meant as one of them."""
-    return frozenset(
-        name for name in _zones() if "/" in name and not name.startswith(("Etc/", "SystemV/"))
     )
 
 

@@ -54,7 +54,7 @@ from cadence.runtime.lifecycle import ACTIVE, FINISHED, LAST_DONE, STEPS_LEFT, P
 from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.message_ids import MessageIds, load_secret
 from cadence.runtime.people import Person, RowProblem
-from cadence.runtime.planner import Action, Planner, plan_people
+from cadence.runtime.planner import Action, Planner, plan_people, zone_warnings
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
 from cadence.runtime.store import Store, insert_returning_ids, insert_rows
 
@@ -151,6 +151,7 @@ class EnrollReport:
     already: int = 0
     caught_up: int = 0  # steps already due at the enroll: skipped, or sent now
     problems: list[RowProblem] = field(default_factory=list)
+    zone_warnings: list[str] = field(default_factory=list)  # people not in their own zone
 
 
 @dataclass
@@ -318,6 +319,7 @@ class Engine:
             self._enroll_batch(key, chunk, planner.start, now, report, catch_up, again)
         if report.actions:  # many small enrolls grow the tables too
             self.store.refresh_statistics(full=report.actions >= RESTATS_AFTER)
+        report.zone_warnings = zone_warnings(planner.fallbacks, planner.default_zone.key)
         return report
 
     def add_campaign(self, ir: Campaign, now: dt.datetime) -> tuple[str, int]:

@@ -12,6 +12,7 @@ delivered right now. All or nothing: one refusal and nobody moves.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -222,7 +223,10 @@ class _Mover:
     def __init__(self, ir: Campaign, version_of: Callable[[str], Campaign]) -> None:
         self.ir = ir
         self.version_of = version_of
-        self.order = _Order([step.id for step in ir.steps])  # the planner keeps this order
+        self.order = _Order(  # the planner keeps this order
+            [step.id for step in ir.steps],
+            {step.id: frozenset(v.name for v in step.variants) for step in ir.steps},
+        )
         self.planners: dict[tuple[str, dt.datetime], Planner] = {}
         self.plans: dict[_PlanKey, list[Action]] = {}
         self.outcomes: dict[tuple[Any, ...], _Outcome] = {}
@@ -307,6 +311,7 @@ class _Order:
     """A version's steps in order, with each step's place (built once)."""
 
     steps: list[str]
+    variants: dict[str, frozenset[str]] = field(default_factory=dict)  # a test's, by step
     place: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -368,6 +373,9 @@ def _compare(
             changes.append(StepChange("-", action.step, f"cancelled (now {action.kind})"))
             outcome.cancels.append(by_step[action.step])
             stored = None
+        if stored is not None and stored.variant in order.variants.get(action.step, ()):
+            # A person keeps their variant in every version that has it (§4.6).
+            action = dataclasses.replace(action, variant=stored.variant)
         if stored is None or place is None:
             if index > reached and not _before(action, last):
                 changes.append(StepChange("+", action.step, _when(action, where)))

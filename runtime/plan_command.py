@@ -22,7 +22,15 @@ from cadence.runtime.people import (
     open_people,
     read_people,
 )
-from cadence.runtime.planner import Action, PlanError, Planner, checked_people, parse_time, plan
+from cadence.runtime.planner import (
+    Action,
+    PlanError,
+    Planner,
+    checked_people,
+    parse_time,
+    plan,
+    zone_warnings,
+)
 from cadence.runtime.writers import PlanFormat, ZoneRows, write_plan
 
 
@@ -92,6 +100,7 @@ class PlanReport:
     actions: int = 0
     people: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    zone_warnings: list[str] = field(default_factory=list)  # people not planned in their zone
 
     def summary(self) -> str:
         skipped = f", {len(self.problems)} skipped" if self.problems else ""
@@ -127,20 +136,18 @@ def run_plan(
                     _write_zone_rows(people, zone_rows, out, report, on_progress)
 
                 _write(output, write_rows)
+                report.zone_warnings = zone_warnings(planner.fallbacks, planner.default_zone.key)
                 return report
-            actions = _counted(
-                plan(
-                    ir,
-                    rows,
-                    options.start,
-                    options.overrides,
-                    render=render,
-                    sender=options.sender,
-                    on_problem=report.problems.append,
-                ),
-                report,
-                on_progress,
+            planned = plan(
+                ir,
+                rows,
+                options.start,
+                options.overrides,
+                render=render,
+                sender=options.sender,
+                on_problem=report.problems.append,
             )
+            actions = _counted(planned, report, on_progress)
             plan_format: PlanFormat = format  # type: ignore[assignment]
 
             def write(out: IO[bytes]) -> None:
@@ -149,6 +156,7 @@ def run_plan(
                            variants=tests)  # fmt: skip
 
             _write(output, write)
+            report.zone_warnings = zone_warnings(planned.zone_fallbacks, ir.settings.timezone)
     except PeopleError as error:  # the file as a whole: say which file
         raise PeopleError(f"{label}: {error}") from None
     return report

@@ -18,12 +18,14 @@ import functools
 import hashlib
 import itertools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from cadence.compiler.ir import Campaign, Step
+from cadence.compiler.zones import suggest_zone
 from cadence.errors import CadenceError
 from cadence.runtime.calendar import (
     UTC,
@@ -51,8 +53,10 @@ class Action:
     """One thing the campaign does for one person.
 
     ``due`` is the UTC instant of an automatic send (``None`` for tasks and for
-    emails waiting on a task), ``local`` the same instant in the person's zone,
-    ``due_date`` the step's local date.
+    emails waiting on a task), ``local`` the same instant in the person's zone
+    (its date is the day the send goes out: plans write it as ``send_date``),
+    ``due_date`` the step's local date — the day a task is due, and the day an
+    email belongs to even when a sending window moved it past that day.
     """
 
     person: str
@@ -155,6 +159,33 @@ def _times(overrides: object) -> dict[str, dt.time]:
     return found
 
 
+@functools.lru_cache(maxsize=256)  # a people file repeats a wrong zone many times
+def _fallback_note(text: str, default: str) -> str:
+    """Why a person's own zone is not used: their field is empty, or names no
+    zone (with the zone it may have meant)."""
+    if not text:
+        return f"no timezone given: using {default}"
+    # Shown escaped: a people file's text may hold anything (a NUL, a line
+    # break), and the note goes into plans, the feed and a database.
+    shown = _CONTROL.sub(lambda c: c.group().encode("unicode_escape").decode(), text[:100])
+    guess = suggest_zone(text)
+    meant = f' (did you mean "{guess}"?)' if guess else ""
+    return f'timezone "{shown}" is not a known zone: using {default}{meant}'
+
+
+def zone_warnings(fallbacks: Mapping[str, int], default: str, most: int = 20) -> list[str]:
+    """One line per value of the people's `timezone` field that could not be
+    used (``fallbacks``: value -> people), the most frequent first."""
+    lines = []
+    ranked = sorted(fallbacks.items(), key=lambda item: (-item[1], item[0]))
+    for text, count in ranked[:most]:
+        people = f"{count} {'person' if count == 1 else 'people'}"
+        lines.append(f"{people}: {_fallback_note(text, default)}")
+    if len(ranked) > most:
+        lines.append(f"{len(ranked) - most} more timezone values not known: using {default}")
+    return lines
+
+
 def _check_people(people: object) -> None:
     if isinstance(people, (str, bytes, Mapping)) or not isinstance(people, Iterable):
         raise PlanError(f"people are an iterable of mappings of fields, not {_kind(people)}")
@@ -201,8 +232,12 @@ class Planner:
             if step.variants
         ]
         # What pick_variant does, with each test's part of the hash taken once.
-        self._pickers = [_Picker(ir.name, step, weights) for step, weights in self.tests]
+        who = variant_key(ir)
+        self._pickers = [_Picker(who, step, weights) for step, weights in self.tests]
         self._slots: dict[str, tuple[_Slot, ...]] = {}
+        # People whose own zone could not be used, by what their field said
+        # ("": nothing): said once per value at the end (zone_warnings).
+        self.fallbacks: Counter[str] = Counter()
 
     def _check_overrides(self) -> None:
         steps = {step.id: step for step in self.ir.steps}
@@ -222,17 +257,12 @@ class Planner:
         if not self.ir.settings.timezone_from_recipient:
             return self.default_zone, None
         name = fields.get("timezone")
-        if name is None or str(name).strip() == "":
-            return self.default_zone, None
-        found = zone(str(name))
-        if found is None:
-            # Shown escaped: a people file's text may hold anything (a NUL,
-            # a line break), and the note goes into plans, the feed and a database.
-            shown = _CONTROL.sub(lambda c: c.group().encode("unicode_escape").decode(), str(name))
-            return self.default_zone, (
-                f'timezone "{shown}" is not a known zone: using {self.default_zone.key}'
-            )
-        return found, None
+        text = "" if name is None else str(name).strip()
+        found = zone(text) if text else None
+        if found is not None:
+            return found, None
+        self.fallbacks[text] += 1
+        return self.default_zone, _fallback_note(text, self.default_zone.key)
 
     def slots(self, where: ZoneInfo) -> tuple[_Slot, ...]:
         """Every step's timing for people in ``where`` (computed once per zone)."""
@@ -378,12 +408,20 @@ class _Picker:
         return self.at(int.from_bytes(hasher.digest(), "big") % self.total)
 
 
+def variant_key(ir: Campaign) -> str:
+    """What a campaign's variants are picked by: its identity — its `id`,
+    else its name — so that renaming a campaign that keeps its `id` keeps
+    everyone's variants."""
+    return ir.settings.id or ir.name
+
+
 def pick_variant(campaign: str, step: str, email: str, weights: list[tuple[str, int]]) -> str:
     """A person's variant of an email (docs/semantics.md §4.6): from a hash of
-    the campaign's name, the step's and the address (case and spaces aside),
-    so the same person gets the same variant on every plan, version and
-    machine; across people the shares follow the weights. (A planner keeps a
-    picker per test: the same computation, its fixed part done once.)"""
+    the campaign's identity (:func:`variant_key`), the step's name and the
+    address (case and spaces aside), so the same person gets the same variant
+    on every plan, version and machine; across people the shares follow the
+    weights. (A planner keeps a picker per test: the same computation, its
+    fixed part done once.)"""
     return _Picker(campaign, step, weights).pick(email.strip().lower().encode("utf-8"))
 
 
@@ -457,9 +495,17 @@ class Plan(Iterator[Action]):
     ``on_problem`` as it happens, when one was given).
     """
 
-    def __init__(self, actions: Iterator[Action], problems: list[RowProblem]) -> None:
+    def __init__(
+        self,
+        actions: Iterator[Action],
+        problems: list[RowProblem],
+        zone_fallbacks: Counter[str] | None = None,
+    ) -> None:
         self._actions = actions
         self.problems = problems
+        # People planned in the campaign's zone because their own `timezone`
+        # could not be used, by what it said ("": nothing), as they are read.
+        self.zone_fallbacks: Counter[str] = Counter() if zone_fallbacks is None else zone_fallbacks
 
     def __iter__(self) -> Plan:
         return self
@@ -508,7 +554,7 @@ def plan(
         if on_problem is not None:
             on_problem(problem)
 
-    return Plan(_plan(planner, renderer, people, report), problems)
+    return Plan(_plan(planner, renderer, people, report), problems, planner.fallbacks)
 
 
 def _plan(

@@ -29,6 +29,7 @@ FIELDS = (
     "thread",
     "waits_for",
     "note",
+    "send_date",
 )
 RENDERED = ("subject", "body")
 VARIANT = ("variant",)  # a column of campaigns that test variants (none elsewhere)
@@ -66,6 +67,9 @@ def _row(action: Action, rendered: bool, variants: bool = False) -> dict[str, ob
         "thread": action.thread,
         "waits_for": action.waits_for,
         "note": action.note,
+        # The day it goes out where the person is: `due_date` is the step's day,
+        # which a sending window or a held reply may have moved it past.
+        "send_date": action.local.date() if action.local is not None else None,
     }
     if variants:
         row["variant"] = action.variant

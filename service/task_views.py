@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, Task
 from cadence.runtime.mailboxes import Sender, Senders
-from cadence.runtime.planner import pick_variant
+from cadence.runtime.planner import pick_variant, variant_key
 from cadence.runtime.render import Renderer, reply_subject
 from cadence.templating import RenderError
 
@@ -105,7 +105,8 @@ def _thread_subject(
         seen.add(replied)
         tested = steps[replied].variants
         weights = [(v.name, v.weight) for v in tested]
-        variant = pick_variant(ir.name, replied, task.person, weights) if tested else None
+        who = variant_key(ir)
+        variant = pick_variant(who, replied, task.person, weights) if tested else None
         subject = renderer.texts(replied, fields, variant).get("subject")
         if subject:
             return reply_subject(subject)

@@ -62,7 +62,7 @@ def enrolled_database(tmp_path: Path) -> str:
 
 def run_command(db: str, port: int, worker: str) -> list[str]:
     return [sys.executable, "-m", "cadence", "run", "--db", db, "--smtp", f"127.0.0.1:{port}",
-            "--worker", worker]  # fmt: skip
+            "--worker", worker, "--sender-email", "sam@example.com"]  # fmt: skip
 
 
 def kill_mid_batch(db: str, inbox: KillingInbox, port: int) -> None:
@@ -138,7 +138,7 @@ def test_kill_9_mid_batch_then_end_settles_every_claim(tmp_path: Path) -> None:
         ).scalar_one()
     feed = engine.feed(limit=10_000)
     engine.close()
-    assert re.fullmatch(rf"<cadence\.[0-9a-f]{{12}}\.{unconfirmed}\.[a-z2-7]{{20}}@localhost>",
+    assert re.fullmatch(rf"<cadence\.[0-9a-f]{{12}}\.{unconfirmed}\.[a-z2-7]{{20}}@example\.com>",
                         inbox.ids[-1])  # fmt: skip
     assert sum(entry.event == "unconfirmed" for entry in feed) == 1
     assert sum(entry.event == "cancelled" for entry in feed) == 25

@@ -202,7 +202,8 @@ def test_run_stops_at_once_on_sigterm_or_ctrl_c(stop: str, tmp_path: Path) -> No
     import sys
 
     db = str(tmp_path / "c.db")
-    command = [sys.executable, "-m", "cadence", "run", "--db", db, "--outbox", str(tmp_path / "o")]
+    command = [sys.executable, "-m", "cadence", "run", "--db", db, "--outbox", str(tmp_path / "o"),
+               "--sender-email", "sam@example.com"]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None

@@ -328,10 +328,11 @@ def test_a_move_says_when_a_persons_variant_changes(engine: Engine) -> None:
     assert ("~", "breakup", "variant none → a") in changes
 
 
-def test_a_task_done_early_does_not_block_a_move(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_task_done_early_does_not_block_a_move(kind: str, tmp_path: Path) -> None:
     """Ann called before `bump` went out: `bump` is still before `ring` in both
     versions, so the move keeps that order — it does not move her backwards."""
-    with engine_on("sqlite", tmp_path, T0) as engine:
+    with engine_on(kind, tmp_path, T0) as engine:
         engine.enroll(ir(V1), [{"email": "ann@a.example"}, {"email": "bob@b.example"}], T0, now=T0)
         Dispatcher(engine, Recorder(), Sender()).run_once(T0 + dt.timedelta(hours=2))
         (ring,) = engine.open_tasks(person="ann@a.example")

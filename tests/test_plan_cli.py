@@ -19,7 +19,8 @@ from tests.conftest import EXAMPLES
 
 EXAMPLE = str(EXAMPLES / "q1-outbound.campaign")
 START = "2026-01-02T10:00"  # read in America/New_York, the campaign's zone
-KEYS = ["person", "step", "day", "kind", "due", "local", "due_date", "thread", "waits_for", "note"]
+KEYS = ["person", "step", "day", "kind", "due", "local", "due_date", "thread", "waits_for", "note",
+        "send_date"]  # fmt: skip
 
 
 def run(*args: str, stdin: str | None = None) -> Result:
@@ -53,6 +54,7 @@ def test_jsonl_rows_have_exactly_the_documented_keys(people: Path) -> None:
         "thread": None,
         "waits_for": None,
         "note": None,
+        "send_date": "2026-01-02",
     }
     assert [r["person"] for r in rows] == ["ada@example.com"] * 7 + ["bo@example.com"] * 7
     assert "planned 14 actions for 2 people" in result.stderr
@@ -278,3 +280,37 @@ def test_rows_built_per_zone_match_rows_written_action_by_action(
     write_plan(plan(ir, rows, start), slow, format, csv_safe=safe)  # type: ignore[arg-type]
     assert fast.read_bytes() == slow.getvalue()
     assert report.actions == len(slow.getvalue().splitlines()) - (format == "csv")
+
+
+def test_unknown_zones_are_said_once_per_value(tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    rows = [f"p{n}@example.com,P{n},Acme,europe/london" for n in range(4)]
+    rows += ["q@example.com,Q,Acme,", "r@example.com,R,Acme,Asia/Tokyo"]
+    people.write_text("email,first_name,company,timezone\n" + "\n".join(rows) + "\n")
+    source = tmp_path / "office.campaign"
+    source.write_text((EXAMPLES / "office-hours.campaign").read_text())
+    result = run("plan", str(source), "--people", str(people), "--start", "2026-01-05T09:00",
+                 "--format", "jsonl")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        f'cadence: {people}: warning: 4 people: timezone "europe/london" is not a known zone: '
+        'using Europe/Stockholm (did you mean "Europe/London"?)',
+        f"cadence: {people}: warning: 1 person: no timezone given: using Europe/Stockholm",
+    ]
+    notes = {json.loads(r)["person"]: json.loads(r)["note"] for r in result.stdout.splitlines()}
+    assert "did you mean" in notes["p0@example.com"] and notes["r@example.com"] is None
+
+
+def test_rows_say_the_date_a_send_goes_out(tmp_path: Path) -> None:
+    """`intro` is `send choose` in an 08:00-17:30 window: launched at 18:00, it
+    goes the next morning — its row's `send_date` — though its day is the 5th."""
+    people = tmp_path / "people.csv"
+    people.write_text("email,first_name,company,timezone\nada@example.com,Ada,Acme,Europe/Oslo\n")
+    result = run("plan", str(EXAMPLES / "office-hours.campaign"), "--people", str(people),
+                 "--start", "2026-01-05T18:00", "--format", "jsonl")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    intro = next(json.loads(line) for line in result.stdout.split("\n") if '"intro"' in line)
+    assert (intro["due_date"], intro["send_date"]) == ("2026-01-05", "2026-01-06")
+    ring = next(json.loads(line) for line in result.stdout.split("\n") if '"ring"' in line)
+    assert ring["send_date"] is None  # a task: its day is `due_date`

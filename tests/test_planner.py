@@ -11,6 +11,7 @@ from cadence.compiler import compile_file, compile_source
 from cadence.compiler.ir import Campaign
 from cadence.runtime import Action, PlanError, plan
 from cadence.runtime.people import RowProblem
+from cadence.runtime.planner import zone_warnings
 from tests.conftest import EXAMPLES
 
 NY = ZoneInfo("America/New_York")
@@ -142,11 +143,31 @@ def test_recipient_zones_with_missing_and_invalid_zones() -> None:
     # 12:00 UTC is 21:00 in Tokyo: day 1 is the 5th there too.
     assert local(sends["tokyo@example.com"]) == "Tue 2026-01-06 09:00 +0900"
     assert local(sends["none@example.com"]) == "Tue 2026-01-06 09:00 +0000"
-    assert sends["none@example.com"].note is None
+    assert sends["none@example.com"].note == "no timezone given: using Europe/London"
     assert local(sends["bad@example.com"]) == "Tue 2026-01-06 09:00 +0000"
     assert sends["bad@example.com"].note == (
         'timezone "Mars/Olympus" is not a known zone: using Europe/London'
     )
+
+
+def test_a_zone_written_almost_right_is_said_once_with_what_it_may_mean() -> None:
+    ir = campaign("day 1 {" + email("a", "send at 09:00") + "}",
+                  'timezone recipient else "Europe/Stockholm"')  # fmt: skip
+    people = [{"email": f"p{n}@example.com", "timezone": "europe/paris"} for n in range(3)]
+    people += [{"email": "q@example.com", "timezone": " "}, {"email": "r@example.com"}]
+    people += [{"email": "s@example.com", "timezone": "Europe/Paris"}]
+    planned = plan(ir, people, dt.datetime(2026, 1, 5, 7, tzinfo=UTC))
+    notes = {a.person: a.note for a in planned}
+    assert notes["p0@example.com"] == (
+        'timezone "europe/paris" is not a known zone: using Europe/Stockholm '
+        '(did you mean "Europe/Paris"?)'
+    )
+    assert notes["s@example.com"] is None
+    assert zone_warnings(planned.zone_fallbacks, "Europe/Stockholm") == [
+        '3 people: timezone "europe/paris" is not a known zone: using Europe/Stockholm '
+        '(did you mean "Europe/Paris"?)',
+        "2 people: no timezone given: using Europe/Stockholm",
+    ]
 
 
 def test_same_day_rule_and_chains_through_several_days() -> None:

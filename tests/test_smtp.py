@@ -159,6 +159,7 @@ def test_wrong_credentials_stop_the_run_and_mark_nothing(
     config.write_text(
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nusername = "{USER}"\n'
         f'password_env = "SAM_PASSWORD"\nca_file = "{ca_file}"\n'
+        '[sender]\nemail = "sam@example.com"\n'
     )
     result = CliRunner(env={"SAM_PASSWORD": "wrong"}).invoke(
         cli, ["run", "--db", db, "--config", str(config), "--now", "2026-01-05T09:00:00Z"]
@@ -260,3 +261,21 @@ def test_one_click_unsubscribe_needs_https_and_a_secret(
     forged = links.token("p0@example.com").split(".")[1]
     other = UnsubscribeLinks.from_config(None, "https://example.com/u", USER)
     assert other.person(other.token("victim@example.com").split(".")[0] + "." + forged) is None
+
+
+def test_run_over_smtp_without_a_sender_is_refused(tmp_path: Path) -> None:
+    """Real mail from cadence@localhost would be refused or junked: a run that
+    delivers over SMTP needs a sender; one into an outbox is warned, once."""
+    engine, db = enrolled(tmp_path)
+    refused = CliRunner().invoke(cli, ["run", "--db", db, "--smtp", "127.0.0.1:9",
+                                       "--now", "2026-01-05T09:00:00Z"])  # fmt: skip
+    assert refused.exit_code == 2
+    assert refused.stderr == (
+        "cadence: error: no sender to send as: set email in the config's [sender] (or "
+        "[mailboxes.NAME]), or give --sender-email\n"
+    )
+    assert statuses(engine) == {"pending": 2}
+    outbox = CliRunner().invoke(cli, ["run", "--db", db, "--outbox", str(tmp_path / "out"),
+                                      "--now", "2026-01-05T09:00:00Z"])  # fmt: skip
+    assert outbox.exit_code == 0, outbox.stderr
+    assert outbox.stderr.count("warning: no sender set") == 1

@@ -232,3 +232,12 @@ def test_a_follow_up_variant_without_a_subject_keeps_the_threads_not_another_var
     for bump in bumps:
         expected = "A subject of its own" if bump.variant == "own" else "Re: Hello"
         assert bump.subject == expected
+
+
+def test_renaming_a_campaign_that_keeps_its_id_keeps_everyones_variant() -> None:
+    with_id = SOURCE.replace('campaign "Variants" {', 'campaign "Variants" {\n  id "variants-q1"')
+    assert with_id != SOURCE
+    people = [{"email": f"p{n}@example.com", "first_name": "P"} for n in range(2_000)]
+    before = [a.variant for a in plan(compiled(with_id), people, T0)]
+    renamed = with_id.replace('campaign "Variants"', 'campaign "Variants - renamed for Q2"')
+    assert [a.variant for a in plan(compiled(renamed), people, T0)] == before
