@@ -835,15 +835,9 @@ class Engine:
         several. Their other sends in this batch moved with it, and wait.
         Each is said in the feed; the sends that go now are returned."""
         keep = []
-        moved: set[int] = set()  # people whose rest of the schedule moved in this batch
+        # At most one send of a person is due at a time (the due query's order
+        # rule), so moving a person's rest never touches another send of this batch.
         for send in found:
-            if send.enrollment_id in moved:
-                connection.execute(  # moved with an earlier send of theirs: it waits
-                    update(actions)
-                    .where(actions.c.id == send.action_id)
-                    .values(status=PENDING, claimed_by=None, lease_until=None)
-                )
-                continue
             behind = now - send.due_at
             if behind > late.after:
                 behind = now - self._ready_since(connection, send)
@@ -855,11 +849,15 @@ class Engine:
                 # A person's own email is not skipped for them: it is theirs again.
                 self._reopen(connection, send.action_id, send, now, f"{hours} (late = skip)")
                 continue
-            values: dict[str, Any] = {}
             if late.action == "skip":
-                values = {"status": CANCELLED, "closed_at": now}
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == send.action_id)
+                    .values(status=CANCELLED, closed_at=now, claimed_by=None, lease_until=None)
+                )
                 message = f"send `{send.step}` skipped: {hours} (late = skip)"
             elif late.action == "send":
+                # It goes now, and is due now: a claim given back is not late again.
                 shift = self._move_rest(connection, send, now, now)
                 keep.append(send)
                 message = f"send `{send.step}` goes now: {hours} (late = send)"
@@ -868,24 +866,20 @@ class Engine:
                 # Never before an earlier send of the person: campaign order holds.
                 before = connection.execute(_EARLIER_DUE, {"b_id": send.action_id}).scalar()
                 due = max(due, before) if before is not None else due
-                values = {"status": PENDING, "due_at": due, "retry_at": now}
                 shift = self._move_rest(connection, send, due, now)
-                # Nor after one: the person's later sends wait for this one.
+                connection.execute(
+                    update(actions)
+                    .where(actions.c.id == send.action_id)
+                    .values(status=PENDING, claimed_by=None, lease_until=None)
+                )
+                # Nor after one: the person's later sends of that day wait for this one.
                 self._hold_later(connection, send, due)
                 message = (
                     f"send `{send.step}` moved to {due:%Y-%m-%d %H:%M}Z: {hours} "
                     "(late = reschedule)"
                 )
-            if late.action != "skip":
-                moved.add(send.enrollment_id)
-                if shift:
-                    message += f"; the rest moves {shift} day(s)"
-            if values:
-                connection.execute(
-                    update(actions)
-                    .where(actions.c.id == send.action_id)
-                    .values(claimed_by=None, lease_until=None, **values)
-                )
+            if late.action != "skip" and shift:
+                message += f"; the rest moves {shift} day(s)"
             connection.execute(
                 _FEED_INSERT,
                 _event(now, send.campaign_id, send.enrollment_id, send.person, "late",
@@ -896,9 +890,10 @@ class Engine:
     def _move_rest(
         self, connection: Connection, send: DueSend, goes: dt.datetime, at: dt.datetime
     ) -> int:
-        """``send`` goes at ``goes``, later than planned: the person's steps
-        after it move by the counted days between the day it was due and that
-        day, each keeping its time of day. Returns the counted days moved."""
+        """``send`` goes at ``goes``, later than planned: it is due then (on that
+        day), and the person's steps after it move by the counted days between
+        the day it was due and that day, each keeping its time of day. Returns
+        the counted days moved."""
         this = connection.execute(
             select(actions.c.position, actions.c.due_date, enrollments.c.zone)
             .join(enrollments, enrollments.c.id == actions.c.enrollment_id)
@@ -907,7 +902,13 @@ class Engine:
         where = zone(this.zone) or UTC_ZONE
         windows = self._windows(connection, send.campaign_id)
         planned = max(this.due_date, send.due_at.astimezone(where).date())
-        shift = _counted_days(windows.days, planned, goes.astimezone(where).date())
+        day = goes.astimezone(where).date()
+        connection.execute(
+            update(actions)
+            .where(actions.c.id == send.action_id)
+            .values(due_at=goes, due_date=max(day, this.due_date), retry_at=at)
+        )
+        shift = _counted_days(windows.days, planned, day)
         if shift:
             rest = connection.execute(
                 select(actions.c.id, actions.c.due_date, actions.c.due_at, actions.c.step).where(
@@ -1028,16 +1029,20 @@ class Engine:
                 windows[send.campaign_id] = self._windows(connection, send.campaign_id)
             due = caps.rolled(send.due_at, next_day, where)
             due = self._windowed(windows[send.campaign_id], send.step, due, where)
+            # The person's later steps move with it: the day's cap does not put
+            # two of their emails on one day.
+            shift = self._move_rest(connection, send, due, now)
             connection.execute(  # a dead dispatcher's claim among them is pending again
                 update(actions)
                 .where(actions.c.id == send.action_id)
-                .values(due_at=due, status=PENDING, claimed_by=None, lease_until=None)
+                .values(status=PENDING, claimed_by=None, lease_until=None)
             )
+            rest = f"; the rest moves {shift} day(s)" if shift else ""
             connection.execute(
                 _FEED_INSERT,
                 _event(now, send.campaign_id, send.enrollment_id, send.person, "rolled",
                        send.step, f"daily cap of {cap.limit} for {cap.mailbox} reached: "
-                       f"`{send.step}` moved to {due:%Y-%m-%d %H:%M}Z"),
+                       f"`{send.step}` moved to {due:%Y-%m-%d %H:%M}Z{rest}"),
             )  # fmt: skip
 
     def renew(self, sends: list[DueSend], until: dt.datetime) -> int:
@@ -1808,11 +1813,15 @@ class Engine:
                 .where(campaigns.c.identity == who, campaigns.c.ended_at.is_(None))
                 .values(ended_at=at)
             )
+            # Those who went through every step stay finished: it is not ended early.
+            connection.execute(
+                update(enrollments)
+                .where(in_campaign(who), enrollments.c.status == ACTIVE, ~STEPS_LEFT)
+                .values(status=FINISHED, ended_at=LAST_DONE)
+            )
             active = (
                 connection.execute(
-                    select(enrollments.c.id).where(
-                        in_campaign(who), enrollments.c.status == "active"
-                    )
+                    select(enrollments.c.id).where(in_campaign(who), enrollments.c.status == ACTIVE)
                 )
                 .scalars()
                 .all()
@@ -1905,6 +1914,20 @@ class Engine:
 
     def enrollment_fields(self, enrollment_id: int) -> dict[str, Any]:
         return self.fields_of([enrollment_id])[enrollment_id]
+
+    def variants_of(self, enrollment_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+        """The variant each enrollment got of each tested email, by step."""
+        found: dict[int, dict[str, str]] = {number: {} for number in enrollment_ids}
+        if not found:
+            return found
+        with self.store.read() as connection:
+            for enrollment_id, step, variant in connection.execute(
+                select(actions.c.enrollment_id, actions.c.step, actions.c.variant).where(
+                    actions.c.enrollment_id.in_(found), actions.c.variant.is_not(None)
+                )
+            ):
+                found[enrollment_id][step] = variant
+        return found
 
     def fields_of(self, enrollment_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The fields each enrollment was made with, in one query."""
@@ -2158,8 +2181,12 @@ def _held_by(sends: Sequence[DueSend]) -> tuple[Any, ...]:
     )
 
 
+# A person's enrollments a pause holds: active, with steps still to come (a
+# finished one has nothing to hold).
 _ZONES_OF = select(enrollments.c.id, enrollments.c.campaign_id, enrollments.c.zone).where(
-    func.lower(enrollments.c.person) == bindparam("b_person"), enrollments.c.status == "active"
+    func.lower(enrollments.c.person) == bindparam("b_person"),
+    enrollments.c.status == "active",
+    STEPS_LEFT,
 )
 _ZONES_IN = _ZONES_OF.where(in_campaign(bindparam("b_campaign")))
 _ZONE_OF = select(enrollments.c.zone).where(enrollments.c.id == bindparam("b_id"))

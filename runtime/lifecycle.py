@@ -22,7 +22,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, case, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 
 from cadence.runtime.schema import actions, enrollments
 
@@ -44,13 +44,6 @@ IS_FINISHED = or_(
 )
 IS_GOING = and_(enrollments.c.status == ACTIVE, STEPS_LEFT)  # active or paused
 IS_ENDED = enrollments.c.status == ENDED
-STATE = case(
-    (IS_ENDED, ENDED),
-    (IS_FINISHED, FINISHED),
-    (enrollments.c.paused_until.is_not(None), "paused"),
-    else_=ACTIVE,
-)
-
 # How an ended enrollment's reason reads in a sentence about the person.
 _ENDED_BY = {
     "replied": "replied",

@@ -276,6 +276,7 @@ class _Mover:
         shape = (
             new_plan, old_plan, row.zone, tuple(action[_SHAPE] for action in old),
             tuple(_before(action, last) for action in new),
+            tuple(action.variant for action in old),  # kept on a move: part of the outcome
         )  # fmt: skip
         found = self.outcomes.get(shape)
         if found is None:

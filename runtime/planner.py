@@ -159,18 +159,16 @@ def _times(overrides: object) -> dict[str, dt.time]:
     return found
 
 
-@functools.lru_cache(maxsize=256)  # a people file repeats a wrong zone many times
 def _fallback_note(text: str, default: str) -> str:
     """Why a person's own zone is not used: their field is empty, or names no
-    zone (with the zone it may have meant)."""
+    zone. (What it may have meant is said once per value, by zone_warnings:
+    a suggestion per person would cost a search of every zone name each.)"""
     if not text:
         return f"no timezone given: using {default}"
     # Shown escaped: a people file's text may hold anything (a NUL, a line
     # break), and the note goes into plans, the feed and a database.
     shown = _CONTROL.sub(lambda c: c.group().encode("unicode_escape").decode(), text[:100])
-    guess = suggest_zone(text)
-    meant = f' (did you mean "{guess}"?)' if guess else ""
-    return f'timezone "{shown}" is not a known zone: using {default}{meant}'
+    return f'timezone "{shown}" is not a known zone: using {default}'
 
 
 def zone_warnings(fallbacks: Mapping[str, int], default: str, most: int = 20) -> list[str]:
@@ -180,7 +178,9 @@ def zone_warnings(fallbacks: Mapping[str, int], default: str, most: int = 20) ->
     ranked = sorted(fallbacks.items(), key=lambda item: (-item[1], item[0]))
     for text, count in ranked[:most]:
         people = f"{count} {'person' if count == 1 else 'people'}"
-        lines.append(f"{people}: {_fallback_note(text, default)}")
+        guess = suggest_zone(text) if text else None
+        meant = f' (did you mean "{guess}"?)' if guess else ""
+        lines.append(f"{people}: {_fallback_note(text, default)}{meant}")
     if len(ranked) > most:
         lines.append(f"{len(ranked) - most} more timezone values not known: using {default}")
     return lines

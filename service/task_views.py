@@ -13,7 +13,6 @@ from pydantic import BaseModel
 from cadence.compiler.ir import Campaign
 from cadence.runtime.engine import Engine, Task
 from cadence.runtime.mailboxes import Sender, Senders
-from cadence.runtime.planner import pick_variant, variant_key
 from cadence.runtime.render import Renderer, reply_subject
 from cadence.templating import RenderError
 
@@ -53,10 +52,15 @@ class TaskViews:
         self._renderers: dict[tuple[str, Sender], Renderer] = {}
 
     def views(self, tasks: Sequence[Task]) -> list[TaskView]:
-        fields = self.engine.fields_of([task.enrollment_id for task in tasks])
-        return [self._view(task, fields[task.enrollment_id]) for task in tasks]
+        enrollments = [task.enrollment_id for task in tasks]
+        fields = self.engine.fields_of(enrollments)
+        variants = self.engine.variants_of(enrollments)
+        return [
+            self._view(task, fields[task.enrollment_id], variants[task.enrollment_id])
+            for task in tasks
+        ]
 
-    def _view(self, task: Task, fields: dict[str, Any]) -> TaskView:
+    def _view(self, task: Task, fields: dict[str, Any], variants: dict[str, str]) -> TaskView:
         ir = self.engine.campaign(task.campaign_id)
         view: dict[str, Any] = {
             "id": task.id,
@@ -80,7 +84,7 @@ class TaskViews:
         try:
             view.update(renderer.texts(task.step, fields, task.variant))
             if task.kind == "email_task" and "subject" not in view:
-                view["subject"] = _thread_subject(renderer, ir, task, fields)
+                view["subject"] = _thread_subject(renderer, ir, task, fields, variants)
         except RenderError as error:
             view["problem"] = f"cannot render: {error}"
         return TaskView(**view)
@@ -93,21 +97,17 @@ class TaskViews:
 
 
 def _thread_subject(
-    renderer: Renderer, ir: Campaign, task: Task, fields: dict[str, Any]
+    renderer: Renderer, ir: Campaign, task: Task, fields: dict[str, Any], variants: dict[str, str]
 ) -> str | None:
     """A follow-up without a subject of its own: "Re: " and the subject of the
-    email its thread began with (as the dispatcher would send it: the
-    person's variant of it, in a test)."""
+    email its thread began with (as the dispatcher sent it: the variant the
+    person got of it, as stored, in a test)."""
     steps = {s.id: s for s in ir.steps}
     seen = {task.step}
     replied = steps[task.step].reply_to
     while replied is not None and replied not in seen:
         seen.add(replied)
-        tested = steps[replied].variants
-        weights = [(v.name, v.weight) for v in tested]
-        who = variant_key(ir)
-        variant = pick_variant(who, replied, task.person, weights) if tested else None
-        subject = renderer.texts(replied, fields, variant).get("subject")
+        subject = renderer.texts(replied, fields, variants.get(replied)).get("subject")
         if subject:
             return reply_subject(subject)
         replied = steps[replied].reply_to

@@ -55,7 +55,9 @@ def test_a_cap_rolls_the_rest_to_the_next_day(engine: Engine, tmp_path: Path) ->
     assert report.sent == 12 and sent_count(engine) == 12
     rolled_entries = [e for e in engine.feed() if e.event == "rolled"]
     assert len(rolled_entries) == 18
-    assert rolled_entries[0].message.endswith("reached: `e` moved to 2026-12-08 09:00Z")
+    assert rolled_entries[0].message.endswith(
+        "reached: `e` moved to 2026-12-08 09:00Z; the rest moves 1 day(s)"
+    )
     assert dispatcher.run_once(T0 + dt.timedelta(hours=5)).sent == 0  # still today
     assert dispatcher.run_once(T0 + dt.timedelta(days=1, hours=2)).sent == 12  # tomorrow
     assert dispatcher.run_once(T0 + dt.timedelta(days=2, hours=2)).sent == 6

@@ -88,3 +88,40 @@ def test_no_two_emails_on_one_day_after_an_outage(engine: Engine, policy: str, h
     days = [day for _, day in went]
     assert len(days) == len(set(days)), went
     assert days == sorted(days)
+
+
+def test_a_send_the_daily_cap_rolls_moves_the_rest_with_it(engine: Engine) -> None:
+    """A cap of one a day: the second person's intro rolls to Tuesday, and
+    their nudge and last keep their days after it — never two on one day."""
+    from cadence.runtime.caps import DailyCap
+
+    ir = compile_source(THREE_DAYS, "three.campaign").ir
+    assert ir is not None
+    engine.enroll(ir, [{"email": "kate@example.com"}, {"email": "lee@example.com"}], MONDAY,
+                  now=MONDAY)  # fmt: skip
+    outbox = Recorder()
+    cap = DailyCap("sam@example.com", 1)
+    dispatcher = Dispatcher(engine, outbox, Sender(email="sam@example.com"), daily_cap=cap)
+    went: dict[str, list[dt.date]] = {}
+    now = MONDAY + dt.timedelta(hours=1)
+    while now < MONDAY + dt.timedelta(days=10):
+        before = len(outbox.messages)
+        dispatcher.run_once(now)
+        for message in outbox.messages[before:]:
+            went.setdefault(str(message["To"]), []).append(now.date())
+        now += dt.timedelta(hours=3)
+    for person, days in went.items():
+        assert len(days) == 3 and len(set(days)) == 3, (person, days)
+
+
+def test_a_late_send_given_back_is_not_moved_again(engine: Engine) -> None:
+    ir = compile_source(THREE_DAYS, "three.campaign").ir
+    assert ir is not None
+    engine.enroll(ir, [{"email": "kate@example.com"}], MONDAY, now=MONDAY)
+    thursday = MONDAY + dt.timedelta(days=3, hours=2)
+    for minutes in range(4):  # the mail server refuses: each claim is given back
+        claimed = engine.claim(thursday + dt.timedelta(minutes=minutes), 10, worker="w",
+                               late=LatePolicy("send"))  # fmt: skip
+        engine.release(claimed)
+    moved = [e.message for e in engine.feed() if e.event == "late"]
+    assert moved == ["send `intro` goes now: 73 hours late (late = send); the rest moves 3 day(s)"]

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 
 from cadence.cli import cli
 from cadence.compiler import compile_source
-from cadence.runtime.engine import Engine
+from cadence.runtime.engine import Engine, EngineError
 from cadence.runtime.overview import campaign_overviews, person_status
 from cadence.runtime.store import Store
 from tests.engine_db import database, database_url
@@ -168,3 +168,17 @@ def test_enroll_again_from_the_command_line(kind: str, tmp_path: Path) -> None:
         assert [e["state"] for e in status["enrollments"]] == ["active", "ended"]
         text = run("status", "kate@example.com", "--db", db).stdout
         assert "next: day 1 email `intro`" in text
+
+
+def test_ending_a_campaign_or_pausing_leaves_a_finished_person_finished(engine: Engine) -> None:
+    ir = campaign()
+    engine.enroll(ir, PEOPLE[:2], T0 + dt.timedelta(hours=1), now=T0)  # type: ignore[arg-type]
+    work_through(engine, "kate@example.com")
+    later = T0 + dt.timedelta(days=5)
+    with pytest.raises(EngineError, match="not active in any campaign"):
+        engine.pause("kate@example.com", dt.date(2026, 12, 30), later, reason="by hand")
+    assert engine.end(engine.find_campaign("Life"), later) == 1  # lee, who had steps to come
+    (version,) = campaign_overviews(engine.store)[0].versions
+    assert (version.active, version.finished, version.ended) == (0, 1, 1)
+    (kate,) = person_status(engine.store, "kate@example.com").enrollments
+    assert kate.state == "finished" and kate.reason is None
