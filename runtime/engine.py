@@ -68,7 +68,8 @@ OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
 )
 # A task not closed yet: open, or an email task a person had cadence send
 # (pending, then claimed while it is delivered). Later steps wait for it (§6).
-_UNCLOSED_TASK = (OPEN, PENDING, CLAIMED)
+# A task not yet closed: open, or an email task cadence is to send (pending, claimed).
+UNCLOSED_TASK = (OPEN, PENDING, CLAIMED)
 SCHEDULE_AHEAD = dt.timedelta(days=366)  # the furthest a person may schedule an email task
 # Steps still to come whose time the campaign's rules set: pending sends and
 # open tasks. Not an email task a person scheduled (a task, yet pending): its
@@ -1426,7 +1427,7 @@ class Engine:
                 actions.c.enrollment_id == row.enrollment_id,
                 actions.c.position < row.position,
                 actions.c.is_task.is_(True),
-                actions.c.status.in_(_UNCLOSED_TASK),
+                actions.c.status.in_(UNCLOSED_TASK),
             )
             .order_by(actions.c.position)
         ).first()
@@ -2264,7 +2265,7 @@ def _earlier_open_task() -> Any:
         earlier.c.enrollment_id == actions.c.enrollment_id,
         earlier.c.position < actions.c.position,
         earlier.c.is_task.is_(True),
-        earlier.c.status.in_(_UNCLOSED_TASK),
+        earlier.c.status.in_(UNCLOSED_TASK),
     )
 
 

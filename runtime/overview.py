@@ -17,8 +17,8 @@ from cadence.compiler.ir import shown_identity
 from cadence.runtime.engine import (
     CANCELLED,
     FAILED,
-    OPEN,
     SENT,
+    UNCLOSED_TASK,
 )
 from cadence.runtime.lifecycle import IS_ENDED, IS_FINISHED, IS_GOING, LEFT, state_of
 from cadence.runtime.schema import MOVES, actions, campaigns, enrollments, feed
@@ -187,9 +187,6 @@ def person_status(store: Store, person: str) -> PersonStatus:
     )
 
 
-_UNCLOSED_TASK = (OPEN, "pending", "claimed")  # an email task cadence is to send is unclosed
-
-
 def _waiting(
     enrollment: int, history: list[StepStatus], moved: dict[tuple[int, str], str]
 ) -> list[StepStatus]:
@@ -204,7 +201,7 @@ def _waiting(
             if (enrollment, step.step) in moved:
                 change["moved"] = moved[(enrollment, step.step)]
             step = step.model_copy(update=change)
-            if task is None and step.kind != "email" and step.status in _UNCLOSED_TASK:
+            if task is None and step.kind != "email" and step.status in UNCLOSED_TASK:
                 task = step.step
         updated.append(step)
     return updated

@@ -447,3 +447,22 @@ def test_a_stale_claim_of_an_idempotency_key_is_taken_over(engine: Engine) -> No
     assert _claim(store, "token:1", "k", "r", T0 + STALE * 2) is None  # taken over once
     with pytest.raises(Problem, match="still at work"):
         _claim(store, "token:1", "k", "r", T0 + STALE * 2)
+
+
+def test_an_enroll_run_again_skips_who_replied_unless_again(server: Server) -> None:
+    campaign = server.campaign()
+    path = f"/api/v1/campaigns/{campaign}/enrollments"
+    body = {"people": [ADA], "start": "2026-01-05T09:00"}
+    assert server.call("POST", path, json=body).json()["enrolled"] == 1
+    reply = server.call("POST", "/api/v1/events", json={"type": "reply", "person": ADA["email"]})
+    assert reply.status_code == 200, reply.text
+    again = server.call("POST", path, json={**body, "start": "2026-01-12T09:00"}).json()
+    assert again["enrolled"] == 0
+    assert again["problems"][0]["message"] == (
+        "`ada@example.com` replied on 2026-01-05: not enrolled again; `--again` enrolls them anew"
+    )
+    anew = server.call("POST", path, json={**body, "start": "2026-01-12T09:00", "again": True})
+    assert anew.json()["enrolled"] == 1, anew.text
+    states = [e["state"] for e in server.call("GET", "/api/v1/people/ada@example.com").json()
+              ["enrollments"]]  # fmt: skip
+    assert states == ["active", "ended"]
