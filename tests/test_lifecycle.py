@@ -1,13 +1,12 @@
 """A person's state in a campaign, read in one place: nobody whose enrollment
 ended or finished is enrolled again by a re-run enroll (unless asked), and
 `status`, `campaigns`, the enroll refusals and the API agree on the state and
-say why a step waits. On SQLite and PostgreSQL."""
+say why a step waits. On SQLite and PostgreSQL (the `engine` fixture)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,7 @@ from cadence.cli import cli
 from cadence.compiler import compile_source
 from cadence.runtime.engine import Engine, EngineError
 from cadence.runtime.overview import campaign_overviews, person_status
-from cadence.runtime.store import Store
-from tests.engine_db import database, database_url
+from tests.engine_db import database_url
 
 T0 = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)  # a Monday
 SOURCE = """campaign "Life" {
@@ -29,14 +27,6 @@ SOURCE = """campaign "Life" {
   day 3 { email bump { send at 09:00 subject "Again" body "Bumping" } }
 }"""
 PEOPLE = [{"email": f"{name}@example.com"} for name in ("kate", "lee", "max", "ned")]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    with database(request.param, tmp_path) as (url, options):
-        engine = Engine(Store.open(url, now=T0, **options))
-        yield engine
-        engine.close()
 
 
 def campaign() -> object:
