@@ -5,9 +5,11 @@ PostgreSQL (scale-out, several dispatchers). Every change happens inside
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import operator
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -206,6 +208,7 @@ class Store:
         try:
             parsed = make_url(url)
             if parsed.get_backend_name() == "sqlite":
+                _create_private(parsed.database)
                 engine = create_engine(url, **engine_options)
                 _sqlite_settings(engine, busy_timeout)
             else:
@@ -324,6 +327,19 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError(str(error)) from error  # the pool opens another
         if not alive:
             raise DisconnectionError("the database closed the connection")
+
+
+def _create_private(path: str | None) -> None:
+    """A new SQLite database file, readable by its owner only: it holds
+    people's data, inbound mail and password hashes. SQLite makes its -wal and
+    -shm files with the database file's permissions, so they are private too.
+    A file that exists keeps its permissions (its owner chose them); one that
+    cannot be made here is left for SQLite to report."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    # It exists, or its folder does not: SQLite says which.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_settings(engine: Engine, busy_timeout: float) -> None:
