@@ -207,6 +207,16 @@ class Store:
         url = database_url(db)
         try:
             parsed = make_url(url)
+        except ArgumentError as error:
+            raise StoreError(
+                f"{redact(db)!r} is not a SQLite path or a postgresql:// URL"
+            ) from error
+        except ValueError:  # what SQLAlchemy cannot take apart: a port of letters
+            raise StoreError(
+                f"{redact(db)!r} is not a database URL cadence can read: its host or port "
+                "cannot be taken apart (a port is a number, like :5432)"
+            ) from None
+        try:
             if parsed.get_backend_name() == "sqlite":
                 _create_private(parsed.database)
                 engine = create_engine(url, **engine_options)

@@ -148,6 +148,10 @@ def test_a_newer_database_is_refused_untouched(db: str) -> None:
 
 def test_bad_database_urls_are_usage_errors(tmp_path: Path) -> None:
     assert run("feed", "--db", "nonsense://x").exit_code == 2
+    for url in ("postgresql://u:hunter2@host:abc/x", "postgresql://[::1/x"):
+        refused = run("feed", "--db", url)  # once a traceback
+        assert refused.exit_code == 2 and "hunter2" not in refused.stderr
+        assert refused.stderr.count("\n") == 1 and "a port is a number" in refused.stderr
     assert run("feed", "--db", str(tmp_path / "missing" / "dir" / "x.db")).exit_code == 2
 
 
