@@ -25,6 +25,9 @@ from cadence.runtime.returndate import return_date
 
 Kind = Literal["reply", "auto_reply", "bounce", "unsubscribe", "complaint", "ignore"]
 MAX_TEXT = 64 * 1024  # characters of a body read for phrases: a reply's news is at the top
+MAX_SUBJECT = 4 * 1024  # characters of a Subject read (RFC 5322 lines are at most 998)
+# A tag, found without backtracking: no `<` inside, so each `<` ends a scan.
+_TAG = re.compile(r"<[^<>]{0,2000}>")
 
 
 @dataclass(frozen=True)
@@ -221,8 +224,10 @@ def _auto_reply(message: Message) -> str | None:
 
 
 def _subject(message: Message) -> str:
-    """The subject, RFC 2047 encoded words decoded ("=?utf-8?q?Automatische_Antwort?=")."""
-    raw = str(message.get("subject", "") or "")
+    """The subject, RFC 2047 encoded words decoded ("=?utf-8?q?Automatische_Antwort?=").
+    Only its first :data:`MAX_SUBJECT` characters: what decides is at its start,
+    and the standard library decodes many encoded words in quadratic time."""
+    raw = str(message.get("subject", "") or "")[:MAX_SUBJECT]
     if "=?" not in raw:
         return raw
     try:
@@ -282,9 +287,11 @@ def _text(message: Message) -> str:
     for part in message.walk():
         kind = part.get_content_type()
         if kind in ("text/plain", "text/html", "text/rfc822-headers", "message/rfc822-headers"):
+            left = MAX_TEXT - size + 1  # what is left to read
             content = _part_text(part)
-            if kind == "text/html":
-                content = re.sub(r"<[^>]{0,2000}>", " ", content)
+            if kind == "text/html":  # markup is most of a page: read more of it
+                content = _TAG.sub(" ", content[: left * 4])
+            content = content[:left]
             pieces.append(content)
             size += len(content)
         elif kind == "message/rfc822":
