@@ -499,7 +499,7 @@ class Engine:
             tasks = [a.step for a in planned if a.kind != "email"]
             sends = len(planned) - len(tasks)
             events.append(
-                _event(
+                feed_row(
                     now,
                     key,
                     enrollment_id,
@@ -547,7 +547,7 @@ class Engine:
                     if report is not None:
                         report.caught_up += 1
                 action_rows.append(row)
-                events.append(_event(now, key, enrollment_id, email, event, action.step, message))
+                events.append(feed_row(now, key, enrollment_id, email, event, action.step, message))
         insert_rows(connection, actions, action_rows)
         insert_rows(connection, feed, events)
         return len(action_rows)
@@ -810,7 +810,7 @@ class Engine:
                 )
                 connection.execute(
                     _FEED_INSERT,
-                    _event(at, send.campaign_id, send.enrollment_id, send.person, "failed",
+                    feed_row(at, send.campaign_id, send.enrollment_id, send.person, "failed",
                            send.step, f"send `{send.step}` failed: {target}"),
                 )  # fmt: skip
                 failed += 1
@@ -883,7 +883,7 @@ class Engine:
                 message += f"; the rest moves {shift} day(s)"
             connection.execute(
                 _FEED_INSERT,
-                _event(now, send.campaign_id, send.enrollment_id, send.person, "late",
+                feed_row(now, send.campaign_id, send.enrollment_id, send.person, "late",
                        send.step, message),
             )  # fmt: skip
         return keep
@@ -991,7 +991,7 @@ class Engine:
             )
             connection.execute(
                 _FEED_INSERT,
-                _event(at, send.campaign_id, send.enrollment_id, send.person, "cancelled",
+                feed_row(at, send.campaign_id, send.enrollment_id, send.person, "cancelled",
                        send.step, f"send `{send.step}` cancelled: the address is on the "
                        f"suppression list ({entry.describe()})"),
             )  # fmt: skip
@@ -1041,7 +1041,7 @@ class Engine:
             rest = f"; the rest moves {shift} day(s)" if shift else ""
             connection.execute(
                 _FEED_INSERT,
-                _event(now, send.campaign_id, send.enrollment_id, send.person, "rolled",
+                feed_row(now, send.campaign_id, send.enrollment_id, send.person, "rolled",
                        send.step, f"daily cap of {cap.limit} for {cap.mailbox} reached: "
                        f"`{send.step}` moved to {due:%Y-%m-%d %H:%M}Z{rest}"),
             )  # fmt: skip
@@ -1177,7 +1177,7 @@ class Engine:
             connection.execute(
                 feed.insert(),
                 [
-                    _event(
+                    feed_row(
                         at,
                         row.campaign_id,
                         row.enrollment_id,
@@ -1616,7 +1616,7 @@ class Engine:
             whose = (key, email)
             if event in ("reply", "bounce"):
                 verb = "replied" if event == "reply" else "bounced"
-                entry = _event(at, key, enrollment_id, email, event, None, f"{email} {verb}")
+                entry = feed_row(at, key, enrollment_id, email, event, None, f"{email} {verb}")
                 if event == "reply":
                     ends, success = (
                         settings.on_reply != "continue",
@@ -1674,7 +1674,9 @@ class Engine:
             when = "until resumed" if until >= UNTIL_RESUMED else f"until {until:%Y-%m-%d}"
             connection.execute(
                 _FEED_INSERT,
-                _event(at, key, enrollment_id, person, "paused", None, f"paused {when}: {reason}"),
+                feed_row(
+                    at, key, enrollment_id, person, "paused", None, f"paused {when}: {reason}"
+                ),
             )
         return len(found)
 
@@ -1745,7 +1747,7 @@ class Engine:
             )
         connection.execute(
             _FEED_INSERT,
-            _event(at, row.campaign_id, enrollment_id, row.person, "resumed", None,
+            feed_row(at, row.campaign_id, enrollment_id, row.person, "resumed", None,
                    f"resumed{moved}"),
         )  # fmt: skip
 
@@ -1865,7 +1867,7 @@ class Engine:
             _settle_expired(connection, at, actions.c.enrollment_id == enrollment_id)
         events = [first] if first is not None else []
         events += [
-            _event(
+            feed_row(
                 at,
                 campaign_id,
                 enrollment_id,
@@ -1877,7 +1879,7 @@ class Engine:
             for step, is_task in cancelled
         ]
         events.append(
-            _event(
+            feed_row(
                 at,
                 campaign_id,
                 enrollment_id,
@@ -2412,7 +2414,7 @@ def _announce(connection: Connection, row: Any, at: dt.datetime, event: str, mes
     """A feed entry about the action ``row`` (as :meth:`Engine._action` reads it)."""
     connection.execute(
         _FEED_INSERT,
-        _event(at, row.campaign_id, row.enrollment_id, row.person, event, row.step, message),
+        feed_row(at, row.campaign_id, row.enrollment_id, row.person, event, row.step, message),
     )
 
 
@@ -2457,7 +2459,7 @@ def _announcement_of(
     return "queued", f"queued `{step}` on {due_date}, after `{waits_for}`"
 
 
-def _event(
+def feed_row(
     at: dt.datetime,
     campaign: str,
     enrollment: int | None,
@@ -2466,6 +2468,7 @@ def _event(
     step: str | None,
     message: str,
 ) -> dict[str, Any]:
+    """A row of the live feed (the engine's and the inbox's entries alike)."""
     return {
         "at": at,
         "campaign_id": campaign,

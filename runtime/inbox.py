@@ -35,7 +35,7 @@ from cadence.runtime import suppression
 from cadence.runtime.addresses import has_control
 from cadence.runtime.authresults import Verdict, verdict
 from cadence.runtime.classify import Classification, classify
-from cadence.runtime.engine import ACTIVE_ENROLLMENTS, Engine
+from cadence.runtime.engine import ACTIVE_ENROLLMENTS, Engine, feed_row
 from cadence.runtime.message_ids import Reference, legacy, references
 from cadence.runtime.schema import actions, enrollments, feed, inbound
 
@@ -338,7 +338,7 @@ class Inbox:
         for enrollment, campaign, person in targets[:MAX_NOTES]:
             note = f"{found.kind.replace('_', ' ')} from {found.sender} not acted on: {why}"
             send = _Send(enrollment, campaign, person, True)
-            connection.execute(_FEED, _feed_entry(now, send, "mail_not_acted_on", note))
+            connection.execute(_FEED, _not_acted_on(now, send, note))
         return f"not acted on: {why}: its From address may be forged"
 
     def _about(
@@ -393,7 +393,7 @@ class Inbox:
             if send.active:
                 note = (f"{found.kind.replace('_', ' ')} from {sender} about an email to "
                         f"{send.person} not acted on: {why}")  # fmt: skip
-                connection.execute(_FEED, _feed_entry(now, send, "mail_not_acted_on", note))
+                connection.execute(_FEED, _not_acted_on(now, send, note))
         shown = ", ".join(people[:3]) + (f" and {len(people) - 3} more" if len(people) > 3 else "")
         return (
             f"not acted on: {why} (it answers an email to {shown}); nobody's schedule changed",
@@ -513,16 +513,10 @@ class _Send:
         return self.person.strip().lower() == address.strip().lower()
 
 
-def _feed_entry(at: dt.datetime, send: _Send, event: str, message: str) -> dict[str, Any]:
-    return {
-        "at": at,
-        "campaign_id": send.campaign,
-        "enrollment_id": send.enrollment,
-        "person": send.person,
-        "event": event,
-        "step": None,
-        "message": message,
-    }
+def _not_acted_on(at: dt.datetime, send: _Send, message: str) -> dict[str, Any]:
+    """The feed entry of mail about ``send``'s person that changed nothing."""
+    return feed_row(at, send.campaign, send.enrollment, send.person, "mail_not_acted_on", None,
+                    message)  # fmt: skip
 
 
 @dataclass
