@@ -55,20 +55,18 @@ from cadence.runtime.mailboxes import NoMailbox
 from cadence.runtime.message_ids import MessageIds, load_secret
 from cadence.runtime.people import Person, RowProblem
 from cadence.runtime.planner import Action, Planner, plan_people, zone_warnings
+from cadence.runtime.schema import CANCELLED as CANCELLED
+from cadence.runtime.schema import CLAIMED as CLAIMED
+from cadence.runtime.schema import FAILED as FAILED
+from cadence.runtime.schema import OPEN as OPEN
+from cadence.runtime.schema import PENDING as PENDING
+from cadence.runtime.schema import SENT as SENT
+from cadence.runtime.schema import UNCONFIRMED as UNCONFIRMED
 from cadence.runtime.schema import actions, campaigns, enrollments, feed
 from cadence.runtime.store import Store, insert_returning_ids, insert_rows
 
-OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
-    "open",
-    "pending",
-    "claimed",
-    "sent",
-    "failed",
-    "cancelled",
-)
 # A task not closed yet: open, or an email task a person had cadence send
 # (pending, then claimed while it is delivered). Later steps wait for it (§6).
-# A task not yet closed: open, or an email task cadence is to send (pending, claimed).
 UNCLOSED_TASK = (OPEN, PENDING, CLAIMED)
 SCHEDULE_AHEAD = dt.timedelta(days=366)  # the furthest a person may schedule an email task
 # Steps still to come whose time the campaign's rules set: pending sends and
@@ -77,10 +75,6 @@ SCHEDULE_AHEAD = dt.timedelta(days=366)  # the furthest a person may schedule an
 BY_THE_RULES = or_(
     actions.c.status == OPEN, and_(actions.c.status == PENDING, actions.c.is_task.is_(False))
 )
-# A send whose dispatcher stopped while delivering it, for a person no longer
-# active: it may have been delivered. A dispatcher whose transport can tell
-# (the outbox) settles it as sent or cancelled.
-UNCONFIRMED = "unconfirmed"
 _LONG_AGO = dt.datetime.min.replace(tzinfo=dt.UTC)  # sorts a send without a time first
 SETTLE_BATCH = 100  # expired claims a dispatcher settles per claim, at most
 # Longer than one delivery may take (a server may think 10 minutes about a

@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, exists, func, or_, select
 
-from cadence.runtime.schema import actions, enrollments
+from cadence.runtime.schema import CLAIMED, OPEN, PENDING, UNCONFIRMED, actions, enrollments
 
 State = Literal["active", "paused", "finished", "ended"]
 ACTIVE, FINISHED, ENDED = "active", "finished", "ended"  # stored statuses
 # Action statuses of a step still to come: the enrollment has not run to its end.
-LEFT = ("pending", "open", "claimed", "unconfirmed")
+LEFT = (PENDING, OPEN, CLAIMED, UNCONFIRMED)
 
 # SQL, per enrollment row: whether a step is still to come, and when its last
 # step was done.

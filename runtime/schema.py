@@ -52,6 +52,21 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 metadata = MetaData()
 
+# An action's statuses (the `status` column of `actions`), named once for the
+# engine and for what reads a person's state.
+OPEN, PENDING, CLAIMED, SENT, FAILED, CANCELLED = (
+    "open",
+    "pending",
+    "claimed",
+    "sent",
+    "failed",
+    "cancelled",
+)
+# A send whose dispatcher stopped while delivering it, for a person no longer
+# active: it may have been delivered. A dispatcher whose transport can tell
+# (the outbox) settles it as sent or cancelled.
+UNCONFIRMED = "unconfirmed"
+
 schema_version = Table(
     "schema_version",
     metadata,
